@@ -1,0 +1,104 @@
+"""One typed configuration: defaults, then CHAT_* environment variables, then CLI flags."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+# Sentinels for the models that ship inside PyPI wheels (no hub needed).
+DEFAULT_BASE_MODEL = "smollm2-135m"
+DEFAULT_EMBEDDER = "all-minilm-l6-v2"
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are a helpful assistant. Answer clearly and concisely. "
+    "When sources are given, use them and cite them as [n]."
+)
+
+
+@dataclass
+class Config:
+    data_dir: Path = field(default=Path("data"), metadata={"help": "folder for all state"})
+    base_model: str = field(default=DEFAULT_BASE_MODEL, metadata={"help": "HF id or path"})
+    embedder: str = field(default=DEFAULT_EMBEDDER, metadata={"help": "HF id or path"})
+    model_cache: Path | None = field(
+        default=None, metadata={"help": "converted model cache (default DATA_DIR/models)"}
+    )
+    device: str = field(default="auto", metadata={"help": "auto|cpu|cuda"})
+    dtype: str = field(default="auto", metadata={"help": "auto|float32|bfloat16|float16"})
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    temperature: float = field(default=0.0, metadata={"help": "0 means greedy"})
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    max_context_tokens: int = field(default=2048, metadata={"help": "prompt + answer budget"})
+    max_message_chars: int = 4000
+    max_history_turns: int = 40
+    host: str = "127.0.0.1"
+    port: int = 7860
+    # retrieval
+    top_k: int = 4
+    min_score: float = field(default=0.35, metadata={"help": "cosine similarity floor"})
+    chunk_tokens: int = 240
+    chunk_overlap: int = 40
+    hnsw_m: int = 16
+    hnsw_ef_construction: int = 200
+    hnsw_ef: int = 64
+    max_file_mb: float = 20.0
+    # limits
+    rate_limit_per_minute: int = 30
+    auth: str = field(default="open", metadata={"help": "open (single user) | accounts"})
+    watch_interval_s: float = field(default=1.0, metadata={"help": "adapter registry poll"})
+
+    def __post_init__(self) -> None:
+        self.data_dir = Path(self.data_dir)
+        if self.model_cache is not None:
+            self.model_cache = Path(self.model_cache)
+        if not 0 <= self.temperature <= 5:
+            raise ValueError(f"temperature must be within [0, 5], got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise ValueError(f"top_p must be within (0, 1], got {self.top_p}")
+        if self.max_new_tokens < 1:
+            raise ValueError("max_new_tokens must be positive")
+        if self.max_context_tokens <= self.max_new_tokens:
+            raise ValueError("max_context_tokens must exceed max_new_tokens")
+
+    @property
+    def cache_dir(self) -> Path:
+        return self.model_cache or self.data_dir / "models"
+
+    @property
+    def db_path(self) -> Path:
+        return self.data_dir / "chat.db"
+
+    @property
+    def adapters_dir(self) -> Path:
+        return self.data_dir / "adapters"
+
+
+def _coerce(value: str, kind: type | str):
+    kind = str(kind)
+    if "bool" in kind:
+        return value.strip().lower() in {"1", "true", "yes", "on"}
+    if "int" in kind:
+        return int(value)
+    if "float" in kind:
+        return float(value)
+    if "Path" in kind:
+        return Path(value)
+    return value
+
+
+def load_config(**overrides) -> Config:
+    """Defaults, then CHAT_<FIELD> env vars, then non-None keyword overrides (CLI flags)."""
+    values = {}
+    for f in fields(Config):
+        env = os.environ.get(f"CHAT_{f.name.upper()}")
+        if env is not None and env != "":
+            values[f.name] = _coerce(env, f.type)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    return Config(**values)
+
+
+def replace(cfg: Config, **changes) -> Config:
+    return dataclasses.replace(cfg, **changes)

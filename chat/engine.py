@@ -1,0 +1,190 @@
+"""The one generation seam: messages in, streamed text out, on the base model or a named LoRA."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from chat.errors import BadInput, NotFound
+
+BASE = "base"  # the name under which requests ask for no adapter
+
+
+@dataclass
+class GenParams:
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 0.9
+    max_new_tokens: int = 256
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.temperature <= 5:
+            raise BadInput(f"temperature must be within [0, 5], got {self.temperature}")
+        if not 0 < self.top_p <= 1:
+            raise BadInput(f"top_p must be within (0, 1], got {self.top_p}")
+        if not 1 <= self.max_new_tokens <= 4096:
+            raise BadInput(f"max_new_tokens must be within [1, 4096], got {self.max_new_tokens}")
+
+
+class Engine:
+    """Base model + named LoRA adapters, shared by every user; one decode step at a time."""
+
+    def __init__(self, model, tokenizer, device: str = "cpu", max_context_tokens: int = 2048):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.device = device
+        self.max_context_tokens = max_context_tokens
+        self.adapters: dict[str, str] = {}  # name -> folder
+        # Steps of concurrent requests interleave under this lock; adapter selection is
+        # model-global in peft, so it is set inside the lock for every step.
+        self._lock = threading.RLock()
+        extra = getattr(model.generation_config, "eos_token_id", None)
+        extra = extra if isinstance(extra, (list, tuple)) else [extra]
+        eos = {tokenizer.eos_token_id, *extra}
+        self.stop_ids = {i for i in eos if i is not None}
+
+    @classmethod
+    def from_config(cls, cfg) -> Engine:
+        from chat.models import load_base_model
+
+        model, tok, device = load_base_model(cfg)
+        return cls(model, tok, device, cfg.max_context_tokens)
+
+    # ------------------------------------------------------------------ prompt
+
+    def encode(self, messages: list[dict]) -> list[int]:
+        out = self.tokenizer.apply_chat_template(
+            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+        )
+        return list(out["input_ids"])
+
+    def fit_messages(self, messages: list[dict], max_new_tokens: int) -> list[dict]:
+        """Drop the oldest history turns until the prompt fits; never the system or question."""
+        if not messages or messages[-1]["role"] != "user":
+            raise BadInput("the last message must be the user's question")
+        budget = self.max_context_tokens - max_new_tokens
+        head = [m for m in messages[:1] if m["role"] == "system"]
+        history, question = messages[len(head):-1], messages[-1]
+        while True:
+            candidate = head + history + [question]
+            if len(self.encode(candidate)) <= budget:
+                return candidate
+            if not history:
+                raise BadInput(
+                    f"the question is too long for the context window ({budget} tokens)")
+            # drop a whole exchange so that roles keep alternating
+            history = history[2:] if len(history) >= 2 else []
+
+    # ------------------------------------------------------------------ adapters
+
+    def load_adapter(self, name: str, folder: str | Path) -> None:
+        """Load a LoRA adapter (safetensors only) under a unique name; cheap if already there."""
+        from peft import PeftModel
+
+        folder = Path(folder)
+        if name in self.adapters:
+            return
+        if not (folder / "adapter_model.safetensors").exists():
+            raise NotFound(f"adapter {name}: no adapter_model.safetensors in {folder}")
+        with self._lock:
+            if isinstance(self.model, PeftModel):
+                self.model.load_adapter(str(folder), adapter_name=name, use_safetensors=True)
+            else:
+                self.model = PeftModel.from_pretrained(
+                    self.model, str(folder), adapter_name=name, use_safetensors=True)
+            self.model.eval()
+            self.adapters[name] = str(folder)
+
+    def unload_adapter(self, name: str) -> None:
+        with self._lock:
+            if name in self.adapters:
+                self.model.delete_adapter(name)
+                del self.adapters[name]
+
+    @contextmanager
+    def _adapter(self, name: str | None):
+        from peft import PeftModel
+
+        if not isinstance(self.model, PeftModel):
+            if name not in (None, BASE):
+                raise NotFound(f"adapter {name} is not loaded")
+            yield
+            return
+        if name in (None, BASE):
+            with self.model.disable_adapter():
+                yield
+            return
+        if name not in self.adapters:
+            raise NotFound(f"adapter {name} is not loaded")
+        if self.model.active_adapter != name:
+            self.model.set_adapter(name)
+        yield
+
+    # ------------------------------------------------------------------ generation
+
+    def generate(
+        self, messages: list[dict], params: GenParams | None = None, adapter: str | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[str]:
+        """Stream the answer as text pieces. Setting `cancel` stops after the current token."""
+        params = params or GenParams()
+        ids = self.encode(self.fit_messages(messages, params.max_new_tokens))
+        yield from self._detokenize(self.generate_ids(ids, params, adapter, cancel))
+
+    def generate_ids(self, ids, params: GenParams, adapter=None, cancel=None) -> Iterator[int]:
+        import torch
+        from transformers import DynamicCache
+
+        gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        cache = DynamicCache()
+        step_input = torch.tensor([ids], device=self.device)
+        for _ in range(params.max_new_tokens):
+            if cancel is not None and cancel.is_set():
+                return
+            with self._lock, torch.inference_mode(), self._adapter(adapter):
+                logits = self.model(
+                    input_ids=step_input, past_key_values=cache, use_cache=True,
+                    logits_to_keep=1).logits[0, -1]
+            token = sample(logits.float().cpu(), params, gen)
+            if token in self.stop_ids:
+                return
+            yield token
+            step_input = torch.tensor([[token]], device=self.device)
+
+    def _detokenize(self, tokens: Iterator[int]) -> Iterator[str]:
+        """Turn tokens into text pieces, holding back incomplete UTF-8 sequences."""
+        ids: list[int] = []
+        emitted = ""
+        for token in tokens:
+            ids.append(token)
+            text = self.tokenizer.decode(ids, skip_special_tokens=True)
+            if text.endswith("\ufffd"):
+                continue
+            if len(text) > len(emitted):
+                yield text[len(emitted):]
+                emitted = text
+
+    def complete(self, messages: list[dict], params: GenParams | None = None,
+                 adapter: str | None = None) -> str:
+        return "".join(self.generate(messages, params, adapter))
+
+
+def sample(logits, params: GenParams, generator=None) -> int:
+    """Greedy when temperature is 0, else temperature + nucleus (top-p) sampling."""
+    import torch
+
+    if params.temperature == 0:
+        return int(torch.argmax(logits))
+    probs = torch.softmax(logits / params.temperature, dim=-1)
+    if params.top_p < 1.0:
+        sorted_probs, order = torch.sort(probs, descending=True)
+        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
+        sorted_probs = sorted_probs * keep
+        choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
+        return int(order[choice])
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+

@@ -1,0 +1,124 @@
+"""ask(): retrieve, build the prompt, stream from the active adapter, record the answer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from chat.config import Config
+from chat.engine import BASE, Engine, GenParams
+from chat.errors import BadInput
+from chat.prompts import PromptProfile, Source, build_messages
+from feedback.store import Store
+
+
+class Retriever(Protocol):
+    def search(self, query: str, k: int, min_score: float) -> list[Source]: ...
+
+
+@dataclass
+class Answer:
+    conversation_id: int
+    user_message_id: int
+    adapter_version: str | None
+    prompt_version: int | None
+    sources: list[Source]
+    prompt: list[dict]
+    text: str = ""
+    message_id: int | None = None  # set once the answer is recorded
+    stopped: bool = False
+    params: dict = field(default_factory=dict)
+
+    def as_json(self) -> dict:
+        return {"answer": self.text, "adapter_version": self.adapter_version,
+                "prompt_version": self.prompt_version,
+                "sources": [s.as_dict(300) for s in self.sources],
+                "message_id": self.message_id, "conversation_id": self.conversation_id}
+
+
+class ChatService:
+    """Business logic shared by the web UI, the HTTP API and the CLI."""
+
+    def __init__(self, cfg: Config, engine: Engine, store: Store,
+                 retriever: Retriever | None = None, adapters=None, prompts=None):
+        self.cfg = cfg
+        self.engine = engine
+        self.store = store
+        self.retriever = retriever
+        self.adapters = adapters  # training.registry.AdapterPool (active version, loading)
+        self.prompts = prompts  # chat.profiles.ProfileStore (active prompt profile)
+
+    def profile(self) -> PromptProfile:
+        if self.prompts is not None:
+            return self.prompts.active()
+        return PromptProfile(system_prompt=self.cfg.system_prompt)
+
+    def resolve_adapter(self, pinned: str | None) -> str | None:
+        """The version this request is served by, fixed for its whole life."""
+        if self.adapters is None:
+            if pinned not in (None, BASE):
+                raise BadInput(f"unknown adapter version {pinned!r}")
+            return None
+        return self.adapters.resolve(pinned)
+
+    def check_question(self, question: str) -> str:
+        question = (question or "").strip()
+        if not question:
+            raise BadInput("the message is empty")
+        if len(question) > self.cfg.max_message_chars:
+            raise BadInput(f"the message is too long ({len(question)} characters; "
+                           f"the limit is {self.cfg.max_message_chars})")
+        return question
+
+    def retrieve(self, question: str) -> list[Source]:
+        if self.retriever is None:
+            return []
+        return self.retriever.search(question, self.cfg.top_k, self.cfg.min_score)
+
+    def default_params(self) -> GenParams:
+        return GenParams(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
+
+    def stream(
+        self, question: str, user: str, history: list[dict] | None = None,
+        conversation_id: int | None = None, adapter: str | None = None,
+        params: GenParams | None = None, cancel: threading.Event | None = None,
+        record: bool = True,
+    ) -> Iterator[Answer]:
+        """Yield the growing Answer after each piece; the last one has message_id set."""
+        question = self.check_question(question)
+        history = (history or [])[-2 * self.cfg.max_history_turns:]
+        params = params or self.default_params()
+        version = self.resolve_adapter(adapter) or BASE
+        profile = self.profile()
+        sources = self.retrieve(question)
+        prompt = build_messages(profile, question, history, sources)
+        prompt = self.engine.fit_messages(prompt, params.max_new_tokens)
+        if conversation_id is None:
+            conversation_id = self.store.create_conversation(user, title=question[:80])
+        else:
+            self.store.conversation(conversation_id, user)
+        user_msg = self.store.record_message(conversation_id, "user", question)
+        answer = Answer(conversation_id, user_msg, version, profile.version, sources, prompt,
+                        params=vars(params).copy())
+        try:
+            for piece in self.engine.generate(prompt, params, version, cancel):
+                answer.text += piece
+                yield answer
+        finally:
+            answer.stopped = bool(cancel is not None and cancel.is_set())
+            if record:
+                self._record(answer)
+        yield answer
+
+    def _record(self, answer: Answer) -> None:
+        answer.message_id = self.store.record_message(
+            answer.conversation_id, "assistant", answer.text, parent_id=answer.user_message_id,
+            adapter_version=answer.adapter_version, prompt_version=answer.prompt_version,
+            sources=[s.as_dict() for s in answer.sources],
+            params={**answer.params, "stopped": answer.stopped}, prompt=answer.prompt)
+
+    def ask(self, question: str, user: str, **kwargs) -> Answer:
+        *_, answer = self.stream(question, user, **kwargs)
+        return answer

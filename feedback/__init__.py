@@ -1,0 +1,1 @@
+"""Feedback: the SQLite store (source of truth), its migrations, import/export."""

@@ -1,0 +1,80 @@
+"""Ordered schema migrations. Never edit one that has landed: add a new one."""
+
+from sqlite_utils import Database
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("learning-chat")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.executescript(
+        """
+        CREATE TABLE users (
+            name TEXT PRIMARY KEY, role TEXT NOT NULL CHECK (role IN ('user', 'admin')),
+            password_hash TEXT, created_at TEXT NOT NULL);
+        CREATE TABLE api_keys (
+            key_hash TEXT PRIMARY KEY, user TEXT NOT NULL REFERENCES users(name),
+            created_at TEXT NOT NULL);
+        CREATE TABLE conversations (
+            id INTEGER PRIMARY KEY, user TEXT NOT NULL, created_at TEXT NOT NULL, title TEXT);
+        CREATE TABLE prompt_profiles (
+            version INTEGER PRIMARY KEY, system_prompt TEXT NOT NULL,
+            few_shot_json TEXT NOT NULL DEFAULT '[]', source_template TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN ('draft', 'active', 'retired')),
+            note TEXT, created_by TEXT, created_at TEXT NOT NULL);
+        CREATE TABLE messages (
+            id INTEGER PRIMARY KEY,
+            conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+            parent_id INTEGER REFERENCES messages(id),
+            role TEXT NOT NULL CHECK (role IN ('user', 'assistant')),
+            content TEXT NOT NULL, adapter_version TEXT, prompt_version INTEGER,
+            sources_json TEXT, params_json TEXT, prompt_json TEXT, created_at TEXT NOT NULL);
+        CREATE INDEX messages_conversation ON messages(conversation_id);
+        CREATE TABLE ratings (
+            id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL REFERENCES messages(id),
+            user TEXT NOT NULL, value INTEGER NOT NULL CHECK (value IN (-1, 1)),
+            reason TEXT, comment TEXT, created_at TEXT NOT NULL,
+            UNIQUE (message_id, user));
+        CREATE TABLE corrections (
+            id INTEGER PRIMARY KEY, message_id INTEGER NOT NULL REFERENCES messages(id),
+            user TEXT NOT NULL, content TEXT NOT NULL, created_at TEXT NOT NULL);
+        CREATE TABLE preferences (
+            id INTEGER PRIMARY KEY, prompt_json TEXT NOT NULL, chosen TEXT NOT NULL,
+            rejected TEXT NOT NULL,
+            source TEXT NOT NULL CHECK (source IN ('compare', 'correction', 'import')),
+            user TEXT NOT NULL, message_id INTEGER REFERENCES messages(id),
+            adapter_version TEXT, prompt_version INTEGER, created_at TEXT NOT NULL);
+        CREATE TABLE comparisons (
+            id INTEGER PRIMARY KEY, prompt_json TEXT NOT NULL, answer_a TEXT NOT NULL,
+            answer_b TEXT NOT NULL, adapter_a TEXT, adapter_b TEXT,
+            choice TEXT NOT NULL CHECK (choice IN ('a', 'b', 'tie', 'both_bad')),
+            user TEXT NOT NULL, preference_id INTEGER REFERENCES preferences(id),
+            created_at TEXT NOT NULL);
+        CREATE TABLE documents (
+            id INTEGER PRIMARY KEY, path TEXT NOT NULL UNIQUE, sha256 TEXT NOT NULL,
+            title TEXT, size INTEGER, added_at TEXT NOT NULL);
+        CREATE TABLE chunks (
+            id INTEGER PRIMARY KEY,
+            document_id INTEGER NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL, text TEXT NOT NULL, n_tokens INTEGER);
+        CREATE INDEX chunks_document ON chunks(document_id);
+        CREATE TABLE adapters (
+            version TEXT PRIMARY KEY, path TEXT NOT NULL, parent_version TEXT,
+            method TEXT NOT NULL, base_model TEXT, metrics_json TEXT, meta_json TEXT,
+            status TEXT NOT NULL CHECK (status IN
+                ('training', 'candidate', 'active', 'rejected', 'retired')),
+            run_id INTEGER, created_at TEXT NOT NULL, activated_at TEXT);
+        CREATE TABLE training_runs (
+            id INTEGER PRIMARY KEY, method TEXT NOT NULL,
+            status TEXT NOT NULL CHECK (status IN
+                ('queued', 'running', 'succeeded', 'rejected', 'failed', 'cancelled')),
+            requested_by TEXT, pid INTEGER, cancel_requested INTEGER NOT NULL DEFAULT 0,
+            started_at TEXT NOT NULL, finished_at TEXT, n_examples INTEGER,
+            adapter_version TEXT, progress_json TEXT, metrics_json TEXT, error TEXT);
+        CREATE TABLE training_events (
+            id INTEGER PRIMARY KEY, run_id INTEGER NOT NULL REFERENCES training_runs(id),
+            step INTEGER NOT NULL, total INTEGER, metrics_json TEXT NOT NULL,
+            created_at TEXT NOT NULL);
+        """
+    )

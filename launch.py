@@ -1,0 +1,51 @@
+"""The one entry point: parses arguments and calls the packages."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import os
+import sys
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+# Each module has register(subparsers): subcommands live with the package they belong to.
+COMMAND_MODULES = ["chat.cli"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="launch.py", description="A chat assistant that learns from its users.")
+    parser.add_argument("--data-dir", default=None, help="data folder (env CHAT_DATA_DIR)")
+    parser.add_argument("--base-model", default=None, help="HF id or path (env CHAT_BASE_MODEL)")
+    parser.add_argument("--embedder", default=None, help="HF id or path (env CHAT_EMBEDDER)")
+    parser.add_argument("--device", default=None, help="auto|cpu|cuda (env CHAT_DEVICE)")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        importlib.import_module(name).register(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
+    from chat.config import load_config
+    from chat.errors import ChatError
+
+    try:
+        cfg = load_config(data_dir=args.data_dir, base_model=args.base_model,
+                          embedder=args.embedder, device=args.device)
+        return args.func(cfg, args) or 0
+    except (ChatError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

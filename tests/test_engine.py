@@ -1,0 +1,65 @@
+import threading
+
+import pytest
+
+from chat.engine import GenParams
+from chat.errors import BadInput
+
+FRANCE = [{"role": "system", "content": "You are a helpful assistant."},
+          {"role": "user", "content": "What is the capital of France?"}]
+
+
+def test_real_model_knows_paris(real_engine):
+    answer = real_engine.complete(FRANCE, GenParams(max_new_tokens=30))
+    assert "Paris" in answer
+
+
+def test_stream_yields_pieces_that_join_to_the_answer(real_engine):
+    params = GenParams(max_new_tokens=30)
+    pieces = list(real_engine.generate(FRANCE, params))
+    assert len(pieces) > 1
+    assert "".join(pieces) == real_engine.complete(FRANCE, params)
+
+
+def test_cancel_stops_mid_stream(tiny_engine):
+    cancel = threading.Event()
+    pieces = []
+    for piece in tiny_engine.generate(FRANCE, GenParams(max_new_tokens=200, temperature=1.0,
+                                                        seed=1), cancel=cancel):
+        pieces.append(piece)
+        if len(pieces) == 3:
+            cancel.set()
+    assert len(pieces) == 3
+
+
+def test_history_truncation_keeps_system_and_question(tiny_engine):
+    long_turn = "blah " * 150
+    history = []
+    for i in range(6):
+        history += [{"role": "user", "content": f"q{i} {long_turn}"},
+                    {"role": "assistant", "content": f"a{i} {long_turn}"}]
+    messages = [FRANCE[0], *history, {"role": "user", "content": "Last question?"}]
+    fitted = tiny_engine.fit_messages(messages, max_new_tokens=64)
+    assert fitted[0] == FRANCE[0]
+    assert fitted[-1]["content"] == "Last question?"
+    assert len(tiny_engine.encode(fitted)) <= 512 - 64
+    assert 1 < len(fitted) < len(messages)
+    roles = [m["role"] for m in fitted[1:]]
+    assert roles == ["user", "assistant"] * ((len(roles) - 1) // 2) + ["user"]
+
+
+def test_question_too_long_for_context_is_a_clear_error(tiny_engine):
+    with pytest.raises(BadInput, match="too long"):
+        tiny_engine.fit_messages([{"role": "user", "content": "word " * 2000}], 64)
+
+
+def test_sampling_params_are_validated():
+    with pytest.raises(BadInput, match="top_p"):
+        GenParams(top_p=0)
+    with pytest.raises(BadInput, match="temperature"):
+        GenParams(temperature=-1)
+
+
+def test_seeded_sampling_is_reproducible(tiny_engine):
+    params = GenParams(max_new_tokens=12, temperature=1.0, seed=7)
+    assert tiny_engine.complete(FRANCE, params) == tiny_engine.complete(FRANCE, params)
