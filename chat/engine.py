@@ -61,12 +61,17 @@ class Engine:
         )
         return list(out["input_ids"])
 
-    def fit_messages(self, messages: list[dict], max_new_tokens: int) -> list[dict]:
-        """Drop the oldest history turns until the prompt fits; never the system or question."""
+    def fit_messages(self, messages: list[dict], max_new_tokens: int,
+                     keep_head: int = 0) -> list[dict]:
+        """Drop the oldest history turns until the prompt fits; never the system or question.
+
+        `keep_head` more leading messages after the system prompt (few-shot turns) are kept too.
+        """
         if not messages or messages[-1]["role"] != "user":
             raise BadInput("the last message must be the user's question")
         budget = self.max_context_tokens - max_new_tokens
-        head = [m for m in messages[:1] if m["role"] == "system"]
+        n_system = 1 if messages[0]["role"] == "system" else 0
+        head = messages[: min(n_system + keep_head, len(messages) - 1)]
         history, question = messages[len(head):-1], messages[-1]
         while True:
             candidate = head + history + [question]

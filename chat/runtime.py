@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from chat.config import Config
 from chat.engine import Engine
+from chat.profiles import ProfileStore
 from chat.service import ChatService
 from feedback.store import Store
 
@@ -24,4 +25,5 @@ def build_runtime(cfg: Config, engine: Engine | None = None) -> Runtime:
     store = Store(cfg.db_path)
     engine = engine or Engine.from_config(cfg)
     service = ChatService(cfg, engine, store)
+    service.prompts = ProfileStore(store, cfg.system_prompt)
     return Runtime(cfg, store, engine, service)

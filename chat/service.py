@@ -94,12 +94,13 @@ class ChatService:
         profile = self.profile()
         sources = self.retrieve(question)
         prompt = build_messages(profile, question, history, sources)
-        prompt = self.engine.fit_messages(prompt, params.max_new_tokens)
-        if conversation_id is None:
+        prompt = self.engine.fit_messages(prompt, params.max_new_tokens, len(profile.few_shot))
+        if conversation_id is None and record:
             conversation_id = self.store.create_conversation(user, title=question[:80])
-        else:
+        elif conversation_id is not None:
             self.store.conversation(conversation_id, user)
-        user_msg = self.store.record_message(conversation_id, "user", question)
+        # an unrecorded answer (a comparison, a preview) leaves no trace in the conversation
+        user_msg = self.store.record_message(conversation_id, "user", question) if record else None
         answer = Answer(conversation_id, user_msg, version, profile.version, sources, prompt,
                         params=vars(params).copy())
         try:
@@ -111,6 +112,13 @@ class ChatService:
             if record:
                 self._record(answer)
         yield answer
+
+    def draft_answer(self, question: str, profile: PromptProfile, params: GenParams,
+                     adapter: str | None = None) -> str:
+        """An unrecorded answer under a given profile (for previews and comparisons)."""
+        prompt = build_messages(profile, question, None, self.retrieve(question))
+        prompt = self.engine.fit_messages(prompt, params.max_new_tokens, len(profile.few_shot))
+        return self.engine.complete(prompt, params, self.resolve_adapter(adapter) or BASE)
 
     def _record(self, answer: Answer) -> None:
         answer.message_id = self.store.record_message(

@@ -1,0 +1,1 @@
+"""Training: feedback -> datasets -> LoRA adapters -> eval gate -> registry."""
