@@ -1,0 +1,65 @@
+"""Retrieval subcommands: ingest, documents list, documents delete."""
+
+from __future__ import annotations
+
+import json
+
+from chat.config import Config
+
+
+def register(sub) -> None:
+    p = sub.add_parser("ingest", help="add files or folders (txt, md, html, pdf) to the "
+                                      "knowledge base")
+    p.add_argument("paths", nargs="+", metavar="PATH")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.set_defaults(func=cmd_ingest)
+
+    p = sub.add_parser("documents", help="list or delete knowledge-base documents")
+    dsub = p.add_subparsers(dest="documents_command", required=True, metavar="ACTION")
+    q = dsub.add_parser("list", help="list documents and their chunk counts")
+    q.add_argument("--json", action="store_true", help="print a JSON list")
+    q.set_defaults(func=cmd_documents_list)
+    q = dsub.add_parser("delete", help="delete a document, its chunks and their vectors")
+    q.add_argument("id", type=int)
+    q.set_defaults(func=cmd_documents_delete)
+
+
+def _retriever(cfg: Config):
+    from feedback.store import Store
+    from retrieval.retriever import Retriever
+
+    return Retriever(cfg, Store(cfg.db_path))
+
+
+def cmd_ingest(cfg: Config, args) -> int:
+    """Exit 0 when every file was ingested or skipped, 1 when some were reported in errors."""
+    report = _retriever(cfg).ingest(args.paths)
+    if args.json:
+        print(json.dumps(report.as_json(), ensure_ascii=False))
+    else:
+        print(f"{report.documents_added} documents added ({report.chunks_added} chunks), "
+              f"{report.skipped} unchanged, {len(report.errors)} errors")
+        for error in report.errors:
+            print(f"  {error['path']}: {error['error']}")
+    return 1 if report.errors else 0
+
+
+def cmd_documents_list(cfg: Config, args) -> int:
+    from feedback.store import Store
+    from retrieval.ingest import list_documents
+
+    docs = list_documents(Store(cfg.db_path))  # no embedder needed just to list
+    if args.json:
+        print(json.dumps(docs, ensure_ascii=False))
+        return 0
+    for d in docs:
+        print(f"{d['id']:>5}  {d['chunks']:>4} chunks  {d['title']}  ({d['path']})")
+    if not docs:
+        print("no documents; add some with `launch.py ingest PATH`")
+    return 0
+
+
+def cmd_documents_delete(cfg: Config, args) -> int:
+    n = _retriever(cfg).delete(args.id)
+    print(f"deleted document {args.id} ({n} chunks)")
+    return 0
