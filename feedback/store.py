@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -27,6 +28,68 @@ RATING_REASONS = {
 }
 
 
+class FairLock:
+    """A re-entrant lock handed to waiters in arrival order (threading.Lock lets some starve)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._waiters: deque[tuple[int, threading.Lock]] = deque()
+        self._owner: int | None = None
+        self._depth = 0
+
+    def __enter__(self) -> FairLock:
+        me = threading.get_ident()
+        with self._guard:
+            if self._owner in (None, me):
+                self._owner, self._depth = me, self._depth + 1
+                return self
+            baton = threading.Lock()
+            baton.acquire()
+            self._waiters.append((me, baton))
+        baton.acquire()  # released by the previous owner, who made us the owner
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with self._guard:
+            self._depth -= 1
+            if self._depth:
+                return
+            if self._waiters:
+                self._owner, baton = self._waiters.popleft()
+                self._depth = 1
+                baton.release()
+            else:
+                self._owner = None
+
+
+CHECKPOINT_EVERY = 256  # commits between WAL checkpoints (run outside the write lock)
+
+
+class _Shared:
+    """Per database file in this process: the write queue and the checkpoint bookkeeping.
+
+    Writers queue on a FairLock and are handed it at once, instead of polling SQLite's busy
+    handler (which sleeps up to 100 ms between tries); busy_timeout still arbitrates between
+    processes. SQLite's automatic checkpoint would run inside a commit, i.e. while every other
+    writer waits, and retry on each commit while readers pin the WAL: we run it ourselves,
+    after the commit and outside the lock.
+    """
+
+    def __init__(self) -> None:
+        self.write_lock = FairLock()
+        self.commits = 0
+        self.checkpointing = threading.Lock()
+
+
+_SHARED: dict[str, _Shared] = {}
+_SHARED_GUARD = threading.Lock()
+
+
+def _shared(path: Path) -> _Shared:
+    with _SHARED_GUARD:
+        return _SHARED.setdefault(str(path.resolve()), _Shared())
+
+
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -43,7 +106,9 @@ class Store:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
-        migrations.apply(self.db)
+        self._shared = _shared(self.path)
+        with self._shared.write_lock:
+            migrations.apply(self.db)
 
     # ------------------------------------------------------------------ connections
 
@@ -58,6 +123,7 @@ class Store:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # see _Shared
         return conn
 
     @property
@@ -72,13 +138,27 @@ class Store:
     def write(self) -> Iterator[Database]:
         """One short write transaction; committed (durable in WAL) when the block exits."""
         db = self.db
-        db.conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            db.conn.execute("ROLLBACK")
-            raise
-        db.conn.execute("COMMIT")
+        shared = self._shared
+        with shared.write_lock:
+            db.conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                db.conn.execute("ROLLBACK")
+                raise
+            db.conn.execute("COMMIT")
+            shared.commits += 1
+            due = shared.commits % CHECKPOINT_EVERY == 0
+        if due:
+            self.checkpoint()
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the database (PASSIVE: never blocks readers or writers)."""
+        if self._shared.checkpointing.acquire(blocking=False):  # one at a time is enough
+            try:
+                self.db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            finally:
+                self._shared.checkpointing.release()
 
     def query(self, sql: str, params: tuple | list | dict = ()) -> list[dict]:
         return [dict(r) for r in self.db.query(sql, params)]
@@ -162,16 +242,13 @@ class Store:
         row = {"message_id": message_id, "user": user, "value": value, "reason": reason,
                "comment": comment, "created_at": utcnow()}
         with self.write() as db:
-            db.conn.execute(
+            return db.conn.execute(
                 "INSERT INTO ratings (message_id, user, value, reason, comment, created_at) "
                 "VALUES (:message_id, :user, :value, :reason, :comment, :created_at) "
                 "ON CONFLICT (message_id, user) DO UPDATE SET value = excluded.value, "
                 "reason = excluded.reason, comment = excluded.comment, "
-                "created_at = excluded.created_at", row,
-            )
-            return db.conn.execute(
-                "SELECT id FROM ratings WHERE message_id = ? AND user = ?", (message_id, user)
-            ).fetchone()[0]
+                "created_at = excluded.created_at RETURNING id", row,
+            ).fetchall()[0][0]  # fetchall: the statement must finish before COMMIT
 
     def record_correction(self, message_id: int, user: str, content: str) -> int:
         """An edited answer: stored, and as a preference (corrected > original)."""

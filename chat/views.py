@@ -1,0 +1,102 @@
+"""Plain helpers that turn answers and stored rows into what the chat tab shows (no gradio here)."""
+
+from __future__ import annotations
+
+import html
+import json
+import re
+
+from chat.sanitize import clean_markdown
+
+BADGE_RE = re.compile(r"\s*<sub>adapter: [^<]*</sub>\s*$")
+SNIPPET_CHARS = 240
+
+
+def text_of(content) -> str:
+    """Chat content as text: gradio 6 may hand back [{"type": "text", "text": ...}]."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(c.get("text", "") if isinstance(c, dict) else str(c) for c in content)
+    if isinstance(content, dict):
+        return str(content.get("text", ""))
+    return str(content)
+
+
+def badge(adapter_version: str | None) -> str:
+    """The small version line shown under an answer (escaped: it is rendered as HTML)."""
+    return f"\n\n<sub>adapter: {html.escape(adapter_version or 'base')}</sub>"
+
+
+def strip_badge(text: str) -> str:
+    """An answer as the model wrote it, without the badge the UI appended."""
+    return BADGE_RE.sub("", text)
+
+
+def shown_answer(text: str, adapter_version: str | None) -> dict:
+    shown = clean_markdown(text)
+    if shown.count("```") % 2:  # an answer cut inside a code block would swallow the badge
+        shown += "\n```"
+    return {"role": "assistant", "content": shown + badge(adapter_version)}
+
+
+def shown_question(text: str) -> dict:
+    return {"role": "user", "content": clean_markdown(text)}
+
+
+def raw_text(content) -> str:
+    """What the person or model actually wrote: badge removed, display escaping undone."""
+    return html.unescape(strip_badge(text_of(content)))
+
+
+def history_for_model(chat_history: list[dict]) -> list[dict]:
+    """The chat as the model should see it: text only, badges removed."""
+    return [{"role": m["role"], "content": raw_text(m["content"])}
+            for m in chat_history if m.get("role") in ("user", "assistant")]
+
+
+def answer_ordinal(chat_history: list[dict], index) -> int | None:
+    """Which assistant answer (0-based) sits at `index` of the chat, or None if it is not one."""
+    if isinstance(index, (list, tuple)):
+        index = index[0]
+    if not isinstance(index, int) or not 0 <= index < len(chat_history):
+        return None
+    if chat_history[index].get("role") != "assistant":
+        return None
+    return sum(1 for m in chat_history[:index] if m.get("role") == "assistant")
+
+
+def aligned_ids(message_ids: list, chat_history: list[dict]) -> list:
+    """message_ids padded/truncated to one entry per assistant message (None: not saved)."""
+    n = sum(1 for m in chat_history if m.get("role") == "assistant")
+    return (list(message_ids) + [None] * n)[:n]
+
+
+def source_rows(sources) -> list[list]:
+    """Rows for the Sources panel from Source objects or their stored dicts."""
+    rows = []
+    for i, s in enumerate(sources or [], 1):
+        d = s if isinstance(s, dict) else s.as_dict()
+        text = " ".join(str(d.get("text", "")).split())
+        rows.append([i, str(d.get("document", "")), round(float(d.get("score", 0.0)), 3),
+                     text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")])
+    return rows
+
+
+def history_from_store(messages: list[dict]) -> tuple[list[dict], list[int], list[list]]:
+    """A stored conversation as (chat history, assistant message ids, last answer's sources)."""
+    history, ids, sources = [], [], []
+    for m in messages:
+        if m["role"] == "user":
+            history.append(shown_question(m["content"]))
+        elif m["role"] == "assistant":
+            history.append(shown_answer(m["content"], m["adapter_version"]))
+            ids.append(m["id"])
+            sources = source_rows(json.loads(m["sources_json"] or "[]"))
+    return history, ids, sources
+
+
+def conversation_choices(conversations: list[dict]) -> list[tuple[str, int]]:
+    """(label, id) pairs for the "My conversations" list."""
+    return [(f"#{c['id']} · {(c['title'] or 'untitled')[:60]} · {c['created_at'][:16]}", c["id"])
+            for c in conversations]

@@ -1,0 +1,148 @@
+"""Import feedback from JSONL: all lines are validated first, then written in ONE transaction."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from chat.errors import BadInput
+from feedback.store import RATING_REASONS, Store, dumps, utcnow
+
+IMPORT_VERSION = "import"  # adapter_version of messages that came from a file, not a model
+ROLES = ("system", "user", "assistant")
+MAX_IMPORT_BYTES = 200 * 1024 * 1024
+
+
+# ---------------------------------------------------------------------------- validation
+
+
+def _text(line: dict, key: str, required: bool = True) -> str | None:
+    value = line.get(key)
+    if value is None and not required:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise BadInput(f'"{key}" must be a non-empty string')
+    return value
+
+
+def prompt_messages(prompt) -> list[dict]:
+    """A prompt as chat messages: a string is one user turn; a list must end with a user turn."""
+    if isinstance(prompt, str) and prompt.strip():
+        return [{"role": "user", "content": prompt}]
+    if not isinstance(prompt, list) or not prompt:
+        raise BadInput('"prompt" must be a non-empty string or a list of messages')
+    for m in prompt:
+        if (not isinstance(m, dict) or m.get("role") not in ROLES
+                or not isinstance(m.get("content"), str)):
+            raise BadInput('each prompt message needs "role" (system|user|assistant) and '
+                           'a string "content"')
+    if prompt[-1]["role"] != "user":
+        raise BadInput("the prompt must end with a user message")
+    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+
+
+def validate_line(line) -> dict:
+    """One parsed JSONL object -> a normalized record; BadInput says what is wrong."""
+    if not isinstance(line, dict):
+        raise BadInput("each line must be a JSON object")
+    kind = line.get("type")
+    if kind not in ("preference", "rating", "correction"):
+        raise BadInput('"type" must be "preference", "rating" or "correction"')
+    rec = {"type": kind, "prompt": prompt_messages(line.get("prompt")),
+           "user": _text(line, "user")}
+    if kind == "preference":
+        rec.update(chosen=_text(line, "chosen"), rejected=_text(line, "rejected"))
+    elif kind == "rating":
+        value = line.get("value")
+        if isinstance(value, bool) or value not in (1, -1):
+            raise BadInput('"value" must be 1 or -1')
+        reason = line.get("reason")
+        if reason is not None and reason not in RATING_REASONS:
+            raise BadInput(f'unknown "reason" {reason!r}; choose one of {sorted(RATING_REASONS)}')
+        rec.update(completion=_text(line, "completion"), value=value, reason=reason,
+                   comment=_text(line, "comment", required=False))
+    else:
+        rec.update(original=_text(line, "original"), corrected=_text(line, "corrected"))
+        if rec["original"].strip() == rec["corrected"].strip():
+            raise BadInput('"corrected" is the same as "original"')
+    return rec
+
+
+def parse_file(path: Path | str) -> list[dict]:
+    """Read and validate every line; the first bad line raises BadInput with its number."""
+    path = Path(path)
+    if not path.is_file():
+        raise BadInput(f"no such file: {path}")
+    if path.stat().st_size > MAX_IMPORT_BYTES:
+        raise BadInput(f"{path} is larger than {MAX_IMPORT_BYTES // 2**20} MB")
+    records = []
+    with path.open("rb") as fh:
+        for number, raw in enumerate(fh, 1):
+            try:
+                text = raw.decode("utf-8").strip()
+                if not text:
+                    continue
+                records.append(validate_line(json.loads(text)))
+            except UnicodeDecodeError:
+                raise BadInput(f"{path}, line {number}: not valid UTF-8") from None
+            except json.JSONDecodeError as exc:
+                raise BadInput(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+            except BadInput as exc:
+                raise BadInput(f"{path}, line {number}: {exc}") from None
+    if not records:
+        raise BadInput(f"{path}: no feedback lines")
+    return records
+
+
+# ---------------------------------------------------------------------------- writing
+
+
+def _answer(store: Store, db, rec: dict, content: str, now: str) -> int:
+    """A conversation holding the prompt turns and the imported answer; returns its message id."""
+    prompt = rec["prompt"]
+    title = next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")[:80]
+    conv = store._insert(db, "conversations", {"user": rec["user"], "created_at": now,
+                                               "title": title})
+    parent = None
+    for m in prompt:
+        if m["role"] == "system":
+            continue
+        parent = store._insert(db, "messages", {
+            "conversation_id": conv, "parent_id": parent, "role": m["role"],
+            "content": m["content"], "created_at": now})
+    return store._insert(db, "messages", {
+        "conversation_id": conv, "parent_id": parent, "role": "assistant", "content": content,
+        "adapter_version": IMPORT_VERSION, "prompt_json": dumps(prompt), "created_at": now})
+
+
+def _write(store: Store, db, rec: dict, now: str) -> None:
+    user, prompt_json = rec["user"], dumps(rec["prompt"])
+    if rec["type"] == "preference":
+        store._insert(db, "preferences", {
+            "prompt_json": prompt_json, "chosen": rec["chosen"], "rejected": rec["rejected"],
+            "source": "import", "user": user, "adapter_version": IMPORT_VERSION,
+            "created_at": now})
+    elif rec["type"] == "rating":
+        mid = _answer(store, db, rec, rec["completion"], now)
+        store._insert(db, "ratings", {
+            "message_id": mid, "user": user, "value": rec["value"], "reason": rec["reason"],
+            "comment": rec["comment"], "created_at": now})
+    else:
+        mid = _answer(store, db, rec, rec["original"], now)
+        store._insert(db, "corrections", {
+            "message_id": mid, "user": user, "content": rec["corrected"], "created_at": now})
+        store._insert(db, "preferences", {
+            "prompt_json": prompt_json, "chosen": rec["corrected"], "rejected": rec["original"],
+            "source": "correction", "user": user, "message_id": mid,
+            "adapter_version": IMPORT_VERSION, "created_at": now})
+
+
+def import_file(store: Store, path: Path | str) -> dict[str, int]:
+    """Import a JSONL file all or nothing; returns how many lines of each type were imported."""
+    records = parse_file(path)
+    now = utcnow()
+    with store.write() as db:
+        for rec in records:
+            _write(store, db, rec, now)
+    return dict(Counter(rec["type"] for rec in records))

@@ -1,0 +1,71 @@
+"""Feedback counts: by kind, by reason, by adapter version and by (prompt, adapter) version."""
+
+from __future__ import annotations
+
+from feedback.store import RATING_REASONS, Store
+
+
+def _rate(down: int, up: int) -> float | None:
+    return round(down / (up + down), 4) if up + down else None
+
+
+def _by_versions(store: Store, keys: str) -> list[dict]:
+    """Messages and thumbs grouped by the given message columns."""
+    return store.query(
+        f"SELECT {keys}, count(DISTINCT m.id) AS messages, "
+        "count(CASE WHEN r.value = 1 THEN 1 END) AS up, "
+        "count(CASE WHEN r.value = -1 THEN 1 END) AS down "
+        "FROM messages m LEFT JOIN ratings r ON r.message_id = m.id "
+        f"WHERE m.role = 'assistant' GROUP BY {keys} ORDER BY {keys}"
+    )
+
+
+def feedback_stats(store: Store) -> dict:
+    """All counts as one JSON-able dict (thumbs-down rate = down / (up + down))."""
+    one = lambda sql: store.db.execute(sql).fetchone()[0]  # noqa: E731
+    kinds = {
+        "conversations": one("SELECT count(*) FROM conversations"),
+        "answers": one("SELECT count(*) FROM messages WHERE role = 'assistant'"),
+        "thumbs_up": one("SELECT count(*) FROM ratings WHERE value = 1"),
+        "thumbs_down": one("SELECT count(*) FROM ratings WHERE value = -1"),
+        "corrections": one("SELECT count(*) FROM corrections"),
+        "preferences": one("SELECT count(*) FROM preferences"),
+        "comparisons": one("SELECT count(*) FROM comparisons"),
+    }
+    preferences_by_source = {r["source"]: r["n"] for r in store.query(
+        "SELECT source, count(*) AS n FROM preferences GROUP BY source ORDER BY source")}
+    comparisons_by_choice = {r["choice"]: r["n"] for r in store.query(
+        "SELECT choice, count(*) AS n FROM comparisons GROUP BY choice ORDER BY choice")}
+    reasons = {r["reason"] or "(none)": r["n"] for r in store.query(
+        "SELECT reason, count(*) AS n FROM ratings WHERE value = -1 GROUP BY reason "
+        "ORDER BY n DESC, reason")}
+    blame: dict[str, int] = {}
+    for reason, n in reasons.items():
+        part = RATING_REASONS.get(reason, "unspecified")
+        blame[part] = blame.get(part, 0) + n
+    by_adapter = {}
+    for r in _by_versions(store, "m.adapter_version"):
+        by_adapter[r["adapter_version"] or "(none)"] = {
+            "answers": r["messages"], "thumbs_up": r["up"], "thumbs_down": r["down"],
+            "thumbs_down_rate": _rate(r["down"], r["up"])}
+    by_prompt_adapter = [
+        {"prompt_version": r["prompt_version"], "adapter_version": r["adapter_version"],
+         "answers": r["messages"], "thumbs_up": r["up"], "thumbs_down": r["down"],
+         "thumbs_down_rate": _rate(r["down"], r["up"])}
+        for r in _by_versions(store, "m.prompt_version, m.adapter_version")]
+    return {"kinds": kinds, "preferences_by_source": preferences_by_source,
+            "comparisons_by_choice": comparisons_by_choice, "reasons": reasons,
+            "blame": blame, "by_adapter": by_adapter, "by_prompt_adapter": by_prompt_adapter}
+
+
+def format_stats(stats: dict) -> str:
+    """A short human-readable summary of feedback_stats()."""
+    lines = ["kind: " + ", ".join(f"{k} {v}" for k, v in stats["kinds"].items())]
+    if stats["reasons"]:
+        lines.append("thumbs-down reasons: "
+                     + ", ".join(f"{k} {v}" for k, v in stats["reasons"].items()))
+    for version, s in stats["by_adapter"].items():
+        rate = "-" if s["thumbs_down_rate"] is None else f"{100 * s['thumbs_down_rate']:.1f}%"
+        lines.append(f"adapter {version}: {s['answers']} answers, +{s['thumbs_up']} "
+                     f"-{s['thumbs_down']} (thumbs-down rate {rate})")
+    return "\n".join(lines)

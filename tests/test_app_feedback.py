@@ -1,0 +1,237 @@
+"""Chat-tab feedback: like/dislike + reason, edit -> correction, compare A/B, my conversations."""
+
+import json
+from types import SimpleNamespace
+
+import gradio as gr
+import httpx
+import pytest
+
+from chat.app import (
+    AppContext,
+    build_app,
+    compare,
+    edit,
+    like,
+    my_conversations,
+    new_session,
+    open_conversation,
+    pick,
+    respond,
+    save_reason,
+)
+from chat.config import replace
+from chat.service import ChatService
+from chat.views import strip_badge, text_of
+
+
+@pytest.fixture
+def ctx(cfg, store, tiny_engine):
+    """The real store and service around a tiny random model: the words do not matter here."""
+    return AppContext(ChatService(replace(cfg, max_new_tokens=6), tiny_engine, store))
+
+
+def _ask(ctx, question, history=None, session=None):
+    *_, (_, history, session) = respond(ctx, question, history or [], session or new_session())
+    return history, session
+
+
+def _like(index, liked):
+    return SimpleNamespace(index=index, value=None, liked=liked)
+
+
+def test_answers_carry_a_version_badge_and_aligned_ids(ctx, store):
+    history, session = _ask(ctx, "first?")
+    history, session = _ask(ctx, "second?", history, session)
+    answers = store.query("SELECT id, content FROM messages WHERE role = 'assistant' ORDER BY id")
+    assert session["message_ids"] == [a["id"] for a in answers]
+    assert history[1]["content"].endswith("<sub>adapter: base</sub>")
+    assert strip_badge(history[3]["content"]) == answers[1]["content"]
+
+
+def test_thumbs_up_then_down_with_reason_keeps_one_row(ctx, store):
+    history, session = _ask(ctx, "Why is the sky blue?")
+    session, _ = like(ctx, history, session, _like(1, True))
+    assert store.query("SELECT value FROM ratings") == [{"value": 1}]
+    session, panel = like(ctx, history, session, _like(1, False))
+    assert panel["visible"] is True and session["pending_rating"] == session["message_ids"][0]
+    assert store.query("SELECT value, reason FROM ratings") == [{"value": -1, "reason": None}]
+    session, panel, *_ = save_reason(ctx, "too long", " shorter ", session)
+    rows = store.query("SELECT message_id, user, value, reason, comment FROM ratings")
+    assert rows == [{"message_id": session["message_ids"][0], "user": session["user"],
+                     "value": -1, "reason": "too long", "comment": "shorter"}]
+    assert panel["visible"] is False and session["pending_rating"] is None
+
+
+def test_liking_a_user_message_or_without_reason_is_refused(ctx, store):
+    history, session = _ask(ctx, "hi")
+    with pytest.raises(gr.Error):
+        like(ctx, history, session, _like(0, True))
+    with pytest.raises(gr.Error):
+        save_reason(ctx, "too long", "", session)  # no thumbs down yet
+    _, session = like(ctx, history, session, _like(1, False))
+    with pytest.raises(gr.Error):
+        save_reason(ctx, None, "", session)
+    assert store.query("SELECT reason FROM ratings") == [{"reason": None}]
+
+
+def test_rating_targets_the_right_answer_after_an_unsaved_one(ctx, store):
+    history, session = _ask(ctx, "one?")
+    # an answer shown but never saved (stopped): its slot is None, the next one still lines up
+    history = history + [{"role": "user", "content": "two?"},
+                         {"role": "assistant", "content": "partial"}]
+    history, session = _ask(ctx, "three?", history, session)
+    with pytest.raises(gr.Error):
+        like(ctx, history, session, _like(3, True))
+    like(ctx, history, session, _like(5, True))
+    last = store.query("SELECT max(id) AS id FROM messages WHERE role = 'assistant'")[0]["id"]
+    assert store.query("SELECT message_id FROM ratings") == [{"message_id": last}]
+
+
+def test_edit_stores_a_correction_and_a_preference(ctx, store):
+    history, session = _ask(ctx, "Capital of France?")
+    original = store.message(session["message_ids"][0])
+    data = SimpleNamespace(index=1, previous_value=history[1]["content"],
+                           value=[{"type": "text", "text": "Paris. <sub>adapter: base</sub>"}])
+    *_, (history, session) = edit(ctx, history, session, data)
+    assert store.query("SELECT content FROM corrections") == [{"content": "Paris."}]
+    (pref,) = store.query("SELECT * FROM preferences")
+    assert (pref["chosen"], pref["rejected"], pref["source"]) == (
+        "Paris.", original["content"], "correction")
+    assert json.loads(pref["prompt_json"]) == json.loads(original["prompt_json"])
+    assert text_of(history[1]["content"]).startswith("Paris.")
+
+
+def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
+    history, session = _ask(ctx, "Name a colour.")
+    before = store.counts()["messages"]
+    *_, (a, b, session, row) = compare(ctx, history, session)
+    assert row["visible"] is True and store.counts()["messages"] == before  # nothing added
+    pending = session["compare"]
+    assert pending["prompt"][-1] == {"role": "user", "content": "Name a colour."}
+    assert strip_badge(a) == pending["a"] and strip_badge(b) == pending["b"]
+    session, row = pick(ctx, "A", session)
+    (cmp,) = store.query("SELECT * FROM comparisons")
+    assert (cmp["choice"], cmp["answer_a"], cmp["user"]) == ("a", pending["a"], session["user"])
+    (pref,) = store.query("SELECT * FROM preferences")
+    assert (pref["chosen"], pref["rejected"], pref["source"]) == (
+        pending["a"], pending["b"], "compare")
+    assert session["compare"] is None and row["visible"] is False
+    with pytest.raises(gr.Error):
+        pick(ctx, "B", session)  # one pick per comparison
+
+
+def test_compare_tie_and_both_bad_make_no_pair(ctx, store):
+    history, session = _ask(ctx, "Say something.")
+    for choice in ("Tie", "Both bad"):
+        *_, (_, _, session, _) = compare(ctx, history, session)
+        session, _ = pick(ctx, choice, session)
+    assert [r["choice"] for r in store.query("SELECT choice FROM comparisons")] == [
+        "tie", "both_bad"]
+    assert store.counts()["preferences"] == 0
+
+
+def test_compare_needs_a_question(ctx):
+    with pytest.raises(gr.Error):
+        list(compare(ctx, [], new_session()))
+
+
+def test_users_reopen_only_their_own_conversations(ctx, store):
+    history, alice = _ask(ctx, "alice asks", session=new_session("alice"))
+    like(ctx, history, alice, _like(1, True))
+    _, bob = _ask(ctx, "bob asks", session=new_session("bob"))
+    _, picker = my_conversations(ctx, new_session("alice"))
+    assert [cid for _, cid in picker["choices"]] == [alice["conversation_id"]]
+    with pytest.raises(gr.Error):
+        open_conversation(ctx, bob["conversation_id"], new_session("alice"))
+    update, session, _ = open_conversation(ctx, alice["conversation_id"], new_session("alice"))
+    assert [text_of(m["content"]) for m in update["value"]][0] == "alice asks"
+    assert session["message_ids"] == alice["message_ids"]
+    assert update["feedback_value"] == ["Like"]
+    # the reopened chat continues in the same conversation
+    _, session = _ask(ctx, "and more", update["value"], session)
+    assert session["conversation_id"] == alice["conversation_id"]
+    assert len(store.messages(alice["conversation_id"])) == 4
+
+
+# ---------------------------------------------------------------------------- running app
+
+
+@pytest.fixture
+def running(ctx):
+    app = build_app(ctx)
+    app.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    yield app
+    app.close()
+
+
+def _event(app, session_hash: str, trigger: str, data: list, event_data: dict) -> list:
+    """Send a UI event that carries event data (gradio_client cannot) on the client's session."""
+    chatbot = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "chatbot")
+    fn_index = next(i for i, fn in app.fns.items()
+                    if any(t[0] == chatbot._id and t[1] == trigger for t in fn.targets))
+    base = app.local_url.rstrip("/") + "/gradio_api/queue"
+    with httpx.Client(timeout=60) as http:
+        joined = http.post(f"{base}/join", json={
+            "data": data, "event_data": event_data, "fn_index": fn_index,
+            "trigger_id": chatbot._id, "session_hash": session_hash})
+        joined.raise_for_status()
+        with http.stream("GET", f"{base}/data", params={"session_hash": session_hash}) as sse:
+            for line in sse.iter_lines():
+                msg = json.loads(line[5:]) if line.startswith("data:") else {}
+                if msg.get("msg") == "process_completed":
+                    assert msg["success"], msg
+                    return msg["output"]["data"]
+    raise AssertionError("no answer from the event")
+
+
+def test_feedback_through_the_running_app(running, store):
+    from gradio_client import Client
+
+    client = Client(running.local_url, verbose=False)
+    _, history = client.predict("What is 2+2?", [], api_name="/chat")
+    answer_id = store.query("SELECT id FROM messages WHERE role = 'assistant'")[0]["id"]
+    _event(running, client.session_hash, "like", [history, None],
+           {"index": 1, "value": [history[1]["content"]], "liked": False})
+    assert store.query("SELECT message_id, value FROM ratings") == [
+        {"message_id": answer_id, "value": -1}]
+    _event(running, client.session_hash, "edit", [history, None],
+           {"index": 1, "value": "Four.", "previous_value": history[1]["content"]})
+    assert store.query("SELECT message_id, content FROM corrections") == [
+        {"message_id": answer_id, "content": "Four."}]
+    client.predict(history, api_name="/compare")
+    client.predict(api_name="/pick_b")
+    (cmp,) = store.query("SELECT choice, user, preference_id FROM comparisons")
+    assert cmp["choice"] == "b" and cmp["preference_id"] is not None
+    user = store.query("SELECT user FROM conversations")[0]["user"]
+    assert cmp["user"] == user and user.startswith("guest-")
+
+
+def test_real_model_answer_rated_and_compared(cfg, store, real_engine):
+    """The real path once: the shipped model answers, is rated, and two samples are compared."""
+    ctx = AppContext(ChatService(replace(cfg, max_new_tokens=12), real_engine, store))
+    history, session = _ask(ctx, "What is the capital of France?")
+    assert "Paris" in history[1]["content"]
+    like(ctx, history, session, _like(1, True))
+    *_, (_, _, session, _) = compare(ctx, history, session)
+    assert session["compare"]["a"] and session["compare"]["b"]
+    pick(ctx, "B", session)
+    assert store.counts()["ratings"] == 1 and store.counts()["preferences"] == 1
+
+
+def test_reopen_through_the_running_app(running, store):
+    from gradio_client import Client
+
+    client = Client(running.local_url, verbose=False)
+    client.predict("Remember me?", [], api_name="/chat")
+    conv = store.query("SELECT id FROM conversations")[0]["id"]
+    other = store.create_conversation("someone-else", "private")
+    picker = client.predict(api_name="/conversations")
+    assert [c[1] for c in picker["choices"]] == [conv]
+    update, sources = client.predict(conv, api_name="/open_conversation")
+    history = update["value"]
+    assert text_of(history[0]["content"]) == "Remember me?" and len(history) == 2
+    assert update["feedback_value"] == [None]  # not rated yet
+    assert sources["headers"] == ["#", "source", "score", "snippet"]
+    with pytest.raises(Exception):  # noqa: B017 - gradio_client wraps the gr.Error / bad choice
+        client.predict(other, api_name="/open_conversation")
