@@ -1,0 +1,94 @@
+"""Adapter registry: versions, activation in one transaction, rollback, rejected never served."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+
+from chat.errors import BadInput, NotFound
+from tests.test_training import ROOT
+
+
+def fake_adapter(cfg, name: str):
+    """A folder shaped like an adapter (registry logic only; real weights in test_training)."""
+    folder = cfg.adapters_dir / f".tmp-{name}"
+    folder.mkdir(parents=True)
+    (folder / "adapter_model.safetensors").write_bytes(b"x")
+    return folder
+
+
+def add(cfg, store, passed=True) -> str:
+    from training import registry
+
+    n = store.counts()["adapters"]
+    return registry.register(store, cfg.adapters_dir, fake_adapter(cfg, str(n)), method="dpo",
+                             base_model="b", metrics={"gate": {"passed": passed}},
+                             meta={"feedback_ids": [1, 2]}, passed=passed, run_id=None)
+
+
+def test_register_numbers_versions_and_writes_meta_last(cfg, store):
+    from training import registry
+
+    assert [add(cfg, store), add(cfg, store)] == ["v0001", "v0002"]
+    meta = json.loads((cfg.adapters_dir / "v0002" / "meta.json").read_text())
+    assert meta["version"] == "v0002" and meta["feedback_ids"] == [1, 2]
+    assert registry.get(store, "v0001")["status"] == "candidate"
+    assert not list(cfg.adapters_dir.glob(".tmp-*"))
+
+
+def test_activate_retires_previous_and_rollback_restores(cfg, store):
+    from training import registry
+
+    v1, v2 = add(cfg, store), add(cfg, store)
+    registry.activate(store, v1)
+    registry.activate(store, v2)
+    assert registry.active_version(store) == v2 and registry.get(store, v1)["status"] == "retired"
+    assert registry.rollback(store) == v1
+    assert registry.active_version(store) == v1
+    assert registry.rollback(store) == v2  # rollback of a rollback: like `cd -`
+
+
+def test_rollback_of_the_first_version_serves_the_base(cfg, store):
+    from training import registry
+
+    registry.activate(store, add(cfg, store))
+    assert registry.rollback(store) is None
+    assert registry.active_version(store) is None
+    with pytest.raises(BadInput, match="nothing to roll back"):
+        registry.rollback(store)
+
+
+def test_rejected_and_unknown_versions_are_refused(cfg, store):
+    from training import registry
+
+    bad = add(cfg, store, passed=False)
+    with pytest.raises(BadInput, match="eval gate"):
+        registry.activate(store, bad)
+    with pytest.raises(NotFound, match="v0099"):
+        registry.activate(store, "v0099")
+    with pytest.raises(BadInput, match="v0001"):
+        registry.get(store, "../etc")
+    assert registry.active_version(store) is None
+
+
+def test_adapters_cli(cfg, store):
+    v1, v2 = add(cfg, store), add(cfg, store)
+
+    def cli(*args):
+        return subprocess.run([sys.executable, "launch.py", "adapters", *args], cwd=ROOT,
+                              capture_output=True, text=True, timeout=120)
+
+    assert cli("activate", v2).returncode == 0
+    listed = json.loads(cli("list", "--json").stdout)
+    assert [(r["version"], r["status"]) for r in listed] == [(v1, "candidate"), (v2, "active")]
+    assert json.loads(cli("show", v2, "--json").stdout)["meta"]["feedback_ids"] == [1, 2]
+    bad = cli("activate", "v0042")
+    assert bad.returncode == 2 and bad.stderr.startswith("error: no adapter v0042")
+    rolled = cli("rollback")
+    assert rolled.returncode == 0 and "base model" in rolled.stdout
+    from training import registry
+
+    assert registry.active_version(store) is None

@@ -1,0 +1,161 @@
+"""Subcommands: train, adapters list|show|activate|rollback."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+from chat.config import Config
+from training.config import METHODS
+
+
+def register(sub) -> None:
+    p = sub.add_parser("train", help="train a LoRA adapter from feedback (own process)")
+    p.add_argument("--method", choices=METHODS, default="auto")
+    p.add_argument("--no-activate", action="store_true", help="keep a passing adapter as "
+                   "candidate instead of activating it")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--epochs", type=float, default=None)
+    p.add_argument("--max-steps", type=int, default=None, help="> 0 overrides --epochs")
+    p.add_argument("--learning-rate", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--user", default="cli", help="who requested the run")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("adapters", help="list, show, activate or roll back adapters")
+    asub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    a = asub.add_parser("list", help="all versions with status and gate figures")
+    a.add_argument("--json", action="store_true")
+    a = asub.add_parser("show", help="one version: metrics and meta")
+    a.add_argument("version")
+    a.add_argument("--json", action="store_true")
+    a = asub.add_parser("activate", help="serve this version (running servers follow)")
+    a.add_argument("version")
+    asub.add_parser("rollback", help="activate the previously active version")
+    p.set_defaults(func=cmd_adapters)
+
+
+# ---------------------------------------------------------------------------- train
+
+
+def settings_from_args(args):
+    from training.config import TrainSettings
+
+    optim = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
+                               "learning_rate": args.learning_rate,
+                               "batch_size": args.batch_size}.items() if v is not None}
+    return TrainSettings.from_dict({"method": args.method, "activate": not args.no_activate,
+                                    "optim": optim})
+
+
+def cmd_train(cfg: Config, args) -> int:
+    from feedback.store import Store
+    from training import runner
+
+    settings = settings_from_args(args)
+    store = Store(cfg.db_path)
+    runner.prepare(store, cfg, settings)  # NotEnoughData here, before a process starts
+    run_id = runner.create_run(store, settings, args.user)
+    proc = runner.spawn(cfg, run_id)
+    row = wait(store, run_id, proc, show_bar=not args.json and sys.stderr.isatty(),
+               log_file=runner.log_path(cfg, run_id))
+    out = summary(row)
+    if args.json:
+        print(json.dumps(out, ensure_ascii=False))
+    else:
+        print_summary(out)
+    return 0 if out["status"] in ("succeeded", "rejected") else 1
+
+
+def wait(store, run_id: int, proc, show_bar: bool, log_file=None, poll_s: float = 0.5) -> dict:
+    """Follow the run's progress in the database until its process ends; Ctrl-C cancels."""
+    from training import runner
+
+    bar = None
+    try:
+        while proc.poll() is None:
+            row = runner.get_run(store, run_id)
+            bar = _draw(bar, row["progress"]) if show_bar else None
+            time.sleep(poll_s)
+    except KeyboardInterrupt:
+        runner.request_cancel(store, run_id)
+        print("cancelling...", file=sys.stderr)
+        proc.wait()
+    if bar is not None:
+        bar.close()
+    row = runner.get_run(store, run_id)
+    if row["status"] not in runner.FINISHED:
+        err = log_file.read_text(errors="replace")[-2000:] if log_file else ""
+        runner.update_run(store, run_id, status="failed", error=err or "process ended early")
+        row = runner.get_run(store, run_id)
+    return row
+
+
+def _draw(bar, progress: dict):
+    from tqdm import tqdm
+
+    total, step = progress.get("total") or 0, progress.get("step") or 0
+    if bar is None and total:
+        bar = tqdm(total=total, desc=progress.get("method", "train"), unit="step")
+    if bar is not None:
+        bar.update(step - bar.n)
+        last = progress.get("last", {})
+        if "loss" in last:
+            bar.set_postfix(loss=f"{last['loss']:.3f}")
+    return bar
+
+
+def summary(row: dict) -> dict:
+    """The CLI's JSON contract for a finished run."""
+    metrics = row.get("metrics") or {}
+    return {"run_id": row["id"], "status": row["status"], "method": row["method"],
+            "adapter_version": row["adapter_version"], "n_train": metrics.get("n_train"),
+            "n_heldout": metrics.get("n_heldout"), "gate": metrics.get("gate"),
+            "activated": bool(metrics.get("activated")), "why": metrics.get("why"),
+            "error": row.get("error")}
+
+
+def print_summary(out: dict) -> None:
+    print(f"run {out['run_id']}: {out['status']} ({out['method']})")
+    if out.get("error"):
+        print(f"  error: {out['error']}")
+    gate = out.get("gate") or {}
+    if gate:
+        print(f"  adapter {out['adapter_version']}: gate {'passed' if gate['passed'] else 'FAILED'}"
+              f", preference accuracy {gate['pref_accuracy']}, active "
+              f"{gate['pref_accuracy_active']}, perplexity ratio {gate['ppl_ratio']}")
+        for reason in gate.get("reasons", []):
+            print(f"  - {reason}")
+        print(f"  activated: {out['activated']}")
+
+
+# ---------------------------------------------------------------------------- adapters
+
+
+def cmd_adapters(cfg: Config, args) -> int:
+    from feedback.store import Store
+    from training import registry
+
+    store = Store(cfg.db_path)
+    if args.action == "list":
+        rows = registry.list_adapters(store)
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        for r in [] if args.json else rows:
+            gate = (r["metrics"] or {}).get("gate") or {}
+            print(f"{r['version']}  {r['status']:<9} {r['method']:<5} "
+                  f"acc={gate.get('pref_accuracy')} ppl_ratio={gate.get('ppl_ratio')} "
+                  f"{r['created_at']}")
+        if not rows and not args.json:
+            print("no adapters yet; the base model is served")
+    elif args.action == "show":
+        row = registry.get(store, args.version)
+        print(json.dumps(row, ensure_ascii=False, indent=None if args.json else 2))
+    elif args.action == "activate":
+        row = registry.activate(store, args.version)
+        print(f"{row['version']} is active")
+    else:
+        version = registry.rollback(store)
+        print(f"{version or 'the base model'} is active")
+    return 0

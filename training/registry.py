@@ -1,0 +1,124 @@
+"""The adapter registry: rows in `adapters` + folders adapters/vNNNN; activation, rollback."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+from chat.errors import BadInput, NotFound
+from feedback.store import Store, dumps, utcnow
+
+VERSION_RE = re.compile(r"^v\d{4,}$")
+COMPLETE_MARKER = "meta.json"  # written last: a folder without it is incomplete
+
+
+def format_version(n: int) -> str:
+    return f"v{n:04d}"
+
+
+def check_version(version: str) -> str:
+    if not isinstance(version, str) or not VERSION_RE.match(version):
+        raise BadInput(f"adapter version must look like v0001, got {version!r}")
+    return version
+
+
+def _decode(row: dict | None) -> dict | None:
+    if row is None:
+        return None
+    row = dict(row)
+    for key in ("metrics_json", "meta_json"):
+        row[key[:-5]] = json.loads(row.pop(key) or "{}")
+    return row
+
+
+def get(store: Store, version: str) -> dict:
+    row = _decode(store.one("SELECT * FROM adapters WHERE version = ?", (check_version(version),)))
+    if row is None:
+        raise NotFound(f"no adapter {version}; see `python launch.py adapters list`")
+    return row
+
+
+def list_adapters(store: Store) -> list[dict]:
+    return [_decode(r) for r in store.query("SELECT * FROM adapters ORDER BY version")]
+
+
+def active_version(store: Store) -> str | None:
+    row = store.one("SELECT version FROM adapters WHERE status = 'active'")
+    return row["version"] if row else None
+
+
+def active_row(store: Store) -> dict | None:
+    return _decode(store.one("SELECT * FROM adapters WHERE status = 'active'"))
+
+
+# ---------------------------------------------------------------------------- registration
+
+
+def register(store: Store, adapters_dir: Path, tmp_folder: Path, *, method: str,
+             base_model: str, metrics: dict, meta: dict, passed: bool,
+             run_id: int | None) -> str:
+    """Move a complete adapter folder into adapters/vNNNN and add its row, in one transaction."""
+    adapters_dir.mkdir(parents=True, exist_ok=True)
+    status = "candidate" if passed else "rejected"
+    with store.write() as db:
+        last = db.conn.execute("SELECT max(version) FROM adapters").fetchone()[0]
+        version = format_version(int(last[1:]) + 1 if last else 1)
+        target = adapters_dir / version
+        if target.exists():  # left by a process killed between rename and commit: no row
+            shutil.rmtree(target)
+        meta = {**meta, "version": version, "method": method, "base_model": base_model,
+                "metrics": metrics}
+        (tmp_folder / COMPLETE_MARKER).write_text(json.dumps(meta, indent=2))
+        os.replace(tmp_folder, target)
+        db.conn.execute(
+            "INSERT INTO adapters (version, path, parent_version, method, base_model, "
+            "metrics_json, meta_json, status, run_id, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (version, str(target), meta.get("parent_version"), method, base_model,
+             dumps(metrics), dumps(meta), status, run_id, utcnow()))
+    return version
+
+
+# ---------------------------------------------------------------------------- activation
+
+
+def activate(store: Store, version: str) -> dict:
+    """Make `version` the one served: one transaction (old active -> retired, new -> active)."""
+    row = get(store, version)
+    if row["status"] == "rejected":
+        raise BadInput(f"adapter {version} failed the eval gate and cannot be activated")
+    if row["status"] == "training":
+        raise BadInput(f"adapter {version} is still training")
+    if not (Path(row["path"]) / "adapter_model.safetensors").exists():
+        raise NotFound(f"adapter {version}: files missing in {row['path']}")
+    with store.write() as db:
+        db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
+        db.conn.execute("UPDATE adapters SET status = 'active', activated_at = ? "
+                        "WHERE version = ?", (utcnow(), version))
+    return get(store, version)
+
+
+def deactivate(store: Store) -> None:
+    """Serve the base model: the active adapter becomes retired (still loadable)."""
+    with store.write() as db:
+        db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
+
+
+def rollback(store: Store) -> str | None:
+    """Activate the version that was active before the current one (None: back to the base)."""
+    current = active_row(store)
+    if current is None:
+        raise BadInput("no adapter is active; nothing to roll back")
+    prev = store.one(
+        "SELECT version FROM adapters WHERE activated_at IS NOT NULL AND version != ? "
+        "AND status = 'retired' AND activated_at <= ? "
+        "ORDER BY activated_at DESC, version DESC LIMIT 1",
+        (current["version"], current["activated_at"]))
+    if prev is None:
+        deactivate(store)
+        return None
+    activate(store, prev["version"])
+    return prev["version"]

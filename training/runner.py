@@ -1,0 +1,280 @@
+"""The job runner: one training run in its own process (`python -m training.runner RUN_ID`)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import traceback
+from pathlib import Path
+
+from chat.config import Config, load_config
+from chat.errors import NotEnoughData
+from feedback.store import Store, dumps, utcnow
+from training import registry
+from training.config import TrainSettings
+from training.datasets import dpo_rows, kto_rows, require, split
+from training.trainers import Cancelled, Hooks
+
+log = logging.getLogger(__name__)
+FINISHED = ("succeeded", "rejected", "failed", "cancelled")
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------------------- run rows
+
+
+def create_run(store: Store, settings: TrainSettings, requested_by: str | None) -> int:
+    with store.write() as db:
+        cur = db.conn.execute(
+            "INSERT INTO training_runs (method, status, requested_by, started_at, progress_json) "
+            "VALUES (?, 'queued', ?, ?, ?)",
+            (settings.method, requested_by, utcnow(),
+             dumps({"phase": "queued", "settings": settings.as_dict()})))
+        return cur.lastrowid
+
+
+def get_run(store: Store, run_id: int) -> dict:
+    reap_stale(store)
+    row = store.one("SELECT * FROM training_runs WHERE id = ?", (run_id,))
+    if row is None:
+        from chat.errors import NotFound
+        raise NotFound(f"no training run {run_id}")
+    for key in ("progress_json", "metrics_json"):
+        row[key[:-5]] = json.loads(row.pop(key) or "{}")
+    return row
+
+
+def update_run(store: Store, run_id: int, **cols) -> None:
+    for key in ("progress", "metrics"):
+        if key in cols:
+            cols[key + "_json"] = dumps(cols.pop(key))
+    sets = ", ".join(f"{k} = ?" for k in cols)
+    with store.write() as db:
+        db.conn.execute(f"UPDATE training_runs SET {sets} WHERE id = ?", [*cols.values(), run_id])
+
+
+def request_cancel(store: Store, run_id: int) -> None:
+    with store.write() as db:
+        db.conn.execute("UPDATE training_runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def reap_stale(store: Store) -> int:
+    """Mark runs whose process died (crash, kill -9) as failed; they changed nothing served."""
+    rows = store.query("SELECT id, pid FROM training_runs WHERE status = 'running'")
+    dead = [r["id"] for r in rows if not _alive(r["pid"])]
+    for run_id in dead:
+        with store.write() as db:
+            db.conn.execute(
+                "UPDATE training_runs SET status = 'failed', finished_at = ?, "
+                "error = 'the training process died (crash or kill)' "
+                "WHERE id = ? AND status = 'running'", (utcnow(), run_id))
+    return len(dead)
+
+
+def spawn(cfg: Config, run_id: int) -> subprocess.Popen:
+    """Start the run in its own process (never in the server's)."""
+    env = {**os.environ, "CHAT_DATA_DIR": str(cfg.data_dir), "HF_HUB_OFFLINE": "1",
+           "TOKENIZERS_PARALLELISM": "false"}
+    if cfg.model_cache is not None:
+        env["CHAT_MODEL_CACHE"] = str(cfg.model_cache)
+    if cfg.base_model:
+        env["CHAT_BASE_MODEL"] = cfg.base_model
+    log_file = log_path(cfg, run_id)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with open(log_file, "ab") as out:  # a file, not a pipe: a full pipe would stall the run
+        return subprocess.Popen([sys.executable, "-m", "training.runner", str(run_id)],
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def log_path(cfg: Config, run_id: int) -> Path:
+    return cfg.data_dir / "logs" / f"train-{run_id}.log"
+
+
+def new_feedback_since_last_run(store: Store) -> int:
+    last = store.one("SELECT max(started_at) AS t FROM training_runs")["t"] or ""
+    row = store.one("SELECT (SELECT count(*) FROM preferences WHERE created_at > ?) + "
+                    "(SELECT count(*) FROM ratings WHERE created_at > ?) AS n", (last, last))
+    return row["n"]
+
+
+def maybe_autotrain(store: Store, cfg: Config) -> int | None:
+    """Start a run when cfg.auto_train_every new feedback items arrived (off when 0)."""
+    if cfg.auto_train_every <= 0:
+        return None
+    reap_stale(store)
+    if store.one("SELECT id FROM training_runs WHERE status IN ('queued', 'running')"):
+        return None
+    if new_feedback_since_last_run(store) < cfg.auto_train_every:
+        return None
+    settings = TrainSettings()
+    try:
+        prepare(store, cfg, settings)
+    except NotEnoughData:
+        return None
+    run_id = create_run(store, settings, "auto")
+    spawn(cfg, run_id)
+    return run_id
+
+
+# ---------------------------------------------------------------------------- data
+
+
+def choose_method(n_pairs: int, n_ratings: int, s: TrainSettings) -> tuple[str, str]:
+    """auto: pick the method the signal supports, and say why."""
+    enough_pairs, enough_ratings = n_pairs >= s.data.min_pairs, n_ratings >= s.data.min_ratings
+    if enough_pairs and (n_pairs >= n_ratings or not enough_ratings):
+        return "dpo", (f"{n_pairs} preference pairs >= {n_ratings} ratings: DPO learns "
+                       "directly from pairs")
+    if enough_ratings:
+        return "kto", (f"{n_ratings} ratings outnumber {n_pairs} pairs: KTO learns from "
+                       "unpaired thumbs")
+    raise NotEnoughData(
+        f"only {n_pairs} preference pairs (need {s.data.min_pairs}) and {n_ratings} ratings "
+        f"(need {s.data.min_ratings}); collect more feedback or import pairs")
+
+
+def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
+    """Pick the method, build and split its dataset; NotEnoughData before any heavy work."""
+    profile = active_profile(store, cfg)
+    pairs = dpo_rows(store, profile)
+    ratings = kto_rows(store, profile)
+    method, why = s.method, f"requested {s.method}"
+    if method == "auto":
+        method, why = choose_method(len(pairs), len(ratings), s)
+    if method in ("dpo", "rlhf"):
+        data = split(pairs, s.data, "source")
+        require(len(data.train), s.data.min_pairs, "preference pairs for training",
+                "add comparisons or corrections, or import pairs")
+    else:
+        data = split(ratings, s.data, "label")
+        require(len(data.train), s.data.min_ratings, "ratings for training",
+                "collect more thumbs up/down")
+    return {"method": method, "why": why, "split": data, "profile": profile}
+
+
+def active_profile(store: Store, cfg: Config):
+    """The prompt profile serving now: bare imported questions and the gate use it."""
+    from chat.profiles import ProfileStore
+
+    return ProfileStore(store, cfg.system_prompt).active()
+
+
+# ---------------------------------------------------------------------------- the run
+
+
+def run(run_id: int, cfg: Config | None = None) -> dict:
+    """Train, gate, register and (maybe) activate; always leaves the run in a final state."""
+    cfg = cfg or load_config()
+    store = Store(cfg.db_path)
+    row = get_run(store, run_id)
+    if row["status"] != "queued":
+        raise RuntimeError(f"run {run_id} is {row['status']}, not queued")
+    settings = TrainSettings.from_dict(row["progress"].get("settings"))
+    update_run(store, run_id, status="running", pid=os.getpid(),
+               progress={"phase": "preparing", "step": 0, "total": 0})
+    tmp = Path(tempfile.mkdtemp(prefix=".tmp-run-", dir=_adapters_dir(cfg)))
+    try:
+        result = _train_and_register(store, cfg, settings, run_id, tmp)
+    except Cancelled:
+        update_run(store, run_id, status="cancelled", finished_at=utcnow(),
+                   progress={"phase": "cancelled"})
+        return {"run_id": run_id, "status": "cancelled"}
+    except Exception as exc:
+        update_run(store, run_id, status="failed", finished_at=utcnow(), error=str(exc),
+                   progress={"phase": "failed"})
+        log.error("run %s failed: %s", run_id, traceback.format_exc())
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
+
+
+def _adapters_dir(cfg: Config) -> Path:
+    cfg.adapters_dir.mkdir(parents=True, exist_ok=True)
+    return cfg.adapters_dir
+
+
+def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int,
+                        tmp: Path) -> dict:
+    from chat.models import resolve_base_model
+    from training.steps import gate_candidate, train_method
+
+    prep = prepare(store, cfg, s)
+    data, method = prep["split"], prep["method"]
+    update_run(store, run_id, method=method, n_examples=len(data.train),
+               progress={"phase": "training", "method": method, "why": prep["why"]})
+    base_path = resolve_base_model(cfg)
+    hooks = _hooks(store, run_id, method)
+    train_metrics, reward = train_method(method, base_path, data, s, tmp, hooks, store, cfg)
+    update_run(store, run_id, progress={"phase": "gate", "method": method})
+    active = registry.active_row(store)
+    gate = gate_candidate(base_path, tmp, active, data.heldout, s,
+                          prep["profile"].system_prompt, reward)
+    metrics = {"gate": gate.as_dict(), "train": train_metrics, "why": prep["why"],
+               "n_train": len(data.train), "n_heldout": len(data.heldout),
+               "dropped_by_user_cap": data.dropped_by_cap}
+    meta = {"parent_version": active["version"] if active else None,
+            "hyper_parameters": s.as_dict(), "feedback_ids": data.ids,
+            "feedback_kind": "ratings" if method == "kto" else "preferences",
+            "heldout_ids": sorted(r["id"] for r in data.heldout), "run_id": run_id}
+    version = registry.register(store, cfg.adapters_dir, tmp, method=method,
+                                base_model=cfg.base_model, metrics=metrics, meta=meta,
+                                passed=gate.passed, run_id=run_id)
+    activated = False
+    if gate.passed and s.activate:
+        registry.activate(store, version)
+        activated = True
+    status = "succeeded" if gate.passed else "rejected"
+    update_run(store, run_id, status=status, finished_at=utcnow(), adapter_version=version,
+               metrics={**metrics, "activated": activated},
+               progress={"phase": "done", "method": method})
+    return {"run_id": run_id, "status": status, "adapter_version": version}
+
+
+def _hooks(store: Store, run_id: int, method: str) -> Hooks:
+    def on_log(step: int, total: int, logs: dict) -> None:
+        with store.write() as db:
+            db.conn.execute(
+                "INSERT INTO training_events (run_id, step, total, metrics_json, created_at) "
+                "VALUES (?, ?, ?, ?, ?)", (run_id, step, total, dumps(logs), utcnow()))
+            db.conn.execute("UPDATE training_runs SET progress_json = ? WHERE id = ?",
+                            (dumps({"phase": logs.get("phase", "training"), "method": method,
+                                    "step": step, "total": total, "last": logs}), run_id))
+
+    def should_stop() -> bool:
+        row = store.one("SELECT cancel_requested FROM training_runs WHERE id = ?", (run_id,))
+        return bool(row and row["cancel_requested"])
+
+    return Hooks(on_log=on_log, should_stop=should_stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    logging.basicConfig(level=logging.INFO)
+    try:
+        run(int(argv[0]))
+    except Exception as exc:  # already recorded in the run row
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

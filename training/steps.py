@@ -1,0 +1,47 @@
+"""The heavy steps of a run, behind two functions: train the chosen method, gate the result."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from training.config import TrainSettings
+from training.datasets import Split
+from training.gate import GateResult, evaluate, load_for_gate
+from training.trainers import Hooks, device_and_dtype, train_dpo, train_kto
+
+
+def train_method(method: str, base_path: str, data: Split, s: TrainSettings, out_dir: Path,
+                 hooks: Hooks, store, cfg):
+    """Train into out_dir; returns (metrics, reward scorer or None)."""
+    reward = None
+    if method == "dpo":
+        metrics = train_dpo(base_path, data.train, s, out_dir, hooks)
+    elif method == "kto":
+        metrics = train_kto(base_path, data.train, s, out_dir, hooks)
+    elif method == "rlhf":
+        from training.rlhf import train_rlhf
+
+        metrics, reward = train_rlhf(base_path, data, s, out_dir, hooks, store, cfg)
+    else:
+        raise ValueError(f"unknown method {method!r}")
+    shutil.rmtree(out_dir / "work", ignore_errors=True)  # trainer scratch, not the adapter
+    return metrics, reward
+
+
+def gate_candidate(base_path: str, folder: Path, active: dict | None, heldout: list[dict],
+                   s: TrainSettings, system_prompt: str | None, reward=None) -> GateResult:
+    """Load the saved candidate (and the active adapter) from safetensors and judge it."""
+    device, dtype = device_and_dtype()
+    active_folder = Path(active["path"]) if active else None
+    model = load_for_gate(base_path, folder, active_folder, device, dtype)
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(base_path)
+    scorer = None
+    if reward is not None:
+        def scorer(adapter):
+            return reward(model, tok, adapter)
+    return evaluate(model, tok, heldout, s.gate, candidate="candidate",
+                    active="active" if active_folder else None,
+                    system_prompt=system_prompt, reward=scorer)

@@ -1,0 +1,143 @@
+"""The trainers: TRL DPO / KTO / reward model + RLOO, each on a LoRA over the base model."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from training.config import TrainSettings
+from training.datasets import kto_weights, trl_columns
+
+log = logging.getLogger(__name__)
+
+
+class Cancelled(Exception):
+    """The run was cancelled from outside (cancel_requested)."""
+
+
+@dataclass
+class Hooks:
+    """How a trainer reports: on_log(step, total, logs) and should_stop() -> bool."""
+    on_log: Callable[[int, int, dict], None] = lambda step, total, logs: None
+    should_stop: Callable[[], bool] = lambda: False
+    phase: str = "train"
+    trainer: object = None  # the last TRL trainer, for tests that inspect its weights
+
+
+def make_callback(hooks: Hooks):
+    from transformers import TrainerCallback
+
+    class ProgressCallback(TrainerCallback):
+        """Writes logs to the database and stops the trainer when a cancel is requested."""
+
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            clean = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
+            hooks.on_log(state.global_step, state.max_steps, {"phase": hooks.phase, **clean})
+
+        def on_step_end(self, args, state, control, **kwargs):
+            if hooks.should_stop():
+                control.should_training_stop = True
+
+    return ProgressCallback()
+
+
+def device_and_dtype():
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return "cpu", torch.float32
+
+
+def load_policy(base_path: str):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    device, dtype = device_and_dtype()
+    tok = AutoTokenizer.from_pretrained(base_path)
+    if tok.pad_token is None:
+        tok.pad_token = tok.eos_token
+    model = AutoModelForCausalLM.from_pretrained(base_path, dtype=dtype).to(device)
+    return model, tok
+
+
+def lora_config(s: TrainSettings, task_type: str = "CAUSAL_LM"):
+    from peft import LoraConfig
+
+    return LoraConfig(r=s.lora.r, lora_alpha=s.lora.alpha, lora_dropout=s.lora.dropout,
+                      target_modules=list(s.lora.target_modules), task_type=task_type,
+                      bias="none")
+
+
+def common_args(s: TrainSettings, out_dir: Path, lr: float | None = None,
+                epochs: float | None = None, max_steps: int | None = None) -> dict:
+    """TrainingArguments shared by every method (CPU-friendly; bf16 on a GPU)."""
+    device, dtype = device_and_dtype()
+    import torch
+
+    return dict(
+        output_dir=str(out_dir), per_device_train_batch_size=s.optim.batch_size,
+        num_train_epochs=epochs or s.optim.epochs,
+        max_steps=max_steps if max_steps is not None else s.optim.max_steps,
+        learning_rate=lr or s.optim.learning_rate, lr_scheduler_type="constant",
+        logging_steps=1, save_strategy="no", report_to=[],
+        seed=s.data.seed, disable_tqdm=True, use_cpu=device == "cpu",
+        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
+        gradient_checkpointing=False, dataloader_num_workers=0)
+
+
+def _finish(trainer, hooks: Hooks, out_dir: Path) -> dict:
+    hooks.trainer = trainer
+    trainer.train()
+    if hooks.should_stop():
+        raise Cancelled("the run was cancelled")
+    trainer.model.save_pretrained(str(out_dir), safe_serialization=True)
+    logs = [h for h in trainer.state.log_history if "loss" in h]
+    return {"steps": trainer.state.global_step,
+            "final_loss": logs[-1]["loss"] if logs else None,
+            "last_log": logs[-1] if logs else {}}
+
+
+# ---------------------------------------------------------------------------- DPO
+
+
+def train_dpo(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
+              hooks: Hooks) -> dict:
+    """Direct preference optimisation on (prompt, chosen, rejected); the reference is the
+    base model with the adapter disabled, which peft gives for free."""
+    from datasets import Dataset
+    from trl import DPOConfig, DPOTrainer
+
+    model, tok = load_policy(base_path)
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.optim.sft_weight]} \
+        if s.optim.sft_weight > 0 else {}
+    args = DPOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
+                     max_length=s.optim.max_length, truncation_mode="keep_end", **losses)
+    trainer = DPOTrainer(
+        model=model, args=args, processing_class=tok, peft_config=lora_config(s),
+        train_dataset=Dataset.from_list(trl_columns(rows, ("prompt", "chosen", "rejected"))),
+        callbacks=[make_callback(hooks)])
+    return _finish(trainer, hooks, out_dir)
+
+
+# ---------------------------------------------------------------------------- KTO
+
+
+def train_kto(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
+              hooks: Hooks) -> dict:
+    """KTO on thumbs (prompt, completion, label), weights balancing up- and down-votes."""
+    from datasets import Dataset
+    from trl import KTOConfig, KTOTrainer
+
+    desirable, undesirable = kto_weights(rows)
+    model, tok = load_policy(base_path)
+    args = KTOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
+                     max_length=s.optim.max_length, desirable_weight=desirable,
+                     undesirable_weight=undesirable)
+    trainer = KTOTrainer(
+        model=model, args=args, processing_class=tok, peft_config=lora_config(s),
+        train_dataset=Dataset.from_list(trl_columns(rows, ("prompt", "completion", "label"))),
+        callbacks=[make_callback(hooks)])
+    metrics = _finish(trainer, hooks, out_dir)
+    return {**metrics, "desirable_weight": desirable, "undesirable_weight": undesirable}
