@@ -49,6 +49,7 @@ class ChatService:
         self.retriever = retriever
         self.adapters = adapters  # training.registry.AdapterPool (active version, loading)
         self.prompts = prompts  # chat.profiles.ProfileStore (active prompt profile)
+        self.limiter = None  # chat.limits.RateLimiter, set by the server (web app and API)
 
     def profile(self) -> PromptProfile:
         if self.prompts is not None:
@@ -88,6 +89,8 @@ class ChatService:
     ) -> Iterator[Answer]:
         """Yield the growing Answer after each piece; the last one has message_id set."""
         question = self.check_question(question)
+        if self.limiter is not None:
+            self.limiter.check(user)
         history = (history or [])[-2 * self.cfg.max_history_turns:]
         params = params or self.default_params()
         version = self.resolve_adapter(adapter) or BASE

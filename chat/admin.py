@@ -1,0 +1,227 @@
+"""Admin console logic: plain functions, each checks the caller's role on the server side."""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import tempfile
+from pathlib import Path
+
+from chat.auth import require_admin
+from chat.errors import BadInput
+
+ALLOWED_UPLOADS = {".txt", ".md", ".markdown", ".html", ".htm", ".pdf"}
+
+
+def check_admin(ctx, user: str | None) -> str:
+    return require_admin(ctx.store, user, ctx.cfg)
+
+
+# ---------------------------------------------------------------------------- dashboard
+
+
+def dashboard(ctx, user: str | None) -> dict:
+    """Feedback counts, reasons, retrieval-vs-generation blame and per-version rates."""
+    from feedback.stats import feedback_stats
+
+    check_admin(ctx, user)
+    return feedback_stats(ctx.store)
+
+
+def thumbs_down_over_time(ctx, user: str | None) -> list[dict]:
+    """Thumbs-down rate per adapter version per day (rows for a line plot)."""
+    check_admin(ctx, user)
+    return ctx.store.query(
+        "SELECT substr(r.created_at, 1, 10) AS day, coalesce(m.adapter_version, 'base') "
+        "AS adapter, avg(r.value = -1) AS down_rate, count(*) AS n FROM ratings r "
+        "JOIN messages m ON m.id = r.message_id GROUP BY day, adapter ORDER BY day, adapter")
+
+
+def recent_feedback(ctx, user: str | None, kind: str = "all", reason: str = "",
+                    limit: int = 50) -> list[dict]:
+    """Latest ratings, corrections and preferences, newest first, optionally filtered."""
+    check_admin(ctx, user)
+    parts = {
+        "rating": "SELECT 'rating' AS kind, r.created_at, r.user, m.content AS answer, "
+                  "CASE r.value WHEN 1 THEN 'up' ELSE 'down' END || "
+                  "coalesce(': ' || r.reason, '') || coalesce(' - ' || r.comment, '') AS detail, "
+                  "r.reason AS reason FROM ratings r JOIN messages m ON m.id = r.message_id",
+        "correction": "SELECT 'correction', c.created_at, c.user, m.content, c.content, NULL "
+                      "FROM corrections c JOIN messages m ON m.id = c.message_id",
+        "preference": "SELECT 'preference', created_at, user, rejected, 'chosen: ' || chosen, "
+                      "NULL FROM preferences WHERE source != 'correction'",
+    }
+    if kind != "all" and kind not in parts:
+        raise BadInput(f"unknown feedback kind {kind!r}")
+    chosen = parts.values() if kind == "all" else [parts[kind]]
+    sql = " UNION ALL ".join(chosen)
+    where, params = "", []
+    if reason:
+        where, params = "WHERE reason = ?", [reason]
+    rows = ctx.store.query(f"SELECT * FROM ({sql}) {where} ORDER BY created_at DESC LIMIT ?",
+                           [*params, limit])
+    return [{**r, "answer": (r["answer"] or "")[:200], "detail": (r["detail"] or "")[:200]}
+            for r in rows]
+
+
+# ---------------------------------------------------------------------------- documents
+
+
+def safe_upload_name(original: str) -> str:
+    """A server-generated file name that keeps only a known extension of the original."""
+    if "\x00" in original:
+        raise BadInput("the file name contains a NUL character")
+    base = re.split(r"[\\/]", original)[-1]
+    ext = Path(base).suffix.lower()
+    if ext not in ALLOWED_UPLOADS:
+        raise BadInput(f"unsupported file type {ext or '(none)'!r}; allowed: "
+                       f"{', '.join(sorted(ALLOWED_UPLOADS))}")
+    stem = re.sub(r"[^A-Za-z0-9_-]+", "-", Path(base).stem).strip("-")[:40] or "document"
+    return f"{secrets.token_hex(6)}-{stem}{ext}"
+
+
+def upload_documents(ctx, user: str | None, files: list[tuple[str, bytes]]) -> dict:
+    """Store uploads under generated names inside DATA_DIR/uploads, then ingest them."""
+    check_admin(ctx, user)
+    limit = int(ctx.cfg.max_file_mb * 1024 * 1024)
+    folder = (ctx.cfg.data_dir / "uploads").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    checked = []
+    for original, data in files:  # check everything before writing anything
+        if len(data) > limit:
+            raise BadInput(f"{original!r} is larger than {ctx.cfg.max_file_mb:g} MB")
+        checked.append((safe_upload_name(original), data))
+    paths = []
+    for name, data in checked:
+        target = (folder / name).resolve()
+        if target.parent != folder:
+            raise BadInput("the upload would land outside the data folder")
+        target.write_bytes(data)
+        paths.append(target)
+    report = ctx.service.retriever.ingest(paths)
+    for path, err in ((p, e) for p in paths for e in report.errors if e["path"] == str(p)):
+        path.unlink(missing_ok=True)  # nothing partial stays behind for a rejected file
+        err["error"] = f"{err['error']}"
+    return report.as_json()
+
+
+def read_upload(path: str | Path) -> bytes:
+    """Bytes of a file Gradio received, refusing symlinks."""
+    path = Path(path)
+    if path.is_symlink():
+        raise BadInput("symbolic links are not accepted")
+    return path.read_bytes()
+
+
+def list_documents(ctx, user: str | None) -> list[dict]:
+    check_admin(ctx, user)
+    return ctx.service.retriever.documents()
+
+
+def delete_document(ctx, user: str | None, document_id: int) -> int:
+    check_admin(ctx, user)
+    return ctx.service.retriever.delete(int(document_id))
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def start_training(ctx, user: str | None, method: str = "auto", activate: bool = True) -> int:
+    """Create a run and start it in its own process; returns the run id."""
+    from training import runner
+    from training.config import TrainSettings
+
+    name = check_admin(ctx, user)
+    runner.reap_stale(ctx.store)
+    busy = ctx.store.one("SELECT id FROM training_runs WHERE status IN ('queued', 'running')")
+    if busy:
+        raise BadInput(f"training run {busy['id']} is still going; cancel it or wait")
+    try:
+        settings = TrainSettings(method=method, activate=activate)
+    except ValueError as exc:
+        raise BadInput(str(exc)) from None
+    runner.prepare(ctx.store, ctx.cfg, settings)  # NotEnoughData before anything starts
+    run_id = runner.create_run(ctx.store, settings, name)
+    runner.spawn(ctx.cfg, run_id)
+    return run_id
+
+
+def cancel_training(ctx, user: str | None, run_id: int) -> None:
+    from training import runner
+
+    check_admin(ctx, user)
+    runner.request_cancel(ctx.store, int(run_id))
+
+
+def training_status(ctx, user: str | None, run_id: int | None = None) -> dict | None:
+    """The run (latest if none given) with its progress and the loss/reward curve points."""
+    from training import runner
+
+    check_admin(ctx, user)
+    if run_id is None:
+        row = ctx.store.one("SELECT id FROM training_runs ORDER BY id DESC LIMIT 1")
+        if row is None:
+            return None
+        run_id = row["id"]
+    run = runner.get_run(ctx.store, int(run_id))
+    events = ctx.store.query("SELECT step, total, metrics_json FROM training_events "
+                             "WHERE run_id = ? ORDER BY id", (run_id,))
+    run["curve"] = [{"step": e["step"], **json.loads(e["metrics_json"])} for e in events]
+    return run
+
+
+# ---------------------------------------------------------------------------- adapters
+
+
+def list_adapters(ctx, user: str | None) -> list[dict]:
+    from training import registry
+
+    check_admin(ctx, user)
+    return registry.list_adapters(ctx.store)
+
+
+def activate_adapter(ctx, user: str | None, version: str) -> dict:
+    from training import registry
+
+    check_admin(ctx, user)
+    return registry.activate(ctx.store, registry.check_version(version))
+
+
+def rollback_adapter(ctx, user: str | None) -> str | None:
+    from training import registry
+
+    check_admin(ctx, user)
+    return registry.rollback(ctx.store)
+
+
+def side_by_side(ctx, user: str | None, version: str, n: int = 3) -> list[dict]:
+    """The active and a candidate adapter answering the same held-out questions."""
+    from chat.engine import GenParams
+    from chat.profiles import preview_questions
+    from training import registry
+
+    check_admin(ctx, user)
+    registry.get(ctx.store, registry.check_version(version))
+    params = GenParams(temperature=0.0, max_new_tokens=96)
+    profile = ctx.service.profile()
+    active = registry.active_version(ctx.store)
+    return [{"question": q,
+             "active": ctx.service.draft_answer(q, profile, params, active),
+             "candidate": ctx.service.draft_answer(q, profile, params, version)}
+            for q in preview_questions(ctx.store, n)]
+
+
+# ---------------------------------------------------------------------------- export
+
+
+def export_file(ctx, user: str | None, fmt: str) -> Path:
+    """Write a DPO/KTO/raw JSONL export to a temp file for download."""
+    from feedback.export import export_rows, write_jsonl
+
+    check_admin(ctx, user)
+    rows = export_rows(ctx.store, fmt)
+    folder = Path(tempfile.mkdtemp(prefix="export-"))
+    out = folder / f"feedback-{fmt}.jsonl"
+    write_jsonl(rows, out)
+    return out

@@ -1,0 +1,307 @@
+"""The admin tab: layout and wiring only; every handler goes through chat.admin's role checks."""
+
+import json
+
+import gradio as gr
+import pandas as pd
+
+from chat import admin
+from chat.errors import ChatError
+
+METHODS = ["auto", "dpo", "kto", "rlhf"]
+REASONS = ["", "wrong or missing source", "wrong facts", "not helpful", "too long", "unsafe",
+           "other"]
+
+
+def who(session: dict | None, request: gr.Request | None) -> str | None:
+    """The caller: the login name when there is one, else this session's name."""
+    name = getattr(request, "username", None) if request is not None else None
+    return name or (session or {}).get("user")
+
+
+def guarded(fn):
+    """Turn named errors into a gr.Error shown in the browser (nothing changes)."""
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ChatError as exc:
+            raise gr.Error(str(exc)) from None
+    return wrapper
+
+
+def progress_html(run: dict | None) -> str:
+    if not run:
+        return "<div id='train-progress'>No training run yet.</div>"
+    p = run.get("progress") or {}
+    step, total = p.get("step") or 0, p.get("total") or 0
+    done = run["status"] in ("succeeded", "rejected", "failed", "cancelled")
+    pct = 100 if done and run["status"] == "succeeded" else int(100 * step / total) if total else 0
+    label = f"run {run['id']} · {run['method']} · {run['status']} · {p.get('phase', '')}"
+    if total:
+        label += f" · step {step}/{total}"
+    return (f"<div id='train-progress' data-status='{run['status']}'>"
+            f"<div style='background:#eee;border-radius:6px'><div style='width:{pct}%;"
+            f"background:#4a8;color:white;padding:4px;border-radius:6px'>{pct}%</div></div>"
+            f"<small>{label}</small></div>")
+
+
+def verdict_md(run: dict | None) -> str:
+    if not run or run["status"] not in ("succeeded", "rejected", "failed", "cancelled"):
+        return ""
+    if run["status"] in ("failed", "cancelled"):
+        return f"**Run {run['status']}**: {run.get('error') or ''}"
+    gate = (run.get("metrics") or {}).get("gate", {})
+    numbers = ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}"
+                        for k, v in gate.items() if k != "reasons")
+    verdict = "passed" if gate.get("passed") else "failed"
+    reasons = "; ".join(gate.get("reasons", []))
+    return (f"**Gate {verdict}** for {run.get('adapter_version')}: {numbers}"
+            + (f"\n\n{reasons}" if reasons else ""))
+
+
+def curve_frames(run: dict | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = (run or {}).get("curve", [])
+    loss = [{"step": r["step"], "loss": r["loss"]} for r in rows if "loss" in r]
+    reward = [{"step": r["step"], "metric": k, "value": v} for r in rows
+              for k, v in r.items() if k.startswith("rewards/") and isinstance(v, float)]
+    return (pd.DataFrame(loss or [], columns=["step", "loss"]),
+            pd.DataFrame(reward or [], columns=["step", "metric", "value"]))
+
+
+def _count_ids(ids) -> int:
+    if isinstance(ids, dict):
+        return sum(_count_ids(v) for v in ids.values())
+    return len(ids) if isinstance(ids, list) else 0
+
+
+# ---------------------------------------------------------------------------- handlers
+
+
+def _dashboard(ctx, session, kind, reason, request: gr.Request):
+    user = who(session, request)
+    stats = admin.dashboard(ctx, user)
+    trend = pd.DataFrame(admin.thumbs_down_over_time(ctx, user),
+                         columns=["day", "adapter", "down_rate", "n"])
+    recent = pd.DataFrame(admin.recent_feedback(ctx, user, kind, reason),
+                          columns=["kind", "created_at", "user", "answer", "detail", "reason"])
+    return stats, trend, recent
+
+
+def _upload(ctx, session, files, request: gr.Request):
+    user = who(session, request)
+    uploads = [(getattr(f, "orig_name", None) or str(f).rsplit("/", 1)[-1],
+                admin.read_upload(f)) for f in (files or [])]
+    report = admin.upload_documents(ctx, user, uploads)
+    return report, _documents(ctx, session, request)
+
+
+def _documents(ctx, session, request: gr.Request):
+    rows = admin.list_documents(ctx, who(session, request))
+    return pd.DataFrame(rows or [], columns=list(rows[0]) if rows else ["id", "path"])
+
+
+def _delete(ctx, session, doc_id, request: gr.Request):
+    n = admin.delete_document(ctx, who(session, request), int(doc_id or 0))
+    gr.Info(f"deleted document {int(doc_id)} ({n} chunks)")
+    return _documents(ctx, session, request)
+
+
+def _train_view(ctx, session, request: gr.Request):
+    run = admin.training_status(ctx, who(session, request))
+    loss, reward = curve_frames(run)
+    return progress_html(run), loss, reward, verdict_md(run)
+
+
+def _adapters(ctx, session, request: gr.Request):
+    rows = admin.list_adapters(ctx, who(session, request))
+    cols = ["version", "status", "method", "parent_version", "created_at", "activated_at",
+            "n_feedback", "pref_accuracy", "ppl_ratio"]
+    table = []
+    for r in rows:
+        meta, gate = r.get("meta") or {}, (r.get("metrics") or {}).get("gate", {})
+        table.append([r["version"], r["status"], r["method"], r.get("parent_version"),
+                      r["created_at"][:19], (r.get("activated_at") or "")[:19],
+                      _count_ids(meta.get("feedback_ids")), gate.get("pref_accuracy"),
+                      gate.get("ppl_ratio")])
+    return pd.DataFrame(table, columns=cols)
+
+
+def _start(ctx, session, method, activate, request: gr.Request):
+    run_id = admin.start_training(ctx, who(session, request), method, bool(activate))
+    gr.Info(f"training run {run_id} started ({method})")
+    return _train_view(ctx, session, request)
+
+
+def _cancel(ctx, session, request: gr.Request):
+    run = admin.training_status(ctx, who(session, request))
+    if run is None or run["status"] not in ("queued", "running"):
+        raise ChatError("no training run is going")
+    admin.cancel_training(ctx, who(session, request), run["id"])
+    gr.Info(f"cancelling run {run['id']}")
+    return _train_view(ctx, session, request)
+
+
+def _activate(ctx, session, version, request: gr.Request):
+    admin.activate_adapter(ctx, who(session, request), (version or "").strip())
+    gr.Info(f"{version} is active")
+    return _adapters(ctx, session, request)
+
+
+def _rollback(ctx, session, request: gr.Request):
+    now = admin.rollback_adapter(ctx, who(session, request))
+    gr.Info(f"rolled back; now serving {now or 'the base model'}")
+    return _adapters(ctx, session, request)
+
+
+def _compare(ctx, session, version, request: gr.Request):
+    rows = admin.side_by_side(ctx, who(session, request), (version or "").strip())
+    return pd.DataFrame(rows, columns=["question", "active", "candidate"])
+
+
+def _export(ctx, session, fmt, request: gr.Request):
+    return str(admin.export_file(ctx, who(session, request), fmt))
+
+
+def _prompts(ctx, session, request: gr.Request):
+    admin.check_admin(ctx, who(session, request))
+    rows = ctx.service.prompts.list()
+    return pd.DataFrame([[r["version"], r["status"], r["note"], r["system_prompt"][:120],
+                          len(json.loads(r["few_shot_json"])) // 2] for r in rows],
+                        columns=["version", "status", "note", "system_prompt", "few_shot"])
+
+
+def _add_prompt(ctx, session, text, request: gr.Request):
+    from chat.profiles import validate_profile
+
+    user = admin.check_admin(ctx, who(session, request))
+    try:
+        data = json.loads(text or "")
+    except json.JSONDecodeError as exc:
+        raise ChatError(f"the profile is not valid JSON: {exc}") from None
+    version = ctx.service.prompts.add(validate_profile(data), user, data.get("note"))
+    gr.Info(f"added prompt profile v{version}")
+    return _prompts(ctx, session, request)
+
+
+def _activate_prompt(ctx, session, version, request: gr.Request):
+    admin.check_admin(ctx, who(session, request))
+    ctx.service.prompts.activate(int(version or 0))
+    return _prompts(ctx, session, request)
+
+
+def _preview_prompt(ctx, session, version, request: gr.Request):
+    from chat.profiles import preview, preview_questions
+
+    admin.check_admin(ctx, who(session, request))
+    candidate = ctx.service.prompts.get(int(version or 0))
+    rows = preview(ctx.service, candidate, preview_questions(ctx.store, 3))
+    return pd.DataFrame(rows, columns=["question", "active", "candidate"])
+
+
+# ---------------------------------------------------------------------------- layout
+
+
+def render_admin_tab(ctx, session: gr.State) -> None:
+    """Admin console sections; visible to all, usable by admins only (checked server-side)."""
+    def wire(button, fn, inputs, outputs, name):
+        # gradio injects gr.Request by annotation and counts positional inputs, so each arity
+        # gets an explicit signature (no *args, no functools.partial)
+        call = guarded(fn)
+        if len(inputs) == 0:
+            def handler(s: dict, request: gr.Request):
+                return call(ctx, s, request=request)
+        elif len(inputs) == 1:
+            def handler(s: dict, a, request: gr.Request):
+                return call(ctx, s, a, request=request)
+        else:
+            def handler(s: dict, a, b, request: gr.Request):
+                return call(ctx, s, a, b, request=request)
+        button.click(handler, [session, *inputs], outputs, api_name=name)
+
+    def poll(s: dict, request: gr.Request):
+        return _train_view(ctx, s, request) if admin_quiet(ctx, s, request) else (
+            gr.skip(), gr.skip(), gr.skip(), gr.skip())
+
+    with gr.Tab("Dashboard"):
+        with gr.Row():
+            kind = gr.Dropdown(["all", "rating", "correction", "preference"], value="all",
+                               label="kind")
+            reason = gr.Dropdown(REASONS, value="", label="reason")
+            refresh = gr.Button("Refresh", elem_id="admin-refresh")
+        stats = gr.JSON(label="Feedback counts, reasons, retrieval vs generation, per version")
+        trend = gr.LinePlot(x="day", y="down_rate", color="adapter",
+                            title="Thumbs-down rate per adapter version")
+        recent = gr.Dataframe(label="Recent feedback", wrap=True)
+        wire(refresh, _dashboard, [kind, reason], [stats, trend, recent], "admin_dashboard")
+    with gr.Tab("Documents"):
+        files = gr.File(file_count="multiple", label="Upload .txt .md .html .pdf",
+                        file_types=sorted(admin.ALLOWED_UPLOADS))
+        with gr.Row():
+            upload = gr.Button("Ingest uploads", variant="primary")
+            list_docs = gr.Button("List documents")
+            doc_id = gr.Number(label="document id", precision=0)
+            delete = gr.Button("Delete document", variant="stop")
+        report = gr.JSON(label="Ingest report")
+        docs = gr.Dataframe(label="Documents")
+        wire(upload, _upload, [files], [report, docs], "admin_upload")
+        wire(list_docs, _documents, [], [docs], "admin_documents")
+        wire(delete, _delete, [doc_id], [docs], "admin_delete_document")
+    with gr.Tab("Training"):
+        with gr.Row():
+            method = gr.Dropdown(METHODS, value="auto", label="method", elem_id="train-method")
+            activate = gr.Checkbox(True, label="activate if the gate passes")
+            start = gr.Button("Start training", variant="primary", elem_id="train-start")
+            cancel = gr.Button("Cancel", variant="stop")
+        progress = gr.HTML(progress_html(None))
+        with gr.Row():
+            loss = gr.LinePlot(x="step", y="loss", title="Loss")
+            reward = gr.LinePlot(x="step", y="value", color="metric",
+                                 title="Reward accuracy / margins")
+        verdict = gr.Markdown(elem_id="gate-verdict")
+        view = [progress, loss, reward, verdict]
+        wire(start, _start, [method, activate], view, "admin_train")
+        wire(cancel, _cancel, [], view, "admin_cancel")
+        timer = gr.Timer(2.0)
+        timer.tick(poll, [session], view, api_name=False, show_progress="hidden")
+    with gr.Tab("Adapters"):
+        with gr.Row():
+            version = gr.Textbox(label="version (e.g. v0002)")
+            list_ad = gr.Button("List")
+            act = gr.Button("Activate", variant="primary")
+            back = gr.Button("Roll back")
+            compare = gr.Button("Side by side with active")
+        table = gr.Dataframe(label="Adapters")
+        sbs = gr.Dataframe(label="Active vs candidate on held-out questions", wrap=True)
+        wire(list_ad, _adapters, [], [table], "admin_adapters")
+        wire(act, _activate, [version], [table], "admin_activate")
+        wire(back, _rollback, [], [table], "admin_rollback")
+        wire(compare, _compare, [version], [sbs], "admin_side_by_side")
+    with gr.Tab("Prompts"):
+        prompt_json = gr.Code(language="json", label="new profile (JSON)", value=json.dumps(
+            {"system_prompt": ctx.cfg.system_prompt, "few_shot": [], "note": ""}, indent=2))
+        with gr.Row():
+            pversion = gr.Number(label="profile version", precision=0)
+            list_p = gr.Button("List")
+            add_p = gr.Button("Add")
+            act_p = gr.Button("Activate")
+            prev_p = gr.Button("Preview vs active")
+        profiles = gr.Dataframe(label="Prompt profiles", wrap=True)
+        preview = gr.Dataframe(label="Preview", wrap=True)
+        wire(list_p, _prompts, [], [profiles], "admin_prompts")
+        wire(add_p, _add_prompt, [prompt_json], [profiles], "admin_add_prompt")
+        wire(act_p, _activate_prompt, [pversion], [profiles], "admin_activate_prompt")
+        wire(prev_p, _preview_prompt, [pversion], [preview], "admin_preview_prompt")
+    with gr.Tab("Export"):
+        fmt = gr.Dropdown(["dpo", "kto", "raw"], value="dpo", label="format")
+        go = gr.Button("Export JSONL")
+        out = gr.File(label="download")
+        wire(go, _export, [fmt], [out], "admin_export")
+
+
+def admin_quiet(ctx, session, request) -> bool:
+    """Poll training progress only for admins (others get nothing, silently)."""
+    try:
+        admin.check_admin(ctx, who(session, request))
+    except ChatError:
+        return False
+    return True

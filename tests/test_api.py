@@ -1,0 +1,178 @@
+"""The HTTP API through the official openai client, against a real server on a loopback port."""
+
+from __future__ import annotations
+
+import httpx
+import openai
+import pytest
+
+from chat.limits import RateLimiter
+from tests import api_support
+from tests.api_support import ask, client, post
+
+live = api_support.live  # the module-scoped server fixture
+
+
+# ---------------------------------------------------------------------------- completions
+
+
+def test_non_streaming_completion_is_recorded(live):
+    resp = ask(live, "What is the capital of France?")
+    text = resp.choices[0].message.content
+    extra = resp.model_extra
+    assert resp.object == "chat.completion" and text.strip()
+    assert resp.choices[0].finish_reason in ("stop", "length")
+    assert resp.usage.completion_tokens <= 6 and resp.usage.prompt_tokens > 0
+    row = live["store"].message(extra["message_id"])
+    assert row["role"] == "assistant" and row["content"] == text
+    conv = live["store"].conversation(row["conversation_id"])
+    assert conv["user"] == "alice" and extra["conversation_id"] == conv["id"]
+    assert extra["adapter_version"] == row["adapter_version"]
+    assert isinstance(extra["sources"], list)
+
+
+def test_streaming_completion_matches_the_recorded_answer(live):
+    stream = client(live).chat.completions.create(
+        model=live["cfg"].base_model, stream=True, max_tokens=8,
+        messages=[{"role": "user", "content": "Name a color."}],
+        stream_options={"include_usage": True})
+    chunks = list(stream)
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    finals = [c for c in chunks if c.choices and c.choices[0].finish_reason]
+    assert len(finals) == 1 and text.strip()
+    message_id = finals[0].model_extra["message_id"]
+    assert live["store"].message(message_id)["content"] == text
+    assert chunks[-1].usage.completion_tokens <= 8
+
+
+def test_greedy_answers_are_reproducible_and_seeded_sampling_works(live):
+    a = ask(live, "Say hello.", temperature=0)
+    b = ask(live, "Say hello.", temperature=0)
+    assert a.choices[0].message.content == b.choices[0].message.content
+    c = ask(live, "Say hello.", temperature=0.8, top_p=0.9, seed=7)
+    params = live["store"].message(c.model_extra["message_id"])["params_json"]
+    assert '"seed": 7' in params and '"temperature": 0.8' in params
+
+
+def test_models_list_has_the_base_model(live):
+    ids = [m.id for m in client(live).models.list()]
+    assert live["cfg"].base_model in ids
+
+
+def test_unknown_model_or_version_is_404(live):
+    for model in ("gpt-4o", f"{live['cfg'].base_model}@v9999"):
+        with pytest.raises(openai.NotFoundError):
+            client(live).chat.completions.create(
+                model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+
+
+def test_bad_or_missing_key_is_401(live):
+    before = live["store"].counts()["messages"]
+    with pytest.raises(openai.AuthenticationError):
+        client(live, key="lc-not-a-real-key").models.list()
+    with pytest.raises(openai.AuthenticationError):
+        client(live, key="sk-wrong").chat.completions.create(
+            model="x", messages=[{"role": "user", "content": "hi"}])
+    r = httpx.get(live["url"] + "/v1/models")
+    assert r.status_code == 401 and "API key" in r.json()["error"]["message"]
+    assert live["store"].counts()["messages"] == before
+
+
+def test_oversized_message_is_a_clear_400_and_writes_nothing(live):
+    before = live["store"].counts()
+    limit = live["cfg"].max_message_chars
+    with pytest.raises(openai.BadRequestError) as err:
+        ask(live, "x" * (limit + 1))
+    assert "too long" in err.value.body["message"] and str(limit) in err.value.body["message"]
+    assert live["store"].counts() == before
+
+
+def test_invalid_requests_are_400_json(live):
+    cases = [
+        {"messages": []},
+        {"messages": [{"role": "assistant", "content": "hi"}]},
+        {"messages": [{"role": "user", "content": "hi"}], "n": 2},
+        {"messages": [{"role": "user", "content": "hi"}], "temperature": 9},
+        {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000},
+    ]
+    before = live["store"].counts()
+    for body in cases:
+        r = post(live, "/v1/chat/completions", body)
+        assert r.status_code == 400, body
+        assert r.json()["error"]["type"] == "invalid_request_error"
+    assert live["store"].counts() == before
+
+
+def test_rate_limit_is_429_and_writes_nothing(live):
+    service = live["rt"].service
+    old = service.limiter
+    service.limiter = RateLimiter(1)
+    try:
+        ask(live, "First question?", user="bob", max_tokens=1)
+        before = live["store"].counts()
+        with pytest.raises(openai.RateLimitError) as err:
+            ask(live, "Second question?", user="bob", max_tokens=1)
+        assert "too many requests" in err.value.body["message"]
+        assert live["store"].counts() == before
+        ask(live, "Alice is not limited by Bob's requests?", user="alice", max_tokens=1)
+    finally:
+        service.limiter = old
+
+
+def test_conversation_ids_are_private(live):
+    mine = ask(live, "Remember the number 7.", user="alice").model_extra["conversation_id"]
+    r = post(live, "/v1/chat/completions", {"conversation_id": mine, "max_tokens": 2,
+                                            "messages": [{"role": "user", "content": "hi"}]},
+             user="bob")
+    assert r.status_code == 404
+
+
+def test_bounded_queue_answers_busy_and_slots_are_released(live):
+    inflight = live["app"].state.api.inflight
+    assert inflight.count == 0  # every earlier request, streamed or not, gave its slot back
+    old = inflight.limit
+    inflight.limit = 1
+    inflight.acquire()  # someone else's request is running
+    try:
+        before = live["store"].counts()
+        with pytest.raises(openai.RateLimitError) as err:
+            ask(live, "Is the server busy?", max_tokens=1)
+        assert "busy" in err.value.body["message"]
+        assert live["store"].counts() == before
+    finally:
+        inflight.release()
+        inflight.limit = old
+    assert inflight.count == 0
+
+
+def test_client_disconnect_mid_stream_records_the_answer_and_frees_the_slot(live):
+    import time
+
+    store = live["store"]
+    before = store.counts()["messages"]
+    body = {"stream": True, "max_tokens": 12,
+            "messages": [{"role": "user", "content": "Tell me a long story."}]}
+    headers = {"Authorization": f"Bearer {live['keys']['alice']}"}
+    with httpx.stream("POST", live["url"] + "/v1/chat/completions", json=body,
+                      headers=headers, timeout=60) as r:
+        events = (line for line in r.iter_lines() if line.startswith("data:"))
+        first, second = next(events), next(events)
+    assert '"role": "assistant"' in first and '"content"' in second
+    deadline = time.monotonic() + 60  # polling for the recording, not timing it
+    while store.counts()["messages"] < before + 2 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    answer = store.query("SELECT * FROM messages ORDER BY id DESC LIMIT 1")[0]
+    assert answer["role"] == "assistant" and '"stopped"' in answer["params_json"]
+    while live["app"].state.api.inflight.count and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert live["app"].state.api.inflight.count == 0
+
+
+def test_oversized_body_is_413_before_parsing(live):
+    from chat.api import MAX_BODY_BYTES
+
+    before = live["store"].counts()
+    body = {"messages": [{"role": "user", "content": "x" * (MAX_BODY_BYTES + 10)}]}
+    r = post(live, "/v1/chat/completions", body)
+    assert r.status_code == 413 and "too large" in r.json()["error"]["message"]
+    assert live["store"].counts() == before

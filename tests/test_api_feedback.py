@@ -1,0 +1,117 @@
+"""POST /v1/feedback for answers returned by the API; other users' answers are off limits."""
+
+from __future__ import annotations
+
+import httpx
+
+from tests import api_support
+from tests.api_support import ask, post
+
+live = api_support.live  # the module-scoped server fixture
+
+
+def _rows(store, table: str) -> list[dict]:
+    return store.query(f"SELECT * FROM {table} ORDER BY id")
+
+
+def test_rating_correction_and_preference_write_rows(live):
+    store = live["store"]
+    first = ask(live, "What is two plus two?").model_extra["message_id"]
+    second = ask(live, "What is two plus two?", temperature=1.0, seed=3).model_extra["message_id"]
+
+    r = post(live, "/v1/feedback", {"kind": "rating", "message_id": first, "value": -1,
+                                    "reason": "wrong facts", "comment": "it is 4"})
+    assert r.status_code == 201 and r.json()["kind"] == "rating"
+    rating = store.one("SELECT * FROM ratings WHERE id = ?", (r.json()["id"],))
+    assert (rating["message_id"], rating["user"], rating["value"], rating["reason"],
+            rating["comment"]) == (first, "alice", -1, "wrong facts", "it is 4")
+
+    r = post(live, "/v1/feedback", {"kind": "correction", "message_id": first,
+                                    "content": "Two plus two is 4."})
+    assert r.status_code == 201
+    pref = store.one("SELECT * FROM preferences WHERE source = 'correction' AND message_id = ?",
+                     (first,))
+    assert pref["chosen"] == "Two plus two is 4." and pref["user"] == "alice"
+
+    r = post(live, "/v1/feedback", {"kind": "preference", "message_id": first,
+                                    "other_message_id": second, "choice": "b"})
+    assert r.status_code == 201
+    comp = store.one("SELECT * FROM comparisons WHERE id = ?", (r.json()["id"],))
+    assert comp["choice"] == "b" and comp["user"] == "alice"
+    assert comp["answer_b"] == store.message(second)["content"]
+
+
+def test_feedback_on_another_users_message_is_404_and_writes_nothing(live):
+    store = live["store"]
+    alices = ask(live, "A private question?", user="alice").model_extra["message_id"]
+    before = store.counts()
+    for body in ({"kind": "rating", "message_id": alices, "value": 1},
+                 {"kind": "correction", "message_id": alices, "content": "Mine now."}):
+        r = post(live, "/v1/feedback", body, user="bob")
+        assert r.status_code == 404 and "no message" in r.json()["error"]["message"]
+    assert store.counts() == before
+    bobs = ask(live, "A private question?", user="bob").model_extra["message_id"]
+    before = store.counts()
+    r = post(live, "/v1/feedback", {"kind": "preference", "message_id": bobs,
+                                    "other_message_id": alices, "choice": "a"}, user="bob")
+    assert r.status_code == 404
+    assert store.counts() == before
+
+
+def test_invalid_feedback_is_400_json_and_writes_nothing(live):
+    store = live["store"]
+    mid = ask(live, "Tell me a fact.").model_extra["message_id"]
+    other = ask(live, "A different question.").model_extra["message_id"]
+    before = store.counts()
+    cases = [
+        {"kind": "rating", "message_id": mid, "value": 3},
+        {"kind": "rating", "message_id": mid},
+        {"kind": "rating", "message_id": mid, "value": -1, "reason": "no such reason"},
+        {"kind": "correction", "message_id": mid, "content": "   "},
+        {"kind": "preference", "message_id": mid, "choice": "a"},
+        {"kind": "preference", "message_id": mid, "other_message_id": other, "choice": "a"},
+        {"kind": "preference", "message_id": mid, "other_message_id": mid, "choice": "a"},
+        {"kind": "rating", "message_id": mid - 1, "value": 1},  # the user's own question
+        {"kind": "nonsense", "message_id": mid},
+        {"kind": "rating", "message_id": mid, "value": 1, "unknown_field": 1},
+    ]
+    for body in cases:
+        r = post(live, "/v1/feedback", body)
+        assert r.status_code == 400, (body, r.text)
+        assert r.json()["error"]["message"], body
+    assert store.counts() == before
+
+
+def test_feedback_needs_a_key(live):
+    r = httpx.post(live["url"] + "/v1/feedback", json={"kind": "rating", "message_id": 1,
+                                                       "value": 1})
+    assert r.status_code == 401
+
+
+def test_admin_route_checks_the_role(live):
+    assert post_get(live, "/v1/admin/users", "alice").status_code == 403
+    r = post_get(live, "/v1/admin/users", "root")
+    assert r.status_code == 200
+    assert {u["name"]: u["role"] for u in r.json()["data"]}["root"] == "admin"
+
+
+def post_get(live, path: str, user: str) -> httpx.Response:
+    return httpx.get(live["url"] + path, headers={"Authorization": f"Bearer {live['keys'][user]}"})
+
+
+def test_docs_and_openapi_describe_the_api(live):
+    spec = httpx.get(live["url"] + "/openapi.json").json()
+    assert {"/v1/chat/completions", "/v1/models", "/v1/feedback"} <= set(spec["paths"])
+    assert httpx.get(live["url"] + "/docs").status_code == 200
+
+
+def test_web_login_uses_the_accounts(live):
+    url = live["url"]
+    with httpx.Client(base_url=url) as web:
+        assert web.get("/gradio_api/login_check").status_code == 401
+        bad = web.post("/login", data={"username": "alice", "password": "wrong password"})
+        assert bad.status_code == 400
+        good = web.post("/login", data={"username": "alice", "password": api_support.PASSWORD})
+        assert good.status_code == 200
+        assert web.get("/gradio_api/login_check").status_code == 200
+        assert web.get("/gradio_api/user").json() == "alice"

@@ -1,0 +1,104 @@
+"""Accounts: salted password hashes, API keys stored hashed, roles checked server-side."""
+
+from __future__ import annotations
+
+import pytest
+
+from chat import auth
+from chat.config import replace
+from chat.errors import BadInput, Forbidden, NotFound
+from chat.server import login_checker
+
+PW = "correct horse battery"
+
+
+def test_passwords_are_salted_scrypt_hashes(store):
+    auth.add_user(store, "alice", PW)
+    auth.add_user(store, "bob", PW)
+    hashes = [r["password_hash"] for r in store.query("SELECT password_hash FROM users")]
+    assert all(h.startswith("scrypt$") and PW not in h for h in hashes)
+    assert hashes[0] != hashes[1]  # same password, different salts
+    assert auth.verify_password(store, "alice", PW)
+    assert not auth.verify_password(store, "alice", PW + "!")
+    assert not auth.verify_password(store, "nobody", PW)
+    assert not auth.verify_password(store, "alice", "")
+
+
+def test_add_user_validates_and_changes_nothing_on_error(store):
+    auth.add_user(store, "alice", PW, "admin")
+    for name, password, role in [("alice", PW, "user"), ("", PW, "user"), ("../x", PW, "user"),
+                                 ("a b", PW, "user"), ("carol", "short", "user"),
+                                 ("carol", PW, "root"), ("x" * 65, PW, "user")]:
+        with pytest.raises(BadInput):
+            auth.add_user(store, name, password, role)
+    assert [u["name"] for u in auth.list_users(store)] == ["alice"]
+    assert auth.get_user(store, "alice")["role"] == "admin"
+
+
+def test_set_password_replaces_the_old_one(store):
+    auth.add_user(store, "alice", PW)
+    auth.set_password(store, "alice", "a brand new secret")
+    assert auth.verify_password(store, "alice", "a brand new secret")
+    assert not auth.verify_password(store, "alice", PW)
+    with pytest.raises(NotFound):
+        auth.set_password(store, "nobody", "a brand new secret")
+    with pytest.raises(BadInput):
+        auth.set_password(store, "alice", "short")
+    assert auth.verify_password(store, "alice", "a brand new secret")
+
+
+def test_api_keys_are_stored_hashed_and_map_to_their_user(store):
+    auth.add_user(store, "alice", PW)
+    auth.add_user(store, "bob", PW)
+    ka, kb = auth.create_api_key(store, "alice"), auth.create_api_key(store, "bob")
+    stored = [r["key_hash"] for r in store.query("SELECT key_hash FROM api_keys")]
+    assert ka not in stored and kb not in stored and len(stored) == 2
+    assert auth.user_for_key(store, ka) == "alice" and auth.user_for_key(store, kb) == "bob"
+    for bad in (None, "", ka[:-1], ka + "x", "Bearer " + ka, "lc-" + "a" * 500):
+        assert auth.user_for_key(store, bad) is None
+    with pytest.raises(NotFound):
+        auth.create_api_key(store, "nobody")
+    assert auth.revoke_api_keys(store, "alice") == 1
+    assert auth.user_for_key(store, ka) is None and auth.user_for_key(store, kb) == "bob"
+
+
+def test_require_role_matrix(store, cfg):
+    auth.add_user(store, "alice", PW)
+    auth.add_user(store, "root", PW, "admin")
+    accounts = replace(cfg, auth="accounts")
+    for who in (None, "", "ghost", "alice"):
+        with pytest.raises(Forbidden):
+            auth.require_role(store, who, "admin", accounts)
+        assert not auth.is_admin(store, who, accounts)
+    assert auth.require_role(store, "root", "admin", accounts) == "root"
+    assert auth.require_role(store, "alice", "user") == "alice"
+    assert auth.require_role(store, "root", "user") == "root"  # admins may do what users do
+    with pytest.raises(Forbidden):
+        auth.require_role(store, "ghost", "user")
+    auth.set_role(store, "alice", "admin")
+    assert auth.is_admin(store, "alice", accounts)
+
+
+def test_open_mode_is_explicit_and_local_only(store, cfg):
+    open_cfg = replace(cfg, auth="open")
+    assert auth.require_admin(store, "guest-1234", open_cfg) == "guest-1234"
+    auth.check_auth_mode(open_cfg, "127.0.0.1")
+    with pytest.raises(BadInput, match="localhost"):
+        auth.check_auth_mode(open_cfg, "0.0.0.0")
+    with pytest.raises(BadInput, match="CHAT_AUTH"):
+        auth.check_auth_mode(replace(cfg, auth="none"), "127.0.0.1")
+    accounts = replace(cfg, auth="accounts")
+    with pytest.raises(BadInput, match="no accounts"):
+        auth.check_auth_mode(accounts, "0.0.0.0", store)
+    auth.add_user(store, "root", PW, "admin")
+    auth.check_auth_mode(accounts, "0.0.0.0", store)
+
+
+def test_web_login_checker_limits_guessing(store):
+    auth.add_user(store, "alice", PW)
+    check = login_checker(store, attempts_per_minute=3)
+    assert check("alice", PW)
+    assert not check("alice", "guess one")
+    assert not check("ghost", PW)
+    assert check("alice", PW)
+    assert not check("alice", PW)  # the 4th attempt in a minute is refused even if right
