@@ -27,6 +27,7 @@ run: setup
 	$(PY) launch.py serve
 
 test: setup
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest -q
 
 test-all: setup

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -11,6 +13,9 @@ from pathlib import Path
 from chat.errors import BadInput, NotFound
 
 BASE = "base"  # the name under which requests ask for no adapter
+FAST_SLOTS = 3  # merged fast copies kept (base, active, one more); ~0.27 GB each in fp16
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -32,7 +37,8 @@ class GenParams:
 class Engine:
     """Base model + named LoRA adapters, shared by every user; one decode step at a time."""
 
-    def __init__(self, model, tokenizer, device: str = "cpu", max_context_tokens: int = 2048):
+    def __init__(self, model, tokenizer, device: str = "cpu", max_context_tokens: int = 2048,
+                 fast_path: str = "auto"):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -45,13 +51,17 @@ class Engine:
         extra = extra if isinstance(extra, (list, tuple)) else [extra]
         eos = {tokenizer.eos_token_id, *extra}
         self.stop_ids = {i for i in eos if i is not None}
+        self.fast_mode = _fast_mode(fast_path, device)
+        # adapter name -> merged FastModel (None: this version cannot use the fast path)
+        self._fast: OrderedDict[str, object] = OrderedDict()
 
     @classmethod
     def from_config(cls, cfg) -> Engine:
         from chat.models import load_base_model
 
         model, tok, device = load_base_model(cfg)
-        return cls(model, tok, device, cfg.max_context_tokens)
+        return cls(model, tok, device, cfg.max_context_tokens,
+                   getattr(cfg, "fast_path", "auto"))
 
     # ------------------------------------------------------------------ prompt
 
@@ -105,9 +115,39 @@ class Engine:
 
     def unload_adapter(self, name: str) -> None:
         with self._lock:
+            self._fast.pop(name, None)  # in-flight requests keep their own reference
             if name in self.adapters:
                 self.model.delete_adapter(name)
                 del self.adapters[name]
+                if not self.adapters:
+                    # no adapter left: serve the plain model (peft would still point at the
+                    # deleted one and fail on the next request)
+                    self.model = self.model.base_model.model
+                elif self.model.active_adapter not in self.adapters:
+                    self.model.set_adapter(next(iter(self.adapters)))
+
+    def prepare(self, name: str | None = None):
+        """Build the merged fast copy of a version now (call it at activation time)."""
+        from chat.fastpath import FastModel, Unsupported
+
+        key = name or BASE
+        if self.fast_mode == "off":
+            return None
+        with self._lock:
+            if key in self._fast:
+                self._fast.move_to_end(key)
+                return self._fast[key]
+            if key != BASE and key not in self.adapters:
+                raise NotFound(f"adapter {key} is not loaded")
+            try:
+                fast = FastModel(self.model, None if key == BASE else key, self.fast_mode)
+            except Unsupported as exc:
+                log.info("fast path off for %s: %s", key, exc)
+                fast = None
+            self._fast[key] = fast
+            while len(self._fast) > FAST_SLOTS:
+                self._fast.popitem(last=False)
+            return fast
 
     @contextmanager
     def _adapter(self, name: str | None):
@@ -140,6 +180,31 @@ class Engine:
         yield from self._detokenize(self.generate_ids(ids, params, adapter, cancel))
 
     def generate_ids(self, ids, params: GenParams, adapter=None, cancel=None) -> Iterator[int]:
+        """Stream token ids; the fast path when this version has one, else transformers/peft."""
+        fast = self.prepare(adapter)
+        if fast is not None:
+            return self._generate_fast(fast, ids, params, cancel)
+        return self._generate_hf(ids, params, adapter, cancel)
+
+    def _generate_fast(self, fast, ids, params: GenParams, cancel) -> Iterator[int]:
+        import torch
+
+        gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
+        if cancel is not None and cancel.is_set():
+            return
+        with self._lock, torch.inference_mode():
+            cache, logits = fast.prefill(list(ids), len(ids) + params.max_new_tokens)
+        for i in range(params.max_new_tokens):
+            token = sample(logits, params, gen)
+            if token in self.stop_ids:
+                return
+            yield token
+            if i + 1 == params.max_new_tokens or (cancel is not None and cancel.is_set()):
+                return
+            with self._lock, torch.inference_mode():
+                logits = fast.forward([token], cache)
+
+    def _generate_hf(self, ids, params: GenParams, adapter, cancel) -> Iterator[int]:
         import torch
         from transformers import DynamicCache
 
@@ -175,6 +240,18 @@ class Engine:
     def complete(self, messages: list[dict], params: GenParams | None = None,
                  adapter: str | None = None) -> str:
         return "".join(self.generate(messages, params, adapter))
+
+
+def _fast_mode(setting: str, device: str) -> str:
+    """auto: fbgemm fp16 weights on CPU (greedy output matched fp32 on our prompts); off on GPU."""
+    from chat.fastpath import MODES
+
+    setting = (setting or "auto").lower()
+    if setting not in ("auto", "off", *MODES):
+        raise BadInput(f"fast_path must be auto, off or one of {MODES}, got {setting!r}")
+    if device != "cpu":  # its kernels (fbgemm, aten int8) are CPU ones; GPUs use transformers
+        return "off"
+    return "fp16" if setting == "auto" else setting
 
 
 def sample(logits, params: GenParams, generator=None) -> int:

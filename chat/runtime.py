@@ -9,6 +9,7 @@ from chat.engine import Engine
 from chat.profiles import ProfileStore
 from chat.service import ChatService
 from feedback.store import Store
+from retrieval.retriever import KNOWLEDGE_DIR, Retriever
 
 
 @dataclass
@@ -24,6 +25,10 @@ def build_runtime(cfg: Config, engine: Engine | None = None) -> Runtime:
     cfg.data_dir.mkdir(parents=True, exist_ok=True)
     store = Store(cfg.db_path)
     engine = engine or Engine.from_config(cfg)
-    service = ChatService(cfg, engine, store)
+    retriever = Retriever(cfg, store, seed_dir=KNOWLEDGE_DIR)  # loads lazily, on first query
+    service = ChatService(cfg, engine, store, retriever=retriever)
     service.prompts = ProfileStore(store, cfg.system_prompt)
+    from training.pool import AdapterPool
+
+    service.adapters = AdapterPool(store, engine, cfg)  # `serve` starts its registry watcher
     return Runtime(cfg, store, engine, service)

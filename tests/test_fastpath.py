@@ -1,0 +1,150 @@
+import copy
+import threading
+
+import pytest
+import torch
+
+from chat.engine import BASE, Engine, GenParams
+from chat.errors import BadInput
+from chat.fastpath import FastModel
+
+PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.",
+           "How do I reverse a list in Python?"]
+
+
+def _msgs(q: str) -> list[dict]:
+    return [{"role": "system", "content": "You are a helpful assistant."},
+            {"role": "user", "content": q}]
+
+
+@pytest.fixture(scope="module")
+def tiny_lora(real_engine, tmp_path_factory):
+    """A tiny random llama and two saved LoRA adapters with non-zero B (q/v and MLP)."""
+    from peft import LoraConfig, get_peft_model
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    tok = real_engine.tokenizer
+    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                         max_position_embeddings=1024, eos_token_id=tok.eos_token_id)
+    torch.manual_seed(0)
+    base = LlamaForCausalLM(config).eval()
+    folders = {}
+    for name, targets in [("a", ["q_proj", "v_proj"]), ("b", ["gate_proj", "down_proj"])]:
+        peft_model = get_peft_model(copy.deepcopy(base), LoraConfig(
+            r=4, lora_alpha=8, target_modules=targets))
+        with torch.no_grad():
+            for pname, p in peft_model.named_parameters():
+                if "lora_B" in pname:
+                    p.normal_(std=0.5)
+        folders[name] = tmp_path_factory.mktemp(name)
+        peft_model.save_pretrained(str(folders[name]))
+    return base, tok, folders
+
+
+def _engine(tiny_lora, fast_path: str) -> Engine:
+    base, tok, folders = tiny_lora
+    engine = Engine(copy.deepcopy(base), tok, "cpu", 512, fast_path=fast_path)
+    for name, folder in folders.items():
+        engine.load_adapter(name, folder)
+    return engine
+
+
+def test_real_model_fp16_fast_path_matches_fp32_greedy(real_engine):
+    plain = Engine(real_engine.model, real_engine.tokenizer, "cpu", 2048, fast_path="off")
+    fast = Engine(real_engine.model, real_engine.tokenizer, "cpu", 2048, fast_path="fp16")
+    params = GenParams(max_new_tokens=24)
+    for q in PROMPTS:
+        assert fast.complete(_msgs(q), params) == plain.complete(_msgs(q), params)
+    assert fast._fast[BASE] is not None  # the answers really came from the fast path
+
+
+def test_fp32_fast_logits_match_transformers(real_engine):
+    ids = real_engine.encode(_msgs(PROMPTS[0]))
+    fast = FastModel(real_engine.model, None, "fp32")
+    _, logits = fast.prefill(ids, len(ids) + 4)
+    with torch.inference_mode():
+        ref = real_engine.model(input_ids=torch.tensor([ids])).logits[0, -1]
+    assert torch.allclose(logits, ref, atol=1e-3)
+
+
+def test_merged_lora_matches_peft_per_request(tiny_lora):
+    fast, plain = _engine(tiny_lora, "fp32"), _engine(tiny_lora, "off")
+    params = GenParams(max_new_tokens=12)
+    outputs = {}
+    for adapter in (BASE, "a", "b"):
+        ours = list(fast.generate_ids(fast.encode(_msgs("hi")), params, adapter))
+        assert ours == list(plain.generate_ids(plain.encode(_msgs("hi")), params, adapter))
+        outputs[adapter] = ours
+    assert len({tuple(v) for v in outputs.values()}) == 3  # the adapters really differ
+    assert fast._fast["a"] is not None and fast._fast["b"] is not None
+
+
+def test_concurrent_requests_on_different_adapters(tiny_lora):
+    engine = _engine(tiny_lora, "fp16")
+    params = GenParams(max_new_tokens=16)
+    ids = engine.encode(_msgs("tell me"))
+    expected = {a: list(engine.generate_ids(ids, params, a)) for a in ("a", "b", BASE)}
+    got: dict[str, list[int]] = {}
+
+    def worker(adapter: str) -> None:
+        got[adapter] = list(engine.generate_ids(ids, params, adapter))
+
+    threads = [threading.Thread(target=worker, args=(a,)) for a in expected]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert got == expected
+
+
+def test_in_flight_request_finishes_on_its_version_after_unload(tiny_lora):
+    engine = _engine(tiny_lora, "fp16")
+    params = GenParams(max_new_tokens=16)
+    ids = engine.encode(_msgs("story"))
+    expected = list(engine.generate_ids(ids, params, "a"))
+    stream = engine.generate_ids(ids, params, "a")
+    first = next(stream)
+    engine.unload_adapter("a")
+    assert [first, *stream] == expected
+    assert "a" not in engine._fast
+
+
+def test_adapter_the_fast_path_cannot_merge_falls_back_to_peft(tiny_lora, tmp_path):
+    from peft import LoraConfig, get_peft_model
+
+    base, tok, _ = tiny_lora
+    peft_model = get_peft_model(copy.deepcopy(base), LoraConfig(
+        r=4, target_modules=["q_proj", "embed_tokens"]))
+    with torch.no_grad():
+        for pname, p in peft_model.named_parameters():
+            if "lora_B" in pname or "lora_embedding_B" in pname:
+                p.normal_(std=0.5)
+    peft_model.save_pretrained(str(tmp_path))
+    fast, plain = _engine(tiny_lora, "fp32"), _engine(tiny_lora, "off")
+    for engine in (fast, plain):
+        engine.load_adapter("emb", tmp_path)
+    params = GenParams(max_new_tokens=10)
+    ids = fast.encode(_msgs("hello"))
+    assert list(fast.generate_ids(ids, params, "emb")) == list(
+        plain.generate_ids(ids, params, "emb"))
+    assert fast._fast["emb"] is None  # served by peft, not a wrong merge
+
+
+def test_prompt_prefix_reuse_gives_the_same_logits(tiny_lora):
+    base, tok, _ = tiny_lora
+    fast = FastModel(base, None, "fp32")
+    encode = Engine(base, tok, "cpu", 512, fast_path="off").encode
+    first, second = encode(_msgs("first question")), encode(_msgs("another one"))
+    fast.prefill(list(first), 64)
+    cache, reused = fast.prefill(list(second), 64)
+    _, fresh = FastModel(base, None, "fp32").prefill(list(second), 64)
+    assert torch.allclose(reused, fresh, atol=1e-4)
+    assert cache.length == len(second)
+    assert 0 < cache.reused < len(second)  # the shared system prompt was not recomputed
+
+
+def test_unknown_fast_path_setting_is_a_clear_error(tiny_lora):
+    base, tok, _ = tiny_lora
+    with pytest.raises(BadInput, match="fast_path"):
+        Engine(base, tok, "cpu", 512, fast_path="int4")
