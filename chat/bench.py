@@ -107,7 +107,7 @@ def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5) -> dict:
     plain = Engine(engine.model, engine.tokenizer, engine.device, engine.max_context_tokens,
                    fast_path="off")
     with tempfile.TemporaryDirectory() as tmp:
-        searcher = retrieval_setup(cfg, Path(tmp))
+        searcher = retrieval_setup(cfg, Path(tmp), engine)
         prompts = [searcher(q) for q in QUESTIONS]  # warm the embedder and index
         _ttft(engine, prompts[0]())
         ours = [_ttft(engine, None, prompts[i % len(prompts)]) for i in range(runs)]
@@ -117,7 +117,7 @@ def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5) -> dict:
     return {"ttft_p50_ms": round(p50, 1), "ttft_p90_ms": round(percentile(ours, 90), 1),
             "ttft_p50_ms_baseline": round(base, 1), "ratio": round(base / p50, 2),
             "runs": runs, "baseline_runs": baseline_runs, "prompt_tokens": int(tokens),
-            "chunks": 4}
+            "chunks": 4, "source_tokens": cfg.source_tokens}
 
 
 # ---------------------------------------------------------------------------- dispatch

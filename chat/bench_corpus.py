@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat.config import replace
-from chat.prompts import PromptProfile, build_messages
+from chat.prompts import PromptProfile
 
 TOPICS = {
     "lighthouses": "A lighthouse keeper trims the wick, winds the clockwork that turns the lens "
@@ -46,8 +46,11 @@ def _document(topic: str, text: str) -> str:
     return "\n".join(parts)
 
 
-def retrieval_setup(cfg, folder: Path):
-    """Ingest the corpus with the real Retriever; return question -> (() -> messages)."""
+def retrieval_setup(cfg, folder: Path, engine):
+    """Ingest the corpus with the real Retriever; return question -> (() -> messages), the
+    messages built by the serving path (ChatService.build_prompt, sources focused)."""
+    from chat.engine import GenParams
+    from chat.service import ChatService
     from feedback.store import Store
     from retrieval.retriever import Retriever
 
@@ -56,13 +59,15 @@ def retrieval_setup(cfg, folder: Path):
     docs.mkdir(parents=True, exist_ok=True)
     for topic, text in TOPICS.items():
         (docs / f"{topic}.md").write_text(_document(topic, text))
-    retriever = Retriever(cfg, Store(cfg.db_path))
+    store = Store(cfg.db_path)
+    retriever = Retriever(cfg, store)
     retriever.ingest([docs])
-    profile = PromptProfile(cfg.system_prompt)
+    service = ChatService(cfg, engine, store, retriever=retriever)
+    profile, params = PromptProfile(cfg.system_prompt), GenParams(max_new_tokens=8)
 
     def searcher(question: str):
         def messages() -> list[dict]:
-            sources = retriever.search(question, cfg.top_k, cfg.min_score)
-            return build_messages(profile, question, [], sources)
+            return service.build_prompt(profile, question, [], service.retrieve(question),
+                                        params)
         return messages
     return searcher

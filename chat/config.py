@@ -43,6 +43,9 @@ class Config:
     # all-MiniLM-L6-v2 on the shipped knowledge base: off-topic questions scored 0.05-0.26,
     # on-topic ones mostly 0.38-0.74 (measured by hand; tests/test_retrieval.py pins both sides)
     min_score: float = field(default=0.3, metadata={"help": "cosine similarity floor"})
+    source_tokens: int = field(default=64, metadata={
+        "help": "model tokens of each retrieved chunk put in the prompt: its sentences closest "
+                "to the question (0: whole chunks)"})
     chunk_tokens: int = 240
     chunk_overlap: int = 40
     hnsw_m: int = 16
@@ -69,6 +72,9 @@ class Config:
             raise ValueError("max_new_tokens must be positive")
         if self.max_context_tokens <= self.max_new_tokens:
             raise ValueError("max_context_tokens must exceed max_new_tokens")
+        if self.source_tokens < 0:
+            raise ValueError(f"source_tokens must be 0 (whole chunks) or positive, got "
+                             f"{self.source_tokens}")
 
     @property
     def cache_dir(self) -> Path:

@@ -13,7 +13,7 @@ from pathlib import Path
 from chat.errors import BadInput, NotFound
 
 BASE = "base"  # the name under which requests ask for no adapter
-FAST_SLOTS = 3  # merged fast copies kept (base, active, one more); ~0.27 GB each in fp16
+FAST_SLOTS = 3  # merged fast copies kept (base, active, one more); ~0.5 GB each
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +70,13 @@ class Engine:
             messages, add_generation_prompt=True, tokenize=True, return_dict=True
         )
         return list(out["input_ids"])
+
+    def count_tokens(self, texts: list[str]) -> list[int]:
+        """Model tokens in each text (no special tokens)."""
+        if not texts:
+            return []
+        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return [len(x) for x in ids]
 
     def fit_messages(self, messages: list[dict], max_new_tokens: int,
                      keep_head: int = 0) -> list[dict]:

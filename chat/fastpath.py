@@ -28,26 +28,54 @@ class Unsupported(Exception):
 # ---------------------------------------------------------------------------- linear layers
 
 
-def make_linear(weight: torch.Tensor, mode: str):
-    """A function x(fp32, [T, in]) -> fp32 [T, out] over `weight` stored as `mode`."""
+def make_linear(weight: torch.Tensor, mode: str, prefill: bool = True):
+    """A function (x fp32 [T, in], prompt: bool) -> fp32 [T, out] over `weight` stored as
+    `mode`. `prompt` marks a prefill call; with `prefill` False (the LM head, which only sees
+    the last position) no prompt copy is kept."""
     weight = weight.detach().float().contiguous()
     if mode == "fp32":
-        return lambda x: F.linear(x, weight)
+        return lambda x, prompt=False: F.linear(x, weight)
     if mode == "bf16":
         wb = weight.to(torch.bfloat16)
-        return lambda x: F.linear(x.to(torch.bfloat16), wb).float()
+        return lambda x, prompt=False: F.linear(x.to(torch.bfloat16), wb).float()
     if mode == "fp16":
-        # fbgemm's fp16 GEMM (AVX2 + F16C): half the bytes of fp32, activations stay fp32
+        # Decode (one row) is memory-bound: fbgemm's fp16 GEMM reads half the bytes of fp32.
+        # Prefill is compute-bound, where fbgemm fp16 is no faster than fp32, but oneDNN's
+        # bf16 GEMM (AVX512-BF16) runs ~2x fp32: prompts go through a bf16 copy. The choice
+        # follows the call (prefill or decode), not its row count, so a prompt whose prefix
+        # came from the cache gets the same numbers as one computed whole.
         packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
         op16 = torch.ops.quantized.linear_dynamic_fp16
-        return lambda x: op16(x, packed)
+        wide = weight.to(torch.bfloat16) if prefill and _bf16_gemm_is_fast() else None
+
+        def linear(x, prompt=False):
+            if wide is not None and prompt:
+                return F.linear(x.to(torch.bfloat16), wide).float()
+            return op16(x, packed)
+        return linear
     # int8 weight-only, one symmetric scale per output channel; activations stay bf16, so
     # only the weights are rounded (the kernel is aten's, the one gpt-fast uses on CPU).
     scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
     q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
     scale = scale.to(torch.bfloat16)
     mm = torch.ops.aten._weight_int8pack_mm
-    return lambda x: mm(x.to(torch.bfloat16), q, scale).float()
+    return lambda x, prompt=False: mm(x.to(torch.bfloat16), q, scale).float()
+
+
+_BF16_FAST: bool | None = None
+
+
+def _bf16_gemm_is_fast() -> bool:
+    """True where the CPU has native bf16 dot products (AVX512-BF16 or AMX); elsewhere a bf16
+    GEMM is emulated and slower than fp32, so prompts stay on the fp16 kernel."""
+    global _BF16_FAST
+    if _BF16_FAST is None:
+        try:
+            flags = open("/proc/cpuinfo").read()
+            _BF16_FAST = " avx512_bf16" in flags or " amx_bf16" in flags
+        except OSError:
+            _BF16_FAST = False
+    return _BF16_FAST
 
 
 # ---------------------------------------------------------------------------- weights
@@ -126,7 +154,7 @@ class FastModel:
             self.embed = base.model.embed_tokens.weight.detach().float()
             self.norm = base.model.norm.weight.detach().float()
             self.lm_head = make_linear(_effective_weight(base.lm_head, adapter, merged),
-                                       mode)
+                                       mode, prefill=False)
         _check_all_merged(model, adapter, merged)
         inv = 1.0 / theta ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim)
         freqs = torch.outer(torch.arange(self.max_pos).float(), inv)
@@ -157,8 +185,9 @@ class FastModel:
         rotated = torch.cat([-x[..., half:], x[..., :half]], dim=-1)
         return x * cos + rotated * sin
 
-    def forward(self, ids: list[int], cache: KVCache) -> torch.Tensor:
-        """Logits (fp32) of the last position after appending `ids` to `cache`."""
+    def forward(self, ids: list[int], cache: KVCache, prompt: bool = False) -> torch.Tensor:
+        """Logits (fp32) of the last position after appending `ids` to `cache`; `prompt`
+        marks prefill (compute-bound: the linears may use their prompt copy)."""
         start, n = cache.length, len(ids)
         if start + n > cache.capacity:
             raise ValueError("KV cache is full")
@@ -166,16 +195,16 @@ class FastModel:
         cos, sin = self.cos[start:start + n], self.sin[start:start + n]
         nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
         for i, layer in enumerate(self.layers):
-            qkv = layer.qkv(self._rms(x, layer.ln1))
+            qkv = layer.qkv(self._rms(x, layer.ln1), prompt)
             q = qkv[:, :nq].view(n, self.n_heads, hd).transpose(0, 1)
             k = qkv[:, nq:nq + nkv].view(n, self.n_kv, hd).transpose(0, 1)
             v = qkv[:, nq + nkv:].view(n, self.n_kv, hd).transpose(0, 1)
             keys, values = cache.append(i, self._rope(k, cos, sin), v, start)
             attn = self._attend(self._rope(q, cos, sin), keys, values, start, n)
-            x = x + layer.o(attn)
-            gu = layer.gate_up(self._rms(x, layer.ln2))
+            x = x + layer.o(attn, prompt)
+            gu = layer.gate_up(self._rms(x, layer.ln2), prompt)
             half = gu.shape[-1] // 2
-            x = x + layer.down(F.silu(gu[:, :half]) * gu[:, half:])
+            x = x + layer.down(F.silu(gu[:, :half]) * gu[:, half:], prompt)
         cache.length = start + n
         return self.lm_head(self._rms(x[-1:], self.norm))[0]
 
@@ -211,7 +240,7 @@ class FastModel:
             if shared > 0:
                 cache.copy_prefix(last[1], shared)
         cache.reused = cache.length  # prompt tokens whose keys/values were copied, not computed
-        logits = self.forward(ids[cache.length:], cache)
+        logits = self.forward(ids[cache.length:], cache, prompt=True)
         with self._last_lock:
             # rows past the prompt are written later by this request; the stored token list
             # only covers the prompt, so a later reader copies only rows that never change

@@ -10,6 +10,7 @@ from typing import Protocol
 from chat.config import Config
 from chat.engine import BASE, Engine, GenParams
 from chat.errors import BadInput
+from chat.focus import focus_sources
 from chat.prompts import PromptProfile, Source, build_messages
 from feedback.store import Store
 
@@ -78,6 +79,14 @@ class ChatService:
             return []
         return self.retriever.search(question, self.cfg.top_k, self.cfg.min_score)
 
+    def build_prompt(self, profile: PromptProfile, question: str, history: list[dict] | None,
+                     sources: list[Source], params: GenParams) -> list[dict]:
+        """The messages the model sees: each source cut to its part closest to the question."""
+        shown = focus_sources(question, sources, self.cfg.source_tokens,
+                              self.engine.count_tokens)
+        prompt = build_messages(profile, question, history, shown)
+        return self.engine.fit_messages(prompt, params.max_new_tokens, len(profile.few_shot))
+
     def default_params(self) -> GenParams:
         return GenParams(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
 
@@ -96,8 +105,7 @@ class ChatService:
         version = self.resolve_adapter(adapter) or BASE
         profile = self.profile()
         sources = self.retrieve(question)
-        prompt = build_messages(profile, question, history, sources)
-        prompt = self.engine.fit_messages(prompt, params.max_new_tokens, len(profile.few_shot))
+        prompt = self.build_prompt(profile, question, history, sources, params)
         if conversation_id is None and record:
             conversation_id = self.store.create_conversation(user, title=question[:80])
         elif conversation_id is not None:
@@ -119,8 +127,7 @@ class ChatService:
     def draft_answer(self, question: str, profile: PromptProfile, params: GenParams,
                      adapter: str | None = None) -> str:
         """An unrecorded answer under a given profile (for previews and comparisons)."""
-        prompt = build_messages(profile, question, None, self.retrieve(question))
-        prompt = self.engine.fit_messages(prompt, params.max_new_tokens, len(profile.few_shot))
+        prompt = self.build_prompt(profile, question, None, self.retrieve(question), params)
         return self.engine.complete(prompt, params, self.resolve_adapter(adapter) or BASE)
 
     def _record(self, answer: Answer) -> None:

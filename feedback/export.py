@@ -17,20 +17,43 @@ DPO_KEYS = ("prompt", "chosen", "rejected")
 KTO_KEYS = ("prompt", "completion", "label")
 
 
-def _prompt(prompt_json: str | None) -> list[dict]:
-    prompt = json.loads(prompt_json) if prompt_json else []
-    return prompt if isinstance(prompt, list) else [{"role": "user", "content": str(prompt)}]
-
-
 def _assistant(text: str) -> list[dict]:
     return [{"role": "assistant", "content": text}]
 
 
-def dpo_rows(store: Store, ids: Iterable[int] | None = None) -> list[dict]:
-    """Preference pairs in TRL's conversational DPO format, plus "id" (preference id) and "user".
+def normalize_prompt(prompt, profile=None) -> list[dict]:
+    """Messages exactly as the model saw them. A bare imported question is framed by `profile`
+    (a PromptProfile or a plain system prompt) as serving would frame it; without a profile
+    it becomes a lone user turn."""
+    from chat.prompts import PromptProfile, build_messages
 
-    The prompt is the message list the model saw (prompt_json), so training matches serving.
-    Pairs without a recorded prompt or with chosen == rejected are skipped (nothing to learn).
+    if isinstance(profile, str):
+        profile = PromptProfile(system_prompt=profile)
+    if isinstance(prompt, str):
+        try:
+            prompt = json.loads(prompt)
+        except json.JSONDecodeError:
+            pass
+    if isinstance(prompt, str):
+        return build_messages(profile, prompt) if profile else [
+            {"role": "user", "content": prompt}]
+    messages = [{"role": m["role"], "content": m["content"]} for m in prompt or []]
+    if messages and messages[0]["role"] != "system" and profile:
+        messages = [{"role": "system", "content": profile.system_prompt}] + messages
+    return messages
+
+
+def _ends_with_question(prompt: list[dict]) -> bool:
+    return bool(prompt) and prompt[-1]["role"] == "user" and bool(prompt[-1]["content"].strip())
+
+
+def dpo_rows(store: Store, profile=None, ids: Iterable[int] | None = None) -> list[dict]:
+    """Preference pairs in TRL's conversational DPO format, plus "id" (preference id), "user"
+    and "source"; the one builder both the export and training use.
+
+    The prompt is the message list the model saw (prompt_json), so training matches serving;
+    `profile` frames bare imported questions (see normalize_prompt). Pairs whose prompt does
+    not end in a question, or with chosen == rejected, are skipped (nothing to learn).
     """
     sql = "SELECT * FROM preferences"
     params: list = []
@@ -42,8 +65,8 @@ def dpo_rows(store: Store, ids: Iterable[int] | None = None) -> list[dict]:
         params = ids
     rows = []
     for p in store.query(sql + " ORDER BY id", params):
-        prompt = _prompt(p["prompt_json"])
-        if not prompt or p["chosen"].strip() == p["rejected"].strip():
+        prompt = normalize_prompt(p["prompt_json"], profile)
+        if not _ends_with_question(prompt) or p["chosen"].strip() == p["rejected"].strip():
             continue
         rows.append({"id": p["id"], "user": p["user"], "prompt": prompt,
                      "chosen": _assistant(p["chosen"]), "rejected": _assistant(p["rejected"]),
@@ -52,18 +75,19 @@ def dpo_rows(store: Store, ids: Iterable[int] | None = None) -> list[dict]:
     return rows
 
 
-def kto_rows(store: Store) -> list[dict]:
+def kto_rows(store: Store, profile=None) -> list[dict]:
     """Thumbs up/down in TRL's conversational KTO format, plus "id" (rating id) and "user"."""
     rows = []
     for r in store.query(
         "SELECT r.id, r.user, r.value, r.reason, m.content, m.prompt_json, m.adapter_version, "
-        "m.prompt_version FROM ratings r JOIN messages m ON m.id = r.message_id ORDER BY r.id"
+        "m.prompt_version FROM ratings r JOIN messages m ON m.id = r.message_id "
+        "WHERE m.prompt_json IS NOT NULL ORDER BY r.id"
     ):
-        prompt = _prompt(r["prompt_json"])
-        if not prompt:
+        prompt = normalize_prompt(r["prompt_json"], profile)
+        if not _ends_with_question(prompt) or not r["content"].strip():
             continue
-        rows.append({"id": r["id"], "user": r["user"], "prompt": prompt,
-                     "completion": _assistant(r["content"]), "label": r["value"] == 1,
+        rows.append({"id": r["id"], "user": r["user"], "source": "rating", "prompt": prompt,
+                     "completion": _assistant(r["content"]), "label": r["value"] > 0,
                      "reason": r["reason"], "adapter_version": r["adapter_version"],
                      "prompt_version": r["prompt_version"]})
     return rows
@@ -82,7 +106,7 @@ def raw_rows(store: Store) -> list[dict]:
         ("comparison", "SELECT * FROM comparisons"),
     ):
         for row in store.query(sql + " ORDER BY id"):
-            row["prompt"] = _prompt(row.pop("prompt_json"))
+            row["prompt"] = normalize_prompt(row.pop("prompt_json"))
             rows.append({"kind": kind, **row})
     return rows
 

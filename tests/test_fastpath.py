@@ -131,14 +131,15 @@ def test_adapter_the_fast_path_cannot_merge_falls_back_to_peft(tiny_lora, tmp_pa
     assert fast._fast["emb"] is None  # served by peft, not a wrong merge
 
 
-def test_prompt_prefix_reuse_gives_the_same_logits(tiny_lora):
+@pytest.mark.parametrize("mode", ["fp32", "fp16"])
+def test_prompt_prefix_reuse_gives_the_same_logits(tiny_lora, mode):
     base, tok, _ = tiny_lora
-    fast = FastModel(base, None, "fp32")
+    fast = FastModel(base, None, mode)
     encode = Engine(base, tok, "cpu", 512, fast_path="off").encode
     first, second = encode(_msgs("first question")), encode(_msgs("another one"))
     fast.prefill(list(first), 64)
     cache, reused = fast.prefill(list(second), 64)
-    _, fresh = FastModel(base, None, "fp32").prefill(list(second), 64)
+    _, fresh = FastModel(base, None, mode).prefill(list(second), 64)
     assert torch.allclose(reused, fresh, atol=1e-4)
     assert cache.length == len(second)
     assert 0 < cache.reused < len(second)  # the shared system prompt was not recomputed

@@ -135,6 +135,26 @@ def test_shipped_knowledge_answers_on_topic_and_stays_quiet_off_topic(cfg, real_
         assert service.retrieve(question) == [], question
 
 
+def test_prompt_holds_the_part_of_each_chunk_closest_to_the_question(cfg, real_engine):
+    import re
+
+    from chat.engine import GenParams
+    from chat.runtime import build_runtime
+
+    service = build_runtime(cfg, engine=real_engine).service
+    answer = service.ask("How do I roll back to an earlier adapter?", "tester",
+                         params=GenParams(0.0, 0.9, 4))
+    system = answer.prompt[0]["content"]
+    blocks = re.split(r"\n+\[\d+\] ", system)[1:]
+    assert len(blocks) == len(answer.sources) >= 1
+    whole = answer.sources[0].text  # the Sources panel and the record keep the whole chunk
+    assert real_engine.count_tokens([whole])[0] > cfg.source_tokens and whole not in system
+    for block in blocks:
+        text = block.split(") ", 1)[1].replace("…", "")
+        assert real_engine.count_tokens([text])[0] <= cfg.source_tokens + 4
+    assert "roll" in blocks[0].lower()
+
+
 def test_reingesting_unchanged_adds_nothing_and_changed_replaces_chunks(retriever, corpus,
                                                                        store):
     retriever.ingest([corpus])

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from chat.errors import NotEnoughData
+from feedback.export import dpo_rows, kto_rows, normalize_prompt
 from training.config import DataSettings
 
 # Rows an admin imported deliberately are not capped per user: the cap guards against one
@@ -28,67 +29,9 @@ class Split:
         return sorted(r["id"] for r in self.train)
 
 
-# ---------------------------------------------------------------------------- prompts
-
-
-def normalize_prompt(prompt, profile) -> list[dict]:
-    """Messages exactly as the model saw them; a bare imported question is framed by `profile`
-    (the active prompt profile, or a plain system prompt string) as serving would frame it."""
-    from chat.prompts import PromptProfile, build_messages
-
-    if isinstance(profile, str):
-        profile = PromptProfile(system_prompt=profile)
-    if isinstance(prompt, str):
-        try:
-            prompt = json.loads(prompt)
-        except json.JSONDecodeError:
-            pass
-    if isinstance(prompt, str):
-        return build_messages(profile, prompt) if profile else [
-            {"role": "user", "content": prompt}]
-    messages = [{"role": m["role"], "content": m["content"]} for m in prompt or []]
-    if messages and messages[0]["role"] != "system" and profile:
-        messages = [{"role": "system", "content": profile.system_prompt}] + messages
-    return messages
-
-
-def _valid(row: dict) -> bool:
-    p = row["prompt"]
-    return bool(p) and p[-1]["role"] == "user" and bool(p[-1]["content"].strip())
-
-
-# ---------------------------------------------------------------------------- rows
-
-
-def dpo_rows(store, profile=None) -> list[dict]:
-    """Preference pairs (compare, correction, import) in TRL's conversational DPO format."""
-    rows = store.query("SELECT id, prompt_json, chosen, rejected, source, user "
-                       "FROM preferences ORDER BY id")
-    out = []
-    for r in rows:
-        row = {"id": r["id"], "user": r["user"], "source": r["source"],
-               "prompt": normalize_prompt(r["prompt_json"], profile),
-               "chosen": [{"role": "assistant", "content": r["chosen"]}],
-               "rejected": [{"role": "assistant", "content": r["rejected"]}]}
-        if _valid(row) and r["chosen"].strip() != r["rejected"].strip():
-            out.append(row)
-    return out
-
-
-def kto_rows(store, profile=None) -> list[dict]:
-    """Thumbs on recorded answers in TRL's unpaired (KTO) format: prompt/completion/label."""
-    rows = store.query(
-        "SELECT r.id, r.user, r.value, m.content, m.prompt_json FROM ratings r "
-        "JOIN messages m ON m.id = r.message_id WHERE m.prompt_json IS NOT NULL ORDER BY r.id")
-    out = []
-    for r in rows:
-        row = {"id": r["id"], "user": r["user"], "source": "rating",
-               "prompt": normalize_prompt(r["prompt_json"], profile),
-               "completion": [{"role": "assistant", "content": r["content"]}],
-               "label": r["value"] > 0}
-        if _valid(row) and r["content"].strip():
-            out.append(row)
-    return out
+# The row builders live with the export, so the JSONL an admin downloads and the data a run
+# trains on are the same rows; runs pass the active profile to frame bare imported questions.
+__all__ = ["dpo_rows", "kto_rows", "normalize_prompt", "conversation_prompts", "split"]
 
 
 def conversation_prompts(store, profile, limit: int) -> list[list[dict]]:
