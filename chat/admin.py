@@ -138,7 +138,7 @@ def start_training(ctx, user: str | None, method: str = "auto", activate: bool =
     if busy:
         raise BadInput(f"training run {busy['id']} is still going; cancel it or wait")
     try:
-        settings = TrainSettings(method=method, activate=activate)
+        settings = TrainSettings.for_config(ctx.cfg, method=method, activate=activate)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     runner.prepare(ctx.store, ctx.cfg, settings)  # NotEnoughData before anything starts

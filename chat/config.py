@@ -59,6 +59,8 @@ class Config:
     watch_interval_s: float = field(default=1.0, metadata={"help": "adapter registry poll"})
     auto_train_every: int = field(
         default=0, metadata={"help": "start a training run after N new feedback items (0: off)"})
+    train_max_steps: int = field(
+        default=0, metadata={"help": "cap on optimiser steps of every run (0: the run's epochs)"})
 
     def __post_init__(self) -> None:
         self.data_dir = Path(self.data_dir)

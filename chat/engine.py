@@ -103,12 +103,15 @@ class Engine:
     # ------------------------------------------------------------------ adapters
 
     def load_adapter(self, name: str, folder: str | Path) -> None:
-        """Load a LoRA adapter (safetensors only) under a unique name; cheap if already there."""
+        """Load a LoRA adapter (safetensors only) under a unique name; cheap if already there.
+        The same name from another folder (another registry sharing this engine) replaces it."""
         from peft import PeftModel
 
         folder = Path(folder)
         if name in self.adapters:
-            return
+            if Path(self.adapters[name]).resolve() == folder.resolve():
+                return
+            self.unload_adapter(name)
         if not (folder / "adapter_model.safetensors").exists():
             raise NotFound(f"adapter {name}: no adapter_model.safetensors in {folder}")
         with self._lock:

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from chat.hardware import cpu_has_fast_bf16
+
 MODES = ("fp16", "int8", "bf16", "fp32")
 _PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
          "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
@@ -46,7 +48,7 @@ def make_linear(weight: torch.Tensor, mode: str, prefill: bool = True):
         # came from the cache gets the same numbers as one computed whole.
         packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
         op16 = torch.ops.quantized.linear_dynamic_fp16
-        wide = weight.to(torch.bfloat16) if prefill and _bf16_gemm_is_fast() else None
+        wide = weight.to(torch.bfloat16) if prefill and cpu_has_fast_bf16() else None
 
         def linear(x, prompt=False):
             if wide is not None and prompt:
@@ -60,22 +62,6 @@ def make_linear(weight: torch.Tensor, mode: str, prefill: bool = True):
     scale = scale.to(torch.bfloat16)
     mm = torch.ops.aten._weight_int8pack_mm
     return lambda x, prompt=False: mm(x.to(torch.bfloat16), q, scale).float()
-
-
-_BF16_FAST: bool | None = None
-
-
-def _bf16_gemm_is_fast() -> bool:
-    """True where the CPU has native bf16 dot products (AVX512-BF16 or AMX); elsewhere a bf16
-    GEMM is emulated and slower than fp32, so prompts stay on the fp16 kernel."""
-    global _BF16_FAST
-    if _BF16_FAST is None:
-        try:
-            flags = open("/proc/cpuinfo").read()
-            _BF16_FAST = " avx512_bf16" in flags or " amx_bf16" in flags
-        except OSError:
-            _BF16_FAST = False
-    return _BF16_FAST
 
 
 # ---------------------------------------------------------------------------- weights

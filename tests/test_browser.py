@@ -42,32 +42,17 @@ def live(monkeypatch, real_engine):
     monkeypatch.setenv("CHAT_MAX_NEW_TOKENS", "48")
     monkeypatch.setenv("CHAT_AUTH", "accounts")
     monkeypatch.setenv("CHAT_WATCH_INTERVAL_S", "0.5")
+    monkeypatch.setenv("CHAT_TRAIN_MAX_STEPS", "1")  # runs from the admin tab: one real step
     cfg = load_config()
     rt = build_runtime(cfg, engine=real_engine)
     add_user(rt.store, "alice", PASSWORD, "user")
     add_user(rt.store, "root", PASSWORD, "admin")
-    small_training_runs(monkeypatch)
     url, stop = start_server(build_server(rt))
     yield {"url": url, "rt": rt, "store": rt.store, "cfg": cfg}
     stop_training(rt.store)
     stop()
     for version in rt.service.adapters.loaded:  # the engine is shared with later tests
         real_engine.unload_adapter(version)
-
-
-def small_training_runs(monkeypatch) -> None:
-    """Runs started from the admin tab use a short real DPO run (the settings travel with the run
-    row to the training process). No CHAT_* knob sets the run's size yet: this is the seam."""
-    import training.config as tc
-
-    real = tc.TrainSettings
-
-    def small(method: str = "auto", activate: bool = True) -> tc.TrainSettings:
-        return real.from_dict({
-            "method": method, "activate": activate,
-            "optim": {"max_steps": 1, "batch_size": 2, "max_length": 128}})
-
-    monkeypatch.setattr(tc, "TrainSettings", small)
 
 
 def stop_training(store) -> None:

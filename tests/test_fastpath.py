@@ -145,6 +145,19 @@ def test_prompt_prefix_reuse_gives_the_same_logits(tiny_lora, mode):
     assert 0 < cache.reused < len(second)  # the shared system prompt was not recomputed
 
 
+def test_same_name_from_another_folder_replaces_the_adapter(tiny_lora):
+    _, _, folders = tiny_lora
+    engine, reference = _engine(tiny_lora, "fp16"), _engine(tiny_lora, "fp16")
+    params = GenParams(max_new_tokens=8)
+    ids = engine.encode(_msgs("hi"))
+    engine.load_adapter("v1", folders["a"])
+    assert list(engine.generate_ids(ids, params, "v1")) == list(
+        reference.generate_ids(ids, params, "a"))
+    engine.load_adapter("v1", folders["b"])  # e.g. v0001 of another data folder
+    assert list(engine.generate_ids(ids, params, "v1")) == list(
+        reference.generate_ids(ids, params, "b"))
+
+
 def test_unknown_fast_path_setting_is_a_clear_error(tiny_lora):
     base, tok, _ = tiny_lora
     with pytest.raises(BadInput, match="fast_path"):

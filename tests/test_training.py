@@ -61,6 +61,19 @@ def test_dpo_rows_frame_bare_questions_like_serving(store):
     assert rows[0]["chosen"][0]["content"].startswith("Short answer:")
 
 
+def test_deployment_step_cap_applies_unless_a_run_sets_its_own(cfg):
+    from dataclasses import replace
+
+    from training.config import TrainSettings
+
+    assert TrainSettings.for_config(cfg).optim.max_steps == -1  # off by default: epochs
+    capped = replace(cfg, train_max_steps=3)
+    assert TrainSettings.for_config(capped, method="dpo").optim.max_steps == 3
+    assert TrainSettings.for_config(capped, {"max_steps": 9}).optim.max_steps == 9
+    with pytest.raises(ValueError, match="precision"):
+        TrainSettings.for_config(cfg, {"precision": "fp8"})
+
+
 def test_user_cap_limits_one_account(store):
     from training.config import DataSettings
     from training.datasets import dpo_rows, split

@@ -7,11 +7,7 @@ import json
 import subprocess
 import sys
 
-import pytest
-
 from tests.test_training import ROOT, import_pairs
-
-pytestmark = pytest.mark.slow
 
 CAPITALS = [("France", "Paris"), ("Japan", "Tokyo"), ("Italy", "Rome"), ("Spain", "Madrid"),
             ("Germany", "Berlin"), ("Canada", "Ottawa"), ("Egypt", "Cairo"),

@@ -1,12 +1,8 @@
-"""RLHF path on the real model: reward model on pairs, then RLOO scored by it (slow)."""
+"""RLHF path on the real model: reward model on pairs, then RLOO scored by it (~40 s)."""
 
 from __future__ import annotations
 
-import pytest
-
 from tests.test_training import import_pairs, short_pairs
-
-pytestmark = pytest.mark.slow
 
 
 def test_rlhf_run_trains_reward_model_and_policy(cfg, store):

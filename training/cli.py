@@ -39,21 +39,21 @@ def register(sub) -> None:
 # ---------------------------------------------------------------------------- train
 
 
-def settings_from_args(args):
+def settings_from_args(cfg: Config, args):
     from training.config import TrainSettings
 
     optim = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
                                "learning_rate": args.learning_rate,
                                "batch_size": args.batch_size}.items() if v is not None}
-    return TrainSettings.from_dict({"method": args.method, "activate": not args.no_activate,
-                                    "optim": optim})
+    return TrainSettings.for_config(cfg, optim, method=args.method,
+                                    activate=not args.no_activate)
 
 
 def cmd_train(cfg: Config, args) -> int:
     from feedback.store import Store
     from training import runner
 
-    settings = settings_from_args(args)
+    settings = settings_from_args(cfg, args)
     store = Store(cfg.db_path)
     runner.prepare(store, cfg, settings)  # NotEnoughData here, before a process starts
     run_id = runner.create_run(store, settings, args.user)

@@ -69,12 +69,17 @@ class OptimSettings:
     beta: float = field(default=0.5, metadata={"help": "DPO/KTO KL strength"})
     sft_weight: float = field(
         default=1.0, metadata={"help": "DPO: weight of an SFT loss on chosen answers (0: off)"})
+    precision: str = field(default="auto", metadata={
+        "help": "auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | bf16 | "
+                "fp32"})
 
     def __post_init__(self) -> None:
         _positive("learning_rate", self.learning_rate)
         _positive("epochs", self.epochs)
         _positive("batch_size", self.batch_size)
         _positive("beta", self.beta)
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
         if self.max_length < 32:
             raise ValueError(f"max_length must be at least 32, got {self.max_length}")
 
@@ -128,6 +133,15 @@ class TrainSettings:
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+    @classmethod
+    def for_config(cls, cfg, optim: dict | None = None, **kwargs) -> TrainSettings:
+        """Settings for a run started by this deployment: cfg.train_max_steps (> 0) caps the
+        steps of runs that do not set their own (quick checks, demos, tests)."""
+        optim = dict(optim or {})
+        if getattr(cfg, "train_max_steps", 0) > 0 and optim.get("max_steps") is None:
+            optim["max_steps"] = cfg.train_max_steps
+        return cls.from_dict({**kwargs, "optim": optim})
 
     @classmethod
     def from_dict(cls, data: dict | None) -> TrainSettings:

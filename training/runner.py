@@ -123,7 +123,7 @@ def maybe_autotrain(store: Store, cfg: Config) -> int | None:
         return None
     if new_feedback_since_last_run(store) < cfg.auto_train_every:
         return None
-    settings = TrainSettings()
+    settings = TrainSettings.for_config(cfg)
     try:
         prepare(store, cfg, settings)
     except NotEnoughData:

@@ -76,6 +76,13 @@ def common_args(s: TrainSettings, out_dir: Path, lr: float | None = None,
     device, dtype = device_and_dtype()
     import torch
 
+    bf16 = dtype == torch.bfloat16
+    if device == "cpu":  # fp32 weights; bf16 autocast where the CPU multiplies bf16 natively
+        from chat.hardware import cpu_has_fast_bf16
+
+        bf16 = s.optim.precision == "bf16" or (
+            s.optim.precision == "auto" and cpu_has_fast_bf16())
+
     return dict(
         output_dir=str(out_dir), per_device_train_batch_size=s.optim.batch_size,
         num_train_epochs=epochs or s.optim.epochs,
@@ -83,7 +90,7 @@ def common_args(s: TrainSettings, out_dir: Path, lr: float | None = None,
         learning_rate=lr or s.optim.learning_rate, lr_scheduler_type="constant",
         logging_steps=1, save_strategy="no", report_to=[],
         seed=s.data.seed, disable_tqdm=True, use_cpu=device == "cpu",
-        bf16=dtype == torch.bfloat16, fp16=dtype == torch.float16,
+        bf16=bf16, fp16=dtype == torch.float16,
         gradient_checkpointing=False, dataloader_num_workers=0)
 
 
