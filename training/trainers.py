@@ -114,18 +114,37 @@ def train_dpo(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
     """Direct preference optimisation on (prompt, chosen, rejected); the reference is the
     base model with the adapter disabled, which peft gives for free."""
     from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOConfig
 
     model, tok = load_policy(base_path)
     losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.optim.sft_weight]} \
         if s.optim.sft_weight > 0 else {}
     args = DPOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
                      max_length=s.optim.max_length, truncation_mode="keep_end", **losses)
-    trainer = DPOTrainer(
+    trainer = shared_prefix_dpo_trainer()(
         model=model, args=args, processing_class=tok, peft_config=lora_config(s),
         train_dataset=Dataset.from_list(trl_columns(rows, ("prompt", "chosen", "rejected"))),
         callbacks=[make_callback(hooks)])
     return _finish(trainer, hooks, out_dir)
+
+
+def shared_prefix_dpo_trainer():
+    """TRL's DPOTrainer whose policy and reference passes compute each pair's shared prefix
+    once (training/shared_prefix.py): same loss and gradients, fewer tokens."""
+    from trl import DPOTrainer
+
+    from training.shared_prefix import sharing_prefixes
+
+    class SharedPrefixDPOTrainer(DPOTrainer):
+        def _compute_loss(self, model, inputs, return_outputs):
+            with sharing_prefixes(self.model):
+                return super()._compute_loss(model, inputs, return_outputs)
+
+        def compute_ref_log_probs(self, model, inputs):
+            with sharing_prefixes(self.model):
+                return super().compute_ref_log_probs(model, inputs)
+
+    return SharedPrefixDPOTrainer
 
 
 # ---------------------------------------------------------------------------- KTO
