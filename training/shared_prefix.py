@@ -34,7 +34,8 @@ def _backbone(model):
 def _flush_left(mask: torch.Tensor) -> bool:
     """Every row is tokens then padding (what TRL's collator produces)."""
     lengths = mask.sum(1, keepdim=True)
-    return bool((mask == (torch.arange(mask.shape[1]) < lengths).to(mask.dtype)).all())
+    expected = torch.arange(mask.shape[1], device=mask.device) < lengths
+    return bool((mask == expected.to(mask.dtype)).all())
 
 
 def shared_lengths(ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
@@ -52,7 +53,7 @@ def _rest(ids, mask, start):
     """Each row's tokens from `start[r]` on, left-aligned, with their mask and positions."""
     lengths = mask.sum(dim=1)
     width = int((lengths - start).max())
-    offsets = torch.arange(width)
+    offsets = torch.arange(width, device=ids.device)
     index = (start[:, None] + offsets).clamp(max=ids.shape[1] - 1)
     valid = offsets[None, :] < (lengths - start)[:, None]
     return ids.gather(1, index), valid.long(), start[:, None] + offsets
@@ -63,11 +64,11 @@ def shared_forward(forward, ids, mask, shared, **kwargs):
     from transformers.modeling_outputs import BaseModelOutputWithPast
 
     half, width = ids.shape[0] // 2, int(shared.max())
-    prefix_mask = (torch.arange(width)[None, :] < shared[:, None]).long()
+    prefix_mask = (torch.arange(width, device=ids.device)[None, :] < shared[:, None]).long()
     prefix = forward(input_ids=ids[:half, :width], attention_mask=prefix_mask, use_cache=True,
                      **kwargs)
     cache = prefix.past_key_values
-    both = torch.cat([torch.arange(half), torch.arange(half)])
+    both = torch.arange(half, device=ids.device).repeat(2)
     cache.reorder_cache(both)  # index_select: differentiable, each pair's rows see one prefix
     start = shared.repeat(2)
     rest_ids, rest_mask, positions = _rest(ids, mask, start)
@@ -75,7 +76,7 @@ def shared_forward(forward, ids, mask, shared, **kwargs):
                    position_ids=positions, past_key_values=cache, use_cache=True, **kwargs)
     # position t of row r: from the prefix pass when t < start[r], else from the rest pass
     hidden = torch.cat([prefix.last_hidden_state[both], rest.last_hidden_state], dim=1)
-    t = torch.arange(ids.shape[1])[None, :]
+    t = torch.arange(ids.shape[1], device=ids.device)[None, :]
     index = torch.where(t < start[:, None], t, width + (t - start[:, None]))
     index = index.clamp(max=hidden.shape[1] - 1)
     out = hidden.gather(1, index[..., None].expand(-1, -1, hidden.shape[-1]))
