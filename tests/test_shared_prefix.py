@@ -55,6 +55,7 @@ def test_shared_forward_matches_the_plain_one_values_and_gradients():
     ids, mask = batch()
     plain_hidden, plain_grads = hidden_and_grads(model, ids, mask)
     with sharing_prefixes(model):
+        assert "forward" in vars(model.base_model.model.model)  # the shared path is in place
         shared_hidden, shared_grads = hidden_and_grads(model, ids, mask)
     valid = mask.bool()
     assert torch.allclose(shared_hidden[valid], plain_hidden[valid], atol=1e-10)

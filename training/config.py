@@ -70,8 +70,8 @@ class OptimSettings:
     sft_weight: float = field(
         default=1.0, metadata={"help": "DPO: weight of an SFT loss on chosen answers (0: off)"})
     precision: str = field(default="auto", metadata={
-        "help": "auto (bf16 autocast on CUDA and on CPUs with native bf16, else fp32) | bf16 | "
-                "fp32"})
+        "help": "CPU autocast: auto (bf16 where the CPU has native bf16, else fp32) | bf16 | "
+                "fp32; on CUDA the model always trains in bf16 (fp16 without bf16 support)"})
 
     def __post_init__(self) -> None:
         _positive("learning_rate", self.learning_rate)

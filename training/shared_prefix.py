@@ -24,11 +24,9 @@ MIN_SHARED = 4  # a shorter common prefix is not worth a second pass
 
 def _backbone(model):
     """The decoder stack (LlamaModel & co.) inside a peft/transformers causal LM."""
-    inner = model
-    for attr in ("base_model", "model"):
-        while hasattr(inner, attr) and not hasattr(inner, "layers"):
-            inner = getattr(inner, attr)
-    return inner if hasattr(inner, "layers") else None
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    decoder = base.get_decoder() if hasattr(base, "get_decoder") else None
+    return decoder if hasattr(decoder, "layers") else None
 
 
 def _flush_left(mask: torch.Tensor) -> bool:
