@@ -180,13 +180,20 @@ class FastModel:
         x = self.embed[torch.tensor(ids)]
         cos, sin = self.cos[start:start + n], self.sin[start:start + n]
         nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
+        last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             qkv = layer.qkv(self._rms(x, layer.ln1), prompt)
             q = qkv[:, :nq].view(n, self.n_heads, hd).transpose(0, 1)
             k = qkv[:, nq:nq + nkv].view(n, self.n_kv, hd).transpose(0, 1)
             v = qkv[:, nq + nkv:].view(n, self.n_kv, hd).transpose(0, 1)
             keys, values = cache.append(i, self._rope(k, cos, sin), v, start)
-            attn = self._attend(self._rope(q, cos, sin), keys, values, start, n)
+            if i == last and n > 1:
+                # The last layer's keys/values are cached for every position, but only the
+                # final position's output reaches the logits: its query alone goes on.
+                q, cos, sin, x = q[:, -1:], cos[-1:], sin[-1:], x[-1:]
+                attn = self._attend(self._rope(q, cos, sin), keys, values, start + n - 1, 1)
+            else:
+                attn = self._attend(self._rope(q, cos, sin), keys, values, start, n)
             x = x + layer.o(attn, prompt)
             gu = layer.gate_up(self._rms(x, layer.ln2), prompt)
             half = gu.shape[-1] // 2
