@@ -87,6 +87,8 @@ def bench_gen(cfg, n_tokens: int = 128, rounds: int = 2) -> dict:
 
 # ---------------------------------------------------------------------------- ttft
 
+FOLLOWUP_TURNS = 5
+
 
 def _ttft(engine, messages: list[dict], search=None, adapter=None) -> float:
     from chat.engine import GenParams
@@ -98,8 +100,23 @@ def _ttft(engine, messages: list[dict], search=None, adapter=None) -> float:
     return (time.perf_counter() - start) * 1000
 
 
-def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5) -> dict:
-    """Time to first token with 4 retrieved chunks, retrieval included; baseline: fast path off."""
+def _conversation_ttft(engine, searcher) -> tuple[float, int]:
+    """Time to first token of the last turn of a conversation (earlier answers canned), and
+    that turn's prompt length: how a follow-up's wait grows with the history before it."""
+    from chat.bench_corpus import QUESTIONS, canned_answer
+
+    history: list[dict] = []
+    for question in QUESTIONS[:FOLLOWUP_TURNS]:
+        messages = searcher(question, history)()
+        ms = _ttft(engine, messages)
+        history += [{"role": "user", "content": question},
+                    {"role": "assistant", "content": canned_answer(question)}]
+    return ms, len(engine.encode(messages))
+
+
+def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5, followups: int = 3) -> dict:
+    """Time to first token with 4 retrieved chunks, retrieval included; baseline: fast path off.
+    Also the same wait for the 5th turn of a conversation (history in the prompt)."""
     from chat.bench_corpus import QUESTIONS, retrieval_setup
     from chat.engine import Engine
 
@@ -113,11 +130,14 @@ def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5) -> dict:
         ours = [_ttft(engine, None, prompts[i % len(prompts)]) for i in range(runs)]
         theirs = [_ttft(plain, None, prompts[i % len(prompts)]) for i in range(baseline_runs)]
         tokens = statistics.median(len(engine.encode(p())) for p in prompts)
+        later = [_conversation_ttft(engine, searcher) for _ in range(followups)]
     p50, base = percentile(ours, 50), percentile(theirs, 50)
     return {"ttft_p50_ms": round(p50, 1), "ttft_p90_ms": round(percentile(ours, 90), 1),
             "ttft_p50_ms_baseline": round(base, 1), "ratio": round(base / p50, 2),
             "runs": runs, "baseline_runs": baseline_runs, "prompt_tokens": int(tokens),
-            "chunks": 4, "source_tokens": cfg.source_tokens}
+            "chunks": 4, "source_tokens": cfg.source_tokens,
+            f"ttft_turn{FOLLOWUP_TURNS}_p50_ms": round(statistics.median(m for m, _ in later), 1),
+            f"turn{FOLLOWUP_TURNS}_prompt_tokens": later[0][1]}
 
 
 # ---------------------------------------------------------------------------- dispatch

@@ -37,6 +37,12 @@ QUESTIONS = [
 ]
 
 
+def canned_answer(question: str) -> str:
+    """A ~100-token answer to one of QUESTIONS, standing in for a generated one in history."""
+    text = TOPICS[list(TOPICS)[QUESTIONS.index(question)]]
+    return f"{text} In short: {text}"
+
+
 def _document(topic: str, text: str) -> str:
     # ~1,000 words per topic: enough for several 240-token chunks per question
     parts = [f"# {topic.title()}\n"]
@@ -65,9 +71,9 @@ def retrieval_setup(cfg, folder: Path, engine):
     service = ChatService(cfg, engine, store, retriever=retriever)
     profile, params = PromptProfile(cfg.system_prompt), GenParams(max_new_tokens=8)
 
-    def searcher(question: str):
+    def searcher(question: str, history: list[dict] | None = None):
         def messages() -> list[dict]:
-            return service.build_prompt(profile, question, [], service.retrieve(question),
-                                        params)
+            return service.build_prompt(profile, question, history or [],
+                                        service.retrieve(question), params)
         return messages
     return searcher

@@ -72,6 +72,9 @@ def test_ttft_bench_uses_four_retrieved_chunks(cfg):
     result = run_bench("ttft", cfg)
     assert result["chunks"] == 4 and result["runs"] >= 20
     assert 0 < result["ttft_p50_ms"] <= result["ttft_p90_ms"]
+    # the fifth turn carries four earlier exchanges: a longer prompt than a first question
+    assert result["turn5_prompt_tokens"] > result["prompt_tokens"] + 4 * 100
+    assert result["ttft_turn5_p50_ms"] > 0
 
 
 @pytest.mark.slow
