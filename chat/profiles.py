@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from chat.errors import BadInput, NotFound
-from chat.prompts import DEFAULT_SOURCE_TEMPLATE, PromptProfile
+from chat.prompts import DEFAULT_SOURCE_TEMPLATE, PromptProfile, question_of
 from feedback.store import Store, dumps, utcnow
 
 PROFILE_KEYS = {"system_prompt", "few_shot", "source_template", "note"}
@@ -151,7 +151,8 @@ def preview_questions(store: Store, n: int = 5) -> list[str]:
     for row in store.query("SELECT prompt_json FROM preferences ORDER BY id DESC LIMIT 200"):
         prompt = json.loads(row["prompt_json"])
         text = prompt if isinstance(prompt, str) else next(
-            (m["content"] for m in reversed(prompt) if m.get("role") == "user"), None)
+            (question_of(m["content"]) for m in reversed(prompt) if m.get("role") == "user"),
+            None)
         if text and text not in questions:
             questions.append(text)
         if len(questions) == n:

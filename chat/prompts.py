@@ -1,4 +1,11 @@
-"""Prompt building: system prompt + few-shot turns + numbered sources (framed as data) + history."""
+"""Prompt building: system prompt + few-shot turns + history + the question with its sources.
+
+The numbered sources (framed as data) go into the last user message, just before the question,
+not into the system message. Two measured reasons (README, Performance): the system message
+and every earlier turn stay the same from one turn to the next, so a follow-up reuses their
+cached keys/values instead of recomputing the whole conversation; and SmolLM2's answers used
+more of the sources' words with them next to the question.
+"""
 
 from __future__ import annotations
 
@@ -31,6 +38,9 @@ class PromptProfile:
     version: int | None = None  # None: the built-in profile from the configuration
 
 
+QUESTION_LABEL = "\n\nQuestion: "
+
+
 def format_sources(sources: list[Source], template: str) -> str:
     lines = [f"[{i}] ({s.document}) {s.text.strip()}" for i, s in enumerate(sources, 1)]
     return template.replace("{sources}", "\n\n".join(lines))
@@ -41,10 +51,16 @@ def build_messages(
     sources: list[Source] | None = None,
 ) -> list[dict]:
     """The exact message list the model sees; recorded with the answer so training matches."""
-    system = profile.system_prompt
-    if sources:
-        system = system + "\n\n" + format_sources(sources, profile.source_template)
     turns = [{"role": m["role"], "content": m["content"]} for m in (history or [])
              if m.get("role") in ("user", "assistant") and m.get("content")]
-    return ([{"role": "system", "content": system}] + list(profile.few_shot) + turns
-            + [{"role": "user", "content": question}])
+    asked = question
+    if sources:
+        asked = format_sources(sources, profile.source_template) + QUESTION_LABEL + question
+    return ([{"role": "system", "content": profile.system_prompt}] + list(profile.few_shot)
+            + turns + [{"role": "user", "content": asked}])
+
+
+def question_of(user_content: str) -> str:
+    """The question in a user message built by build_messages, its sources left out (the text
+    after the last QUESTION_LABEL; a message without one is all question)."""
+    return user_content.rsplit(QUESTION_LABEL, 1)[-1]

@@ -7,6 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from chat.errors import BadInput
+from chat.prompts import question_of
 from feedback.store import RATING_REASONS, Store, dumps, utcnow
 
 IMPORT_VERSION = "import"  # adapter_version of messages that came from a file, not a model
@@ -101,7 +102,8 @@ def parse_file(path: Path | str) -> list[dict]:
 def _answer(store: Store, db, rec: dict, content: str, now: str) -> int:
     """A conversation holding the prompt turns and the imported answer; returns its message id."""
     prompt = rec["prompt"]
-    title = next((m["content"] for m in reversed(prompt) if m["role"] == "user"), "")[:80]
+    title = next((question_of(m["content"]) for m in reversed(prompt) if m["role"] == "user"),
+                 "")[:80]
     conv = store._insert(db, "conversations", {"user": rec["user"], "created_at": now,
                                                "title": title})
     parent = None
@@ -110,7 +112,8 @@ def _answer(store: Store, db, rec: dict, content: str, now: str) -> int:
             continue
         parent = store._insert(db, "messages", {
             "conversation_id": conv, "parent_id": parent, "role": m["role"],
-            "content": m["content"], "created_at": now})
+            "content": question_of(m["content"]) if m["role"] == "user" else m["content"],
+            "created_at": now})
     return store._insert(db, "messages", {
         "conversation_id": conv, "parent_id": parent, "role": "assistant", "content": content,
         "adapter_version": IMPORT_VERSION, "prompt_json": dumps(prompt), "created_at": now})

@@ -118,7 +118,11 @@ def test_ask_cites_the_retrieved_document(cfg, store, retriever, corpus, real_en
     sources = answer.as_json()["sources"]
     assert sources and sources[0]["document"] == "jupiter"
     assert "Ganymede" in sources[0]["text"] and sources[0]["score"] >= cfg.min_score
-    assert "Ganymede" in answer.prompt[0]["content"]  # numbered source in the system prompt
+    # numbered sources go right before the question; the system prompt stays the same
+    assert "Ganymede" in answer.prompt[-1]["content"]
+    assert "Ganymede" not in answer.prompt[0]["content"]
+    assert answer.prompt[-1]["content"].endswith(
+        "\n\nQuestion: Which moons of Jupiter are the largest?")
     recorded = json.loads(store.message(answer.message_id)["sources_json"])
     assert [s["chunk_id"] for s in recorded] == [s["chunk_id"] for s in sources]
 
@@ -144,15 +148,36 @@ def test_prompt_holds_the_part_of_each_chunk_closest_to_the_question(cfg, real_e
     service = build_runtime(cfg, engine=real_engine).service
     answer = service.ask("How do I roll back to an earlier adapter?", "tester",
                          params=GenParams(0.0, 0.9, 4))
-    system = answer.prompt[0]["content"]
-    blocks = re.split(r"\n+\[\d+\] ", system)[1:]
+    asked = answer.prompt[-1]["content"].rsplit("\n\nQuestion: ", 1)[0]
+    blocks = re.split(r"\n+\[\d+\] ", asked)[1:]
     assert len(blocks) == len(answer.sources) >= 1
     whole = answer.sources[0].text  # the Sources panel and the record keep the whole chunk
-    assert real_engine.count_tokens([whole])[0] > cfg.source_tokens and whole not in system
+    assert real_engine.count_tokens([whole])[0] > cfg.source_tokens and whole not in asked
     for block in blocks:
         text = block.split(") ", 1)[1].replace("…", "")
         assert real_engine.count_tokens([text])[0] <= cfg.source_tokens + 4
     assert "roll" in blocks[0].lower()
+
+
+def test_a_follow_up_reuses_the_cached_earlier_turns(cfg, real_engine):
+    from chat.engine import BASE, GenParams
+    from chat.runtime import build_runtime
+
+    service = build_runtime(cfg, engine=real_engine).service
+    history: list[dict] = []
+    for question in ("How do I rate an answer?", "How do I roll back to an earlier adapter?",
+                     "How do I add documents to the knowledge base?"):
+        answer = service.ask(question, "tester", history=history,
+                             params=GenParams(0.0, 0.9, 12))
+        assert answer.sources  # each turn brings sources of its own
+        history += [{"role": "user", "content": question},
+                    {"role": "assistant", "content": answer.text}]
+    ids, cache = real_engine.prepare(BASE)._last
+    assert ids == real_engine.encode(answer.prompt)
+    # the third turn's prompt: system, turn one, then turn two and the new question; the
+    # system prompt and all of turn one came from the cache, not just the system prompt
+    turn_one = len(real_engine.encode(answer.prompt[:3])) - 3  # less the assistant header
+    assert cache.reused >= turn_one > len(real_engine.encode(answer.prompt[:1]))
 
 
 def test_reingesting_unchanged_adds_nothing_and_changed_replaces_chunks(retriever, corpus,
