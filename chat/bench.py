@@ -90,33 +90,38 @@ def bench_gen(cfg, n_tokens: int = 128, rounds: int = 2) -> dict:
 FOLLOWUP_TURNS = 5
 
 
-def _ttft(engine, messages: list[dict], search=None, adapter=None) -> float:
+def _ttft(engine, messages: list[dict], search=None, adapter=None, conversation=None) -> float:
     from chat.engine import GenParams
 
     start = time.perf_counter()
     if search is not None:
         messages = search()
-    next(iter(engine.generate(messages, GenParams(max_new_tokens=8), adapter)))
+    params = GenParams(max_new_tokens=8)
+    next(iter(engine.generate(messages, params, adapter, conversation=conversation)))
     return (time.perf_counter() - start) * 1000
 
 
-def _conversation_ttft(engine, searcher) -> tuple[float, int]:
-    """Time to first token of the last turn of a conversation (earlier answers canned), and
-    that turn's prompt length: how a follow-up's wait grows with the history before it."""
+def _conversation_ttft(engine, searcher, users: int = 1) -> tuple[float, int]:
+    """Time to first token of the last turn of `users` conversations taking turns (earlier
+    answers canned), and that turn's prompt length: how a follow-up's wait grows with the
+    history before it, and whether other people's questions in between cost it its cache."""
     from chat.bench_corpus import QUESTIONS, canned_answer
 
-    history: list[dict] = []
-    for question in QUESTIONS[:FOLLOWUP_TURNS]:
-        messages = searcher(question, history)()
-        ms = _ttft(engine, messages)
-        history += [{"role": "user", "content": question},
-                    {"role": "assistant", "content": canned_answer(question)}]
+    histories: list[list[dict]] = [[] for _ in range(users)]
+    for turn in range(FOLLOWUP_TURNS):
+        for user, history in enumerate(histories):
+            question = QUESTIONS[(turn + user) % len(QUESTIONS)]
+            messages = searcher(question, history)()
+            ms = _ttft(engine, messages, conversation=("bench", id(history)))
+            history += [{"role": "user", "content": question},
+                        {"role": "assistant", "content": canned_answer(question)}]
     return ms, len(engine.encode(messages))
 
 
 def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5, followups: int = 3) -> dict:
     """Time to first token with 4 retrieved chunks, retrieval included; baseline: fast path off.
-    Also the same wait for the 5th turn of a conversation (history in the prompt)."""
+    Also the same wait for the 5th turn of a conversation (history in the prompt), alone and
+    with a second conversation taking turns with it."""
     from chat.bench_corpus import QUESTIONS, retrieval_setup
     from chat.engine import Engine
 
@@ -131,13 +136,16 @@ def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5, followups: int = 3) 
         theirs = [_ttft(plain, None, prompts[i % len(prompts)]) for i in range(baseline_runs)]
         tokens = statistics.median(len(engine.encode(p())) for p in prompts)
         later = [_conversation_ttft(engine, searcher) for _ in range(followups)]
+        shared = [_conversation_ttft(engine, searcher, users=2) for _ in range(followups)]
     p50, base = percentile(ours, 50), percentile(theirs, 50)
     return {"ttft_p50_ms": round(p50, 1), "ttft_p90_ms": round(percentile(ours, 90), 1),
             "ttft_p50_ms_baseline": round(base, 1), "ratio": round(base / p50, 2),
             "runs": runs, "baseline_runs": baseline_runs, "prompt_tokens": int(tokens),
             "chunks": 4, "source_tokens": cfg.source_tokens,
             f"ttft_turn{FOLLOWUP_TURNS}_p50_ms": round(statistics.median(m for m, _ in later), 1),
-            f"turn{FOLLOWUP_TURNS}_prompt_tokens": later[0][1]}
+            f"turn{FOLLOWUP_TURNS}_prompt_tokens": later[0][1],
+            f"ttft_turn{FOLLOWUP_TURNS}_2users_p50_ms":
+                round(statistics.median(m for m, _ in shared), 1)}
 
 
 # ---------------------------------------------------------------------------- dispatch

@@ -182,28 +182,31 @@ class Engine:
 
     def generate(
         self, messages: list[dict], params: GenParams | None = None, adapter: str | None = None,
-        cancel: threading.Event | None = None,
+        cancel: threading.Event | None = None, conversation=None,
     ) -> Iterator[str]:
-        """Stream the answer as text pieces. Setting `cancel` stops after the current token."""
+        """Stream the answer as text pieces. Setting `cancel` stops after the current token.
+        `conversation` (any hashable id) lets a follow-up start from this prompt's cache."""
         params = params or GenParams()
         ids = self.encode(self.fit_messages(messages, params.max_new_tokens))
-        yield from self._detokenize(self.generate_ids(ids, params, adapter, cancel))
+        yield from self._detokenize(self.generate_ids(ids, params, adapter, cancel, conversation))
 
-    def generate_ids(self, ids, params: GenParams, adapter=None, cancel=None) -> Iterator[int]:
+    def generate_ids(self, ids, params: GenParams, adapter=None, cancel=None,
+                     conversation=None) -> Iterator[int]:
         """Stream token ids; the fast path when this version has one, else transformers/peft."""
         fast = self.prepare(adapter)
         if fast is not None:
-            return self._generate_fast(fast, ids, params, cancel)
+            return self._generate_fast(fast, ids, params, cancel, conversation)
         return self._generate_hf(ids, params, adapter, cancel)
 
-    def _generate_fast(self, fast, ids, params: GenParams, cancel) -> Iterator[int]:
+    def _generate_fast(self, fast, ids, params: GenParams, cancel, conversation) -> Iterator[int]:
         import torch
 
         gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         if cancel is not None and cancel.is_set():
             return
         with self._lock, torch.inference_mode():
-            cache, logits = fast.prefill(list(ids), len(ids) + params.max_new_tokens)
+            cache, logits = fast.prefill(list(ids), len(ids) + params.max_new_tokens,
+                                         conversation)
         for i in range(params.max_new_tokens):
             token = sample(logits, params, gen)
             if token in self.stop_ids:

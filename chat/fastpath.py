@@ -9,13 +9,13 @@ serving that version through the ordinary transformers/peft path.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from chat.hardware import cpu_has_fast_bf16
+from chat.prefix_cache import PrefixCache
 
 MODES = ("fp16", "int8", "bf16", "fp32")
 _PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
@@ -146,9 +146,7 @@ class FastModel:
         freqs = torch.outer(torch.arange(self.max_pos).float(), inv)
         emb = torch.cat([freqs, freqs], dim=-1)
         self.cos, self.sin = emb.cos(), emb.sin()
-        # the most recent prompt's tokens and cache, for prompt-prefix reuse
-        self._last: tuple[list[int], KVCache] | None = None
-        self._last_lock = threading.Lock()
+        self.prefixes = PrefixCache()  # earlier prompts' keys/values, for prefix reuse
 
     def _layer(self, layer, adapter, mode, merged) -> _Layer:
         w = {k: _effective_weight(layer.get_submodule(p), adapter, merged).float()
@@ -222,32 +220,18 @@ class FastModel:
     def new_cache(self, capacity: int) -> KVCache:
         return KVCache(len(self.layers), self.n_kv, min(capacity, self.max_pos), self.head_dim)
 
-    def prefill(self, ids: list[int], capacity: int) -> tuple[KVCache, torch.Tensor]:
-        """A cache holding `ids` and the next-token logits, reusing the last prompt's prefix."""
+    def prefill(self, ids: list[int], capacity: int, key=None) -> tuple[KVCache, torch.Tensor]:
+        """A cache holding `ids` and the next-token logits, starting from the longest prefix
+        cached by the last prompt or by conversation `key`'s last prompt."""
         cache = self.new_cache(max(capacity, len(ids) + 1))
-        with self._last_lock:
-            last = self._last
-        if last is not None:
-            shared = _common_prefix(last[0], ids)
-            shared = min(shared, len(ids) - 1)  # always run at least one token for logits
-            if shared > 0:
-                cache.copy_prefix(last[1], shared)
+        shared, earlier = self.prefixes.best(ids, key)
+        shared = min(shared, len(ids) - 1)  # always run at least one token for logits
+        if shared > 0:
+            cache.copy_prefix(earlier, shared)
         cache.reused = cache.length  # prompt tokens whose keys/values were copied, not computed
         logits = self.forward(ids[cache.length:], cache, prompt=True)
-        with self._last_lock:
-            # rows past the prompt are written later by this request; the stored token list
-            # only covers the prompt, so a later reader copies only rows that never change
-            self._last = (list(ids), cache)
+        self.prefixes.remember(ids, cache, key)
         return cache, logits
-
-
-def _common_prefix(a: list[int], b: list[int]) -> int:
-    n = 0
-    for x, y in zip(a, b, strict=False):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class KVCache:

@@ -115,7 +115,8 @@ class ChatService:
         answer = Answer(conversation_id, user_msg, version, profile.version, sources, prompt,
                         params=vars(params).copy())
         try:
-            for piece in self.engine.generate(prompt, params, version, cancel):
+            for piece in self.engine.generate(prompt, params, version, cancel,
+                                              conversation=conversation_id):
                 answer.text += piece
                 yield answer
         finally:

@@ -145,6 +145,38 @@ def test_prompt_prefix_reuse_gives_the_same_logits(tiny_lora, mode):
     assert 0 < cache.reused < len(second)  # the shared system prompt was not recomputed
 
 
+def test_a_follow_up_starts_from_its_own_conversation_after_someone_else_asked(tiny_lora):
+    base, tok, _ = tiny_lora
+    encode = Engine(base, tok, "cpu", 512, fast_path="off").encode
+    turn_one = _msgs("what is a lighthouse")
+    follow_up = encode(turn_one + [{"role": "assistant", "content": "A tower with a light."},
+                                   {"role": "user", "content": "who keeps it"}])
+
+    def after_bob(key):
+        fast = FastModel(base, None, "fp32")
+        fast.prefill(encode(turn_one), 64, key="ann" if key else None)
+        fast.prefill(encode(_msgs("an unrelated question from bob")), 64, key="bob")
+        return fast.prefill(follow_up, 64, key=key)
+
+    cache, reused = after_bob("ann")
+    assert cache.reused >= len(encode(turn_one)) - 3  # all of ann's first turn came back
+    anonymous, _ = after_bob(None)  # no conversation: only bob's prompt, the system prompt
+    assert 0 < anonymous.reused < len(encode(turn_one)) - 3
+    _, fresh = FastModel(base, None, "fp32").prefill(follow_up, 64)
+    assert torch.allclose(reused, fresh, atol=1e-4)
+
+
+def test_prefix_cache_keeps_only_the_most_recent_conversations():
+    from chat.prefix_cache import PrefixCache
+
+    prefixes = PrefixCache(conversations=2)
+    for key in ("a", "b", "c"):
+        prefixes.remember([1, 2, ord(key)], f"cache-{key}", key)
+    assert prefixes.best([1, 2, ord("a"), 9], "a") == (2, "cache-c")  # a evicted: last only
+    assert prefixes.best([1, 2, ord("b"), 9], "b") == (3, "cache-b")
+    assert prefixes.best([7], "b") == (0, None)
+
+
 def test_same_name_from_another_folder_replaces_the_adapter(tiny_lora):
     _, _, folders = tiny_lora
     engine, reference = _engine(tiny_lora, "fp16"), _engine(tiny_lora, "fp16")

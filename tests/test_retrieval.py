@@ -172,7 +172,7 @@ def test_a_follow_up_reuses_the_cached_earlier_turns(cfg, real_engine):
         assert answer.sources  # each turn brings sources of its own
         history += [{"role": "user", "content": question},
                     {"role": "assistant", "content": answer.text}]
-    ids, cache = real_engine.prepare(BASE)._last
+    ids, cache = real_engine.prepare(BASE).prefixes.last()
     assert ids == real_engine.encode(answer.prompt)
     # the third turn's prompt: system, turn one, then turn two and the new question; the
     # system prompt and all of turn one came from the cache, not just the system prompt
