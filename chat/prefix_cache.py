@@ -12,7 +12,10 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 
-CONVERSATIONS = 6  # ~46 KB per cached token for SmolLM2-135M (fp32 keys and values)
+CONVERSATIONS = 6
+# keys/values take ~46 KB per token for SmolLM2-135M but ~390 KB for a 1.7B model without
+# grouped-query attention, so the number of conversations kept is capped by memory too
+MAX_BYTES = 512 * 2**20
 
 
 def common_prefix(a: list[int], b: list[int]) -> int:
@@ -25,8 +28,8 @@ def common_prefix(a: list[int], b: list[int]) -> int:
 
 
 class PrefixCache:
-    def __init__(self, conversations: int = CONVERSATIONS):
-        self.conversations = conversations
+    def __init__(self, conversations: int = CONVERSATIONS, max_bytes: int = MAX_BYTES):
+        self.conversations, self.max_bytes = conversations, max_bytes
         self._lock = threading.Lock()
         self._last: tuple[list[int], object] | None = None
         self._by_conversation: OrderedDict[object, tuple[list[int], object]] = OrderedDict()
@@ -52,5 +55,11 @@ class PrefixCache:
             if key is not None:
                 self._by_conversation[key] = entry
                 self._by_conversation.move_to_end(key)
-                while len(self._by_conversation) > self.conversations:
+                while self._by_conversation and (
+                        len(self._by_conversation) > self.conversations
+                        or self._bytes() > self.max_bytes):
                     self._by_conversation.popitem(last=False)
+
+    def _bytes(self) -> int:
+        caches = {id(c): c for _, c in [self._last, *self._by_conversation.values()] if c}
+        return sum(getattr(c, "nbytes", 0) for c in caches.values())

@@ -177,6 +177,19 @@ def test_prefix_cache_keeps_only_the_most_recent_conversations():
     assert prefixes.best([7], "b") == (0, None)
 
 
+def test_prefix_cache_keeps_conversations_within_its_memory_budget():
+    from chat.fastpath import KVCache
+    from chat.prefix_cache import PrefixCache
+
+    def cache():  # 2 layers x 1 head x 8 positions x 4 dims, keys and values: 512 bytes
+        return KVCache(2, 1, 8, 4)
+
+    prefixes = PrefixCache(conversations=6, max_bytes=2 * 512)  # room for two
+    for key in "abcd":
+        prefixes.remember([ord(key)], cache(), key)
+    assert [prefixes.best([ord(k)], k)[0] for k in "abcd"] == [0, 0, 1, 1]
+
+
 def test_same_name_from_another_folder_replaces_the_adapter(tiny_lora):
     _, _, folders = tiny_lora
     engine, reference = _engine(tiny_lora, "fp16"), _engine(tiny_lora, "fp16")
