@@ -118,19 +118,13 @@ def _conversation_ttft(engine, searcher, users: int = 1) -> tuple[float, int]:
     return ms, len(engine.encode(messages))
 
 
-def _prompt_kernel(fast_mode: str) -> str:
-    """Which weights a prompt runs through here (machines differ: see chat/hardware.py)."""
-    from chat.hardware import cpu_has_fast_bf16
-
-    return "bf16" if fast_mode == "fp16" and cpu_has_fast_bf16() else fast_mode
-
-
 def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5, followups: int = 3) -> dict:
     """Time to first token with 4 retrieved chunks, retrieval included; baseline: fast path off.
     Also the same wait for the 5th turn of a conversation (history in the prompt), alone and
     with a second conversation taking turns with it."""
     from chat.bench_corpus import QUESTIONS, retrieval_setup
     from chat.engine import Engine
+    from chat.fastpath import prompt_kernel
 
     engine = Engine.from_config(cfg)
     plain = Engine(engine.model, engine.tokenizer, engine.device, engine.max_context_tokens,
@@ -149,7 +143,7 @@ def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5, followups: int = 3) 
             "ttft_p50_ms_baseline": round(base, 1), "ratio": round(base / p50, 2),
             "runs": runs, "baseline_runs": baseline_runs, "prompt_tokens": int(tokens),
             "chunks": 4, "source_tokens": cfg.source_tokens,
-            "prompt_kernel": _prompt_kernel(engine.fast_mode),
+            "prompt_kernel": prompt_kernel(engine.fast_mode),
             f"ttft_turn{FOLLOWUP_TURNS}_p50_ms": round(statistics.median(m for m, _ in later), 1),
             f"turn{FOLLOWUP_TURNS}_prompt_tokens": later[0][1],
             f"ttft_turn{FOLLOWUP_TURNS}_2users_p50_ms":

@@ -30,6 +30,12 @@ class Unsupported(Exception):
 # ---------------------------------------------------------------------------- linear layers
 
 
+def prompt_kernel(mode: str) -> str:
+    """The weights prompts run through in `mode`: fp16 mode keeps a bf16 prompt copy only
+    where this CPU measured bf16 faster than fp32 (chat/hardware.py)."""
+    return "bf16" if mode == "fp16" and cpu_has_fast_bf16() else mode
+
+
 def make_linear(weight: torch.Tensor, mode: str, prefill: bool = True):
     """A function (x fp32 [T, in], prompt: bool) -> fp32 [T, out] over `weight` stored as
     `mode`. `prompt` marks a prefill call; with `prefill` False (the LM head, which only sees
@@ -48,7 +54,7 @@ def make_linear(weight: torch.Tensor, mode: str, prefill: bool = True):
         # came from the cache gets the same numbers as one computed whole.
         packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
         op16 = torch.ops.quantized.linear_dynamic_fp16
-        wide = weight.to(torch.bfloat16) if prefill and cpu_has_fast_bf16() else None
+        wide = weight.to(torch.bfloat16) if prefill and prompt_kernel(mode) == "bf16" else None
 
         def linear(x, prompt=False):
             if wide is not None and prompt:
@@ -185,13 +191,13 @@ class FastModel:
             k = qkv[:, nq:nq + nkv].view(n, self.n_kv, hd).transpose(0, 1)
             v = qkv[:, nq + nkv:].view(n, self.n_kv, hd).transpose(0, 1)
             keys, values = cache.append(i, self._rope(k, cos, sin), v, start)
+            q_start, q_n = start, n
             if i == last and n > 1:
                 # The last layer's keys/values are cached for every position, but only the
                 # final position's output reaches the logits: its query alone goes on.
                 q, cos, sin, x = q[:, -1:], cos[-1:], sin[-1:], x[-1:]
-                attn = self._attend(self._rope(q, cos, sin), keys, values, start + n - 1, 1)
-            else:
-                attn = self._attend(self._rope(q, cos, sin), keys, values, start, n)
+                q_start, q_n = start + n - 1, 1
+            attn = self._attend(self._rope(q, cos, sin), keys, values, q_start, q_n)
             x = x + layer.o(attn, prompt)
             gu = layer.gate_up(self._rms(x, layer.ln2), prompt)
             half = gu.shape[-1] // 2

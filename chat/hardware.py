@@ -2,7 +2,7 @@
 
 A CPU flag is not enough to choose bf16: one dev machine here with AVX512-BF16 ran a prompt's
 bf16 GEMM at 2x fp32, another with the same flag (no AMX) at 0.55x. So the flag only rules
-bf16 out; where it is present, a ~20 ms timing of a prompt-sized GEMM decides.
+bf16 out; where it is present, a ~35 ms timing of a prompt-sized GEMM decides.
 """
 
 from __future__ import annotations

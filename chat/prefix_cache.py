@@ -61,5 +61,6 @@ class PrefixCache:
                     self._by_conversation.popitem(last=False)
 
     def _bytes(self) -> int:
-        caches = {id(c): c for _, c in [self._last, *self._by_conversation.values()] if c}
-        return sum(getattr(c, "nbytes", 0) for c in caches.values())
+        """Memory held by the distinct caches kept (called once `_last` is set)."""
+        caches = {id(c): c for _, c in [self._last, *self._by_conversation.values()]}
+        return sum(c.nbytes for c in caches.values())

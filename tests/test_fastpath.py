@@ -167,13 +167,15 @@ def test_a_follow_up_starts_from_its_own_conversation_after_someone_else_asked(t
 
 
 def test_prefix_cache_keeps_only_the_most_recent_conversations():
+    from chat.fastpath import KVCache
     from chat.prefix_cache import PrefixCache
 
     prefixes = PrefixCache(conversations=2)
-    for key in ("a", "b", "c"):
-        prefixes.remember([1, 2, ord(key)], f"cache-{key}", key)
-    assert prefixes.best([1, 2, ord("a"), 9], "a") == (2, "cache-c")  # a evicted: last only
-    assert prefixes.best([1, 2, ord("b"), 9], "b") == (3, "cache-b")
+    caches = {key: KVCache(1, 1, 4, 2) for key in "abc"}
+    for key in "abc":
+        prefixes.remember([1, 2, ord(key)], caches[key], key)
+    assert prefixes.best([1, 2, ord("a"), 9], "a") == (2, caches["c"])  # a evicted: last only
+    assert prefixes.best([1, 2, ord("b"), 9], "b") == (3, caches["b"])
     assert prefixes.best([7], "b") == (0, None)
 
 
