@@ -33,7 +33,7 @@ from chat.errors import (
     RateLimited,
 )
 from chat.limits import InFlight
-from chat.service import Answer, ChatService
+from chat.service import Answer, ChatService, ServiceContext
 
 log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 1 << 20  # a request body larger than this is refused before parsing
@@ -57,19 +57,10 @@ ERROR_STATUS = [
 
 
 @dataclass
-class ApiContext:
+class ApiContext(ServiceContext):
     """What the routes need: the shared ChatService and the bound on requests in flight."""
 
-    service: ChatService
     inflight: InFlight
-
-    @property
-    def store(self):
-        return self.service.store
-
-    @property
-    def cfg(self):
-        return self.service.cfg
 
 
 def error_response(status: int, message: str, kind: str, code: str | None = None,

@@ -2,13 +2,12 @@
 
 import secrets
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import gradio as gr
 
 from chat.engine import GenParams
 from chat.errors import ChatError
-from chat.service import ChatService
+from chat.service import ServiceContext
 from chat.views import (
     aligned_ids,
     answer_ordinal,
@@ -29,19 +28,8 @@ COMPARE_TEMPERATURE = 0.8  # two samples of the same prompt; later: two adapter 
 CHOICES = {"A": "a", "B": "b", "Tie": "tie", "Both bad": "both_bad"}
 
 
-@dataclass
-class AppContext:
+class AppContext(ServiceContext):
     """Everything handlers need; shared by all sessions (model and index are loaded once)."""
-
-    service: ChatService
-
-    @property
-    def store(self):
-        return self.service.store
-
-    @property
-    def cfg(self):
-        return self.service.cfg
 
 
 def new_session(username: str | None = None) -> dict:

@@ -141,3 +141,18 @@ class ChatService:
     def ask(self, question: str, user: str, **kwargs) -> Answer:
         *_, answer = self.stream(question, user, **kwargs)
         return answer
+
+
+@dataclass
+class ServiceContext:
+    """What request handlers (web app, HTTP API) share: one ChatService, loaded once."""
+
+    service: ChatService
+
+    @property
+    def store(self):
+        return self.service.store
+
+    @property
+    def cfg(self):
+        return self.service.cfg
