@@ -130,19 +130,20 @@ def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5, followups: int = 3) 
     plain = Engine(engine.model, engine.tokenizer, engine.device, engine.max_context_tokens,
                    fast_path="off")
     with tempfile.TemporaryDirectory() as tmp:
-        searcher = retrieval_setup(cfg, Path(tmp), engine)
+        searcher, retrieve = retrieval_setup(cfg, Path(tmp), engine)
         prompts = [searcher(q) for q in QUESTIONS]  # warm the embedder and index
         _ttft(engine, prompts[0]())
         ours = [_ttft(engine, None, prompts[i % len(prompts)]) for i in range(runs)]
         theirs = [_ttft(plain, None, prompts[i % len(prompts)]) for i in range(baseline_runs)]
         tokens = statistics.median(len(engine.encode(p())) for p in prompts)
+        chunks = min(len(retrieve(q)) for q in QUESTIONS)
         later = [_conversation_ttft(engine, searcher) for _ in range(followups)]
         shared = [_conversation_ttft(engine, searcher, users=2) for _ in range(followups)]
     p50, base = percentile(ours, 50), percentile(theirs, 50)
     return {"ttft_p50_ms": round(p50, 1), "ttft_p90_ms": round(percentile(ours, 90), 1),
             "ttft_p50_ms_baseline": round(base, 1), "ratio": round(base / p50, 2),
             "runs": runs, "baseline_runs": baseline_runs, "prompt_tokens": int(tokens),
-            "chunks": 4, "source_tokens": cfg.source_tokens,
+            "chunks": chunks, "source_tokens": cfg.source_tokens,
             "prompt_kernel": prompt_kernel(engine.fast_mode),
             f"ttft_turn{FOLLOWUP_TURNS}_p50_ms": round(statistics.median(m for m, _ in later), 1),
             f"turn{FOLLOWUP_TURNS}_prompt_tokens": later[0][1],

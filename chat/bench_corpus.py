@@ -53,8 +53,9 @@ def _document(topic: str, text: str) -> str:
 
 
 def retrieval_setup(cfg, folder: Path, engine):
-    """Ingest the corpus with the real Retriever; return question -> (() -> messages), the
-    messages built by the serving path (ChatService.build_prompt, sources focused)."""
+    """Ingest the corpus with the real Retriever; return (searcher, retrieve): searcher maps
+    a question (and history) to () -> the messages built by the serving path
+    (ChatService.build_prompt, sources focused); retrieve gives a question's sources."""
     from chat.engine import GenParams
     from chat.service import ChatService
     from feedback.store import Store
@@ -76,4 +77,4 @@ def retrieval_setup(cfg, folder: Path, engine):
             return service.build_prompt(profile, question, history or [],
                                         service.retrieve(question), params)
         return messages
-    return searcher
+    return searcher, service.retrieve
