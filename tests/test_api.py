@@ -50,6 +50,8 @@ def test_greedy_answers_are_reproducible_and_seeded_sampling_works(live):
     b = ask(live, "Say hello.", temperature=0)
     assert a.choices[0].message.content == b.choices[0].message.content
     c = ask(live, "Say hello.", temperature=0.8, top_p=0.9, seed=7)
+    d = ask(live, "Say hello.", temperature=0.8, top_p=0.9, seed=7)
+    assert c.choices[0].message.content == d.choices[0].message.content
     params = live["store"].message(c.model_extra["message_id"])["params_json"]
     assert '"seed": 7' in params and '"temperature": 0.8' in params
 

@@ -221,6 +221,7 @@ def test_real_model_answer_rated_and_compared(cfg, store, real_engine):
 
 def test_reopen_through_the_running_app(running, store):
     from gradio_client import Client
+    from gradio_client.exceptions import AppError
 
     client = Client(running.local_url, verbose=False)
     client.predict("Remember me?", [], api_name="/chat")
@@ -233,5 +234,5 @@ def test_reopen_through_the_running_app(running, store):
     assert text_of(history[0]["content"]) == "Remember me?" and len(history) == 2
     assert update["feedback_value"] == [None]  # not rated yet
     assert sources["headers"] == ["#", "source", "score", "snippet"]
-    with pytest.raises(Exception):  # noqa: B017 - gradio_client wraps the gr.Error / bad choice
+    with pytest.raises(AppError, match="not in the list of choices"):
         client.predict(other, api_name="/open_conversation")

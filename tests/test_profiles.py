@@ -65,16 +65,20 @@ def test_malformed_profiles_are_rejected(data, message):
         validate_profile(data)
 
 
-def test_malformed_file_changes_nothing(tmp_path, profiles):
+def test_malformed_file_or_unknown_version_changes_nothing(tmp_path, capsys, profiles):
+    import launch
+
     bad = tmp_path / "bad.json"
     bad.write_text('{"system_prompt": "x", ')
+    profiles.active()  # seeds version 1
     before = profiles.list()
     with pytest.raises(BadInput, match="not valid JSON"):
         load_profile_file(bad)
-    assert profiles.list() == before
+    assert launch.main(["prompts", "add", str(bad)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
     with pytest.raises(NotFound):
         profiles.activate(99)
-    assert profiles.active().version == 1
+    assert profiles.list() == before and profiles.active().version == 1
 
 
 def test_reframe_swaps_profile_but_keeps_sources_and_question():

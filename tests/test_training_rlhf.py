@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 from tests.test_training import import_pairs, short_pairs
 
 
 def test_rlhf_run_trains_reward_model_and_policy(cfg, store):
-    from feedback.store import dumps
     from training import registry, runner
     from training.config import TrainSettings
 
@@ -31,4 +32,4 @@ def test_rlhf_run_trains_reward_model_and_policy(cfg, store):
     phases = {e["p"] for e in store.query(
         "SELECT json_extract(metrics_json, '$.phase') AS p FROM training_events")}
     assert phases == {"reward", "rloo"}
-    assert dumps(row["metrics"])  # JSON-serialisable metrics stored with the run
+    assert all(math.isfinite(train[part]["final_loss"]) for part in ("reward_model", "rloo"))
