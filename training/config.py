@@ -1,24 +1,159 @@
-"""Typed settings for a training run, one dataclass per concern (TRL style)."""
+"""Typed settings for a training run, one dataclass per concern (TRL style).
+
+Every section checks each field against its annotated type and its range (``_rules``) on
+construction, so bad input (from the CLI, the admin page or a stored run) fails early with a
+ValueError that names the field, e.g. ``optim.epochs must be positive, got 0``."""
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+import math
+import numbers
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from functools import cache
+from typing import ClassVar, get_type_hints
 
 METHODS = ("auto", "dpo", "kto", "rlhf")
 
 
-def _positive(name: str, value: float) -> None:
-    if value <= 0:
-        raise ValueError(f"{name} must be positive, got {value}")
+@dataclass(frozen=True)
+class _Range:
+    """Allowed numbers: low..high, each end open or closed."""
+    low: float
+    high: float = math.inf
+    low_open: bool = False
+    high_open: bool = False
+
+    def __call__(self, label: str, value) -> None:
+        above = value > self.low if self.low_open else value >= self.low
+        below = value < self.high if self.high_open else value <= self.high
+        if not (above and below):
+            raise ValueError(f"{label} must be {self.describe()}, got {_show(value)}")
+
+    def describe(self) -> str:
+        if self.high == math.inf:
+            if self.low == 0:
+                return "positive" if self.low_open else "zero or more"
+            return f"above {self.low}" if self.low_open else f"at least {self.low}"
+        return (f"within {'(' if self.low_open else '['}{self.low}, "
+                f"{self.high}{')' if self.high_open else ']'}")
 
 
-def _fraction(name: str, value: float, low_open: bool = True) -> None:
-    if not (0 < value <= 1 if low_open else 0 <= value <= 1):
-        raise ValueError(f"{name} must be within (0, 1], got {value}")
+POSITIVE = _Range(0, low_open=True)
+NON_NEGATIVE = _Range(0)
+FRACTION = _Range(0, 1, low_open=True)  # (0, 1]
+
+
+def _one_of(*options: str):
+    def check(label: str, value) -> None:
+        if value not in options:
+            raise ValueError(f"{label} must be one of {', '.join(options)}, got {_show(value)}")
+    return check
+
+
+def _non_empty(label: str, value) -> None:
+    if not value:
+        raise ValueError(f"{label} must not be empty")
+
+
+def _show(value) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _as_bool(label: str, value):
+    if not isinstance(value, bool):
+        raise ValueError(f"{label} must be true or false, got {_show(value)}")
+    return value
+
+
+def _as_int(label: str, value):
+    """An integer; an integral float (3.0, e.g. from JSON) becomes an int."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ValueError(f"{label} must be a whole number, got {_show(value)}")
+    return int(value)
+
+
+def _as_float(label: str, value):
+    """A finite number; ints are kept as they are."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{label} must be a number, got {_show(value)}")
+    if not isinstance(value, numbers.Integral) and not math.isfinite(value):
+        raise ValueError(f"{label} must be a finite number, got {_show(value)}")
+    return value
+
+
+def _as_str(label: str, value):
+    if not isinstance(value, str):
+        raise ValueError(f"{label} must be a string, got {_show(value)}")
+    return value
+
+
+def _as_str_list(label: str, value):
+    if not isinstance(value, (list, tuple)) \
+            or not all(isinstance(item, str) and item for item in value):
+        raise ValueError(f"{label} must be a list of non-empty strings, got {_show(value)}")
+    return list(value)
+
+
+_TYPE_CHECKS = {bool: _as_bool, int: _as_int, float: _as_float, str: _as_str,
+                list[str]: _as_str_list}
+
+
+def _as_section(label: str, kind: type, value):
+    """A section: an instance of its class, or a dict of its settings."""
+    if isinstance(value, kind):
+        return value
+    value = _settings_dict(label, value)
+    _reject_unknown(label, value, kind)
+    return kind(**value)
+
+
+def _settings_dict(label: str, data, optional: bool = False) -> dict:
+    """A copy of data, a dict of settings; None stands for none where optional."""
+    if data is None and optional:
+        return {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{label} must be a dict, got {_show(data)}")
+    return dict(data)
+
+
+def _reject_unknown(label: str, data: dict, kind: type) -> None:
+    allowed = [f.name for f in fields(kind)]
+    unknown = sorted(str(key) for key in data if key not in allowed)
+    if unknown:
+        raise ValueError(f"unknown {label} settings: {', '.join(unknown)} "
+                         f"(allowed: {', '.join(allowed)})")
+
+
+@cache
+def _hints(kind: type) -> dict:
+    return get_type_hints(kind)
+
+
+class _Checked:
+    """Mixin for the settings dataclasses: type and range checks after __init__."""
+    _section: ClassVar[str] = ""  # label prefix in messages, e.g. "optim"
+    _rules: ClassVar[dict] = {}  # field -> check(label, value) raising ValueError
+
+    def __post_init__(self) -> None:
+        for f in fields(self):
+            label = f"{self._section}.{f.name}" if self._section else f.name
+            value = self._typed(label, _hints(type(self))[f.name], getattr(self, f.name))
+            setattr(self, f.name, value)
+            if f.name in self._rules:
+                self._rules[f.name](label, value)
+
+    @staticmethod
+    def _typed(label: str, hint, value):
+        if is_dataclass(hint):
+            return _as_section(label, hint, value)
+        return _TYPE_CHECKS[hint](label, value)
 
 
 @dataclass
-class DataSettings:
+class DataSettings(_Checked):
     min_pairs: int = field(default=8, metadata={"help": "fewest preference pairs for dpo/rlhf"})
     min_ratings: int = field(default=12, metadata={"help": "fewest ratings for kto"})
     max_user_share: float = field(
@@ -27,34 +162,27 @@ class DataSettings:
     max_heldout: int = field(default=50, metadata={"help": "cap on held-out items"})
     seed: int = field(default=13, metadata={"help": "split/shuffle seed (reproducible)"})
 
-    def __post_init__(self) -> None:
-        _fraction("max_user_share", self.max_user_share)
-        if not 0 < self.heldout_fraction < 1:
-            raise ValueError(f"heldout_fraction must be within (0, 1), got "
-                             f"{self.heldout_fraction}")
-        if self.min_pairs < 2 or self.min_ratings < 2:
-            raise ValueError("min_pairs and min_ratings must be at least 2")
+    _section = "data"
+    _rules = {"min_pairs": _Range(2), "min_ratings": _Range(2), "max_user_share": FRACTION,
+              "heldout_fraction": _Range(0, 1, low_open=True, high_open=True),
+              "max_heldout": POSITIVE, "seed": _Range(0, 2**32 - 1)}  # numpy's seed range
 
 
 @dataclass
-class LoraSettings:
+class LoraSettings(_Checked):
     r: int = field(default=16, metadata={"help": "LoRA rank"})
     alpha: int = field(default=32, metadata={"help": "LoRA alpha (scale = alpha / r)"})
     dropout: float = 0.0
     target_modules: list[str] = field(
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"])
 
-    def __post_init__(self) -> None:
-        _positive("r", self.r)
-        _positive("alpha", self.alpha)
-        if not 0 <= self.dropout < 1:
-            raise ValueError(f"dropout must be within [0, 1), got {self.dropout}")
-        if not self.target_modules:
-            raise ValueError("target_modules must name at least one module")
+    _section = "lora"
+    _rules = {"r": POSITIVE, "alpha": POSITIVE, "dropout": _Range(0, 1, high_open=True),
+              "target_modules": _non_empty}
 
 
 @dataclass
-class OptimSettings:
+class OptimSettings(_Checked):
     # Measured on the public efficacy scenario (tests/test_training_efficacy.py). Against the
     # first, short-answer reference set: plain DPO at lr 1e-3 x 2 epochs raised reference
     # perplexity x88, with the SFT term x11; lr 5e-4 x 1 epoch + SFT moved no greedy answer.
@@ -73,19 +201,14 @@ class OptimSettings:
         "help": "CPU autocast: auto (bf16 where the CPU has native bf16, else fp32) | bf16 | "
                 "fp32; on CUDA the model always trains in bf16 (fp16 without bf16 support)"})
 
-    def __post_init__(self) -> None:
-        _positive("learning_rate", self.learning_rate)
-        _positive("epochs", self.epochs)
-        _positive("batch_size", self.batch_size)
-        _positive("beta", self.beta)
-        if self.precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be auto, bf16 or fp32, got {self.precision!r}")
-        if self.max_length < 32:
-            raise ValueError(f"max_length must be at least 32, got {self.max_length}")
+    _section = "optim"
+    _rules = {"learning_rate": POSITIVE, "epochs": POSITIVE, "batch_size": POSITIVE,
+              "max_length": _Range(32), "beta": POSITIVE, "sft_weight": NON_NEGATIVE,
+              "precision": _one_of("auto", "bf16", "fp32")}
 
 
 @dataclass
-class RLHFSettings:
+class RLHFSettings(_Checked):
     reward_epochs: float = 2.0
     reward_learning_rate: float = 5e-4
     rl_steps: int = field(default=8, metadata={"help": "RLOO optimisation steps"})
@@ -94,15 +217,15 @@ class RLHFSettings:
     max_prompts: int = 64
     rl_learning_rate: float = 2e-4
 
-    def __post_init__(self) -> None:
-        if self.num_generations < 2:
-            raise ValueError("num_generations must be at least 2 (RLOO needs a baseline)")
-        _positive("rl_steps", self.rl_steps)
-        _positive("max_completion_length", self.max_completion_length)
+    _section = "rlhf"
+    _rules = {"reward_epochs": POSITIVE, "reward_learning_rate": POSITIVE,
+              "rl_steps": POSITIVE, "num_generations": _Range(2),  # RLOO needs a baseline
+              "max_completion_length": POSITIVE, "max_prompts": POSITIVE,
+              "rl_learning_rate": POSITIVE}
 
 
 @dataclass
-class GateSettings:
+class GateSettings(_Checked):
     min_pref_accuracy: float = field(
         default=0.6, metadata={"help": "held-out preference accuracy the candidate must reach"})
     max_ppl_ratio: float = field(
@@ -111,14 +234,14 @@ class GateSettings:
     reward_tolerance: float = field(
         default=0.0, metadata={"help": "how far below active's reward a candidate may score"})
 
-    def __post_init__(self) -> None:
-        _fraction("min_pref_accuracy", self.min_pref_accuracy, low_open=False)
-        if self.max_ppl_ratio < 1:
-            raise ValueError(f"max_ppl_ratio must be >= 1, got {self.max_ppl_ratio}")
+    _section = "gate"
+    _rules = {"min_pref_accuracy": _Range(0, 1), "max_ppl_ratio": _Range(1),
+              "min_heldout": NON_NEGATIVE, "reward_tolerance": NON_NEGATIVE}
 
 
 @dataclass
-class TrainSettings:
+class TrainSettings(_Checked):
+    """Sections may also be given as dicts of their settings; they are built on __init__."""
     method: str = "auto"
     activate: bool = True
     data: DataSettings = field(default_factory=DataSettings)
@@ -127,9 +250,7 @@ class TrainSettings:
     rlhf: RLHFSettings = field(default_factory=RLHFSettings)
     gate: GateSettings = field(default_factory=GateSettings)
 
-    def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(METHODS)}, got {self.method!r}")
+    _rules = {"method": _one_of(*METHODS)}
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -138,22 +259,15 @@ class TrainSettings:
     def for_config(cls, cfg, optim: dict | None = None, **kwargs) -> TrainSettings:
         """Settings for a run started by this deployment: cfg.train_max_steps (> 0) caps the
         steps of runs that do not set their own (quick checks, demos, tests)."""
-        optim = dict(optim or {})
+        optim = _settings_dict("optim", optim, optional=True)
         if getattr(cfg, "train_max_steps", 0) > 0 and optim.get("max_steps") is None:
             optim["max_steps"] = cfg.train_max_steps
         return cls.from_dict({**kwargs, "optim": optim})
 
     @classmethod
     def from_dict(cls, data: dict | None) -> TrainSettings:
-        """Build from (possibly partial) nested dicts; unknown keys are an error."""
-        data = dict(data or {})
-        parts = {"data": DataSettings, "lora": LoraSettings, "optim": OptimSettings,
-                 "rlhf": RLHFSettings, "gate": GateSettings}
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise ValueError(f"unknown training settings: {sorted(unknown)}")
-        for name, kind in parts.items():
-            if isinstance(data.get(name), dict):
-                data[name] = kind(**data[name])
+        """Build from (possibly partial) nested dicts; unknown keys and values of the wrong
+        type or out of range are a ValueError naming the setting."""
+        data = _settings_dict("training settings", data, optional=True)
+        _reject_unknown("training", data, cls)
         return cls(**data)
