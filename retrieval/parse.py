@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import re
 from collections.abc import Iterable, Iterator
@@ -78,7 +79,21 @@ def parse(path: Path, data: bytes) -> Parsed:
 # ---------------------------------------------------------------------------- formats
 
 
+# byte-order marks of the wide Unicode encodings, longest first (UTF-32-LE starts like UTF-16-LE)
+_WIDE_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+              (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
+
+
 def _decode(data: bytes) -> str:
+    for bom, encoding in _WIDE_BOMS:
+        if data.startswith(bom):
+            try:
+                text = data.decode(encoding)  # the codec reads and drops the BOM
+            except UnicodeDecodeError:
+                raise BadInput(f"invalid {encoding.upper()} text") from None
+            if "\x00" in text[:8192]:
+                raise BadInput("binary content in a text file")
+            return text
     if b"\x00" in data[:8192]:
         raise BadInput("binary content in a text file")
     try:
@@ -88,9 +103,40 @@ def _decode(data: bytes) -> str:
 
 
 def _parse_markdown(text: str, path: Path) -> Parsed:
-    text = re.sub(r"<!--.*?-->", "", text, flags=re.S)
-    match = re.search(r"^#\s+(.+?)\s*#*\s*$", text, flags=re.M)
-    return Parsed(match.group(1).strip() if match else path.stem, text)
+    text = _strip_html_comments(text)
+    title = _markdown_title(text)
+    return Parsed(path.stem if title is None else title, text)
+
+
+def _strip_html_comments(text: str) -> str:
+    """``re.sub(r"<!--.*?-->", "", text, flags=re.S)`` in linear time.
+
+    Each comment ends at the first ``-->`` after its ``<!--``; an unclosed ``<!--`` and all
+    that follows it stay (no later one could be closed either).
+    """
+    parts: list[str] = []
+    pos = 0
+    while (start := text.find("<!--", pos)) >= 0:
+        end = text.find("-->", start + 4)
+        if end < 0:
+            break
+        parts.append(text[pos:start])
+        pos = end + 3
+    if not parts:
+        return text
+    parts.append(text[pos:])
+    return "".join(parts)
+
+
+def _markdown_title(text: str) -> str | None:
+    """The text of the first "# Heading" line (a closing run of #s dropped), or None. Line by
+    line: a regex over the whole text backtracked for hours on one long line."""
+    for line in text.split("\n"):
+        if line.startswith("#") and line[1:2].isspace():
+            title = line[1:].strip().rstrip("#").strip()
+            if title:
+                return title
+    return None
 
 
 def _parse_html(html: str, path: Path) -> Parsed:

@@ -53,6 +53,61 @@ def test_parse_markdown_title_and_plain_text(tmp_path):
         parse(tmp_path / "z.txt", b"\x00\x01binary")
 
 
+@pytest.mark.parametrize("source, title", [
+    ("# Title\nbody", "Title"),
+    ("#   Spaced Title   \nbody", "Spaced Title"),
+    ("# Closed Title ##  \nbody", "Closed Title"),
+    ("# C# tips\nbody", "C# tips"),
+    ("# ##\n# Next\nbody", "Next"),  # an empty heading is no title
+    ("intro\n#NoSpace\n## Second level\n# Real\nbody", "Real"),
+    ("#\n\nNot a heading\nbody", "doc"),  # no heading: the file name
+    ("#NoSpace\nbody", "doc"),
+])
+def test_parse_markdown_title_cases(tmp_path, source, title):
+    from retrieval.parse import parse
+
+    assert parse(tmp_path / "doc.md", source.encode()).title == title
+
+
+def test_parse_markdown_adversarial_inputs_take_linear_time(tmp_path):
+    import time
+
+    from retrieval.parse import parse
+
+    # the old title regex backtracked cubically on a long line (1.6 KB took 6 s)
+    started = time.perf_counter()
+    parsed = parse(tmp_path / "a.md", b"# a" + b" " * 200_000 + b"b  ##  \n\nBody.")
+    assert parsed.title == "a" + " " * 200_000 + "b"
+    assert parsed.text == "# a b ## \n\nBody."
+    # ... and the old comment regex was quadratic on unclosed "<!--" (64 KB took 5 s)
+    parsed = parse(tmp_path / "b.md", b"<!--" * 50_000)
+    assert parsed.title == "b" and parsed.text == "<!--" * 50_000  # unclosed: kept as text
+    parsed = parse(tmp_path / "c.md", b"<!--" * 50_000 + b"-->\n# Title\n<!-- x -->Body.")
+    assert parsed.title == "Title" and parsed.text == "# Title\nBody."
+    assert time.perf_counter() - started < 2  # generous: each takes milliseconds
+
+
+def test_parse_decodes_byte_order_marks_like_utf8(tmp_path):
+    import codecs
+
+    from retrieval.parse import parse
+
+    text = "<!-- note -->\n# Café Überblick\n\nBody — naïve text.\r\n\r\n\r\nMore ✓."
+    expected = parse(tmp_path / "doc.md", text.encode("utf-8"))
+    assert expected.title == "Café Überblick"
+    assert expected.text == "# Café Überblick\n\nBody — naïve text.\n\nMore ✓."
+    for data in (codecs.BOM_UTF16_LE + text.encode("utf-16-le"),
+                 codecs.BOM_UTF16_BE + text.encode("utf-16-be"),
+                 codecs.BOM_UTF8 + text.encode("utf-8")):
+        assert parse(tmp_path / "doc.md", data) == expected
+    assert parse(tmp_path / "doc.txt", text.encode("utf-16")).text == "\n".join(
+        ["<!-- note -->", "# Café Überblick", "", "Body — naïve text.", "", "More ✓."])
+    with pytest.raises(BadInput):  # odd byte count: not UTF-16
+        parse(tmp_path / "bad.md", text.encode("utf-16")[:-1])
+    with pytest.raises(BadInput):  # NUL characters: still binary
+        parse(tmp_path / "bin.txt", "\x00\x01binary".encode("utf-16"))
+
+
 def test_index_grows_saves_loads_and_forgets_deleted(tmp_path):
     from retrieval.index import VectorIndex
 
