@@ -133,17 +133,12 @@ def start_training(ctx, user: str | None, method: str = "auto", activate: bool =
     from training.config import TrainSettings
 
     name = check_admin(ctx, user)
-    runner.reap_stale(ctx.store)
-    busy = ctx.store.one("SELECT id FROM training_runs WHERE status IN ('queued', 'running')")
-    if busy:
-        raise BadInput(f"training run {busy['id']} is still going; cancel it or wait")
     try:
         settings = TrainSettings.for_config(ctx.cfg, method=method, activate=activate)
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     runner.prepare(ctx.store, ctx.cfg, settings)  # NotEnoughData before anything starts
-    run_id = runner.create_run(ctx.store, settings, name)
-    runner.spawn(ctx.cfg, run_id)
+    run_id, _ = runner.start_run(ctx.store, ctx.cfg, settings, name)
     return run_id
 
 

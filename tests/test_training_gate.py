@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from types import SimpleNamespace
+
 import pytest
 
 from chat.errors import BadInput
@@ -51,7 +54,9 @@ def test_auto_trigger_counts_new_feedback(cfg, store, monkeypatch):
     from training import runner
 
     started = []
-    monkeypatch.setattr(runner, "spawn", lambda c, run_id: started.append(run_id))
+    # a stand-in process that stays alive: this test's own
+    monkeypatch.setattr(runner, "spawn", lambda c, run_id: started.append(run_id) or
+                        SimpleNamespace(pid=os.getpid()))
     import_pairs(store, short_pairs(10))
     assert runner.maybe_autotrain(store, cfg) is None  # off by default
     on = replace(cfg, auto_train_every=10)

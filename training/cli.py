@@ -56,8 +56,7 @@ def cmd_train(cfg: Config, args) -> int:
     settings = settings_from_args(cfg, args)
     store = Store(cfg.db_path)
     runner.prepare(store, cfg, settings)  # NotEnoughData here, before a process starts
-    run_id = runner.create_run(store, settings, args.user)
-    proc = runner.spawn(cfg, run_id)
+    run_id, proc = runner.start_run(store, cfg, settings, args.user)
     row = wait(store, run_id, proc, show_bar=not args.json and sys.stderr.isatty(),
                log_file=runner.log_path(cfg, run_id))
     out = summary(row)

@@ -10,10 +10,11 @@ import subprocess
 import sys
 import tempfile
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 
 from chat.config import Config, load_config
-from chat.errors import NotEnoughData
+from chat.errors import BadInput, ChatError, NotEnoughData
 from feedback.store import Store, dumps, utcnow
 from training import registry
 from training.config import TrainSettings
@@ -22,6 +23,7 @@ from training.trainers import Cancelled, Hooks
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "rejected", "failed", "cancelled")
+SPAWN_GRACE_S = 60  # a queued run whose process was never recorded is given up after this
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,12 +32,41 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def create_run(store: Store, settings: TrainSettings, requested_by: str | None) -> int:
     with store.write() as db:
-        cur = db.conn.execute(
-            "INSERT INTO training_runs (method, status, requested_by, started_at, progress_json) "
-            "VALUES (?, 'queued', ?, ?, ?)",
-            (settings.method, requested_by, utcnow(),
-             dumps({"phase": "queued", "settings": settings.as_dict()})))
-        return cur.lastrowid
+        return _insert_run(db, settings, requested_by)
+
+
+def _insert_run(db, settings: TrainSettings, requested_by: str | None) -> int:
+    cur = db.conn.execute(
+        "INSERT INTO training_runs (method, status, requested_by, started_at, progress_json) "
+        "VALUES (?, 'queued', ?, ?, ?)",
+        (settings.method, requested_by, utcnow(),
+         dumps({"phase": "queued", "settings": settings.as_dict()})))
+    return cur.lastrowid
+
+
+def start_run(store: Store, cfg: Config, settings: TrainSettings,
+              requested_by: str | None) -> tuple[int, subprocess.Popen]:
+    """Queue a run and start its process, unless a run is still going: the check and the
+    insert share one transaction, so two requests at once cannot start two runs."""
+    reap_stale(store)
+    with store.write() as db:
+        busy = db.conn.execute("SELECT id FROM training_runs "
+                               "WHERE status IN ('queued', 'running')").fetchone()
+        if busy:
+            raise BadInput(f"training run {busy[0]} is still going; cancel it or wait")
+        run_id = _insert_run(db, settings, requested_by)
+    try:
+        proc = spawn(cfg, run_id)
+    except OSError as exc:
+        update_run(store, run_id, status="failed", finished_at=utcnow(),
+                   error=f"could not start the training process: {exc}",
+                   progress={"phase": "failed"})
+        raise ChatError(f"could not start training run {run_id}: {exc}") from None
+    # the child sets its pid too; setting it here lets a child that dies before that be reaped
+    with store.write() as db:
+        db.conn.execute("UPDATE training_runs SET pid = ? WHERE id = ? AND pid IS NULL",
+                        (proc.pid, run_id))
+    return run_id, proc
 
 
 def get_run(store: Store, run_id: int) -> dict:
@@ -76,16 +107,42 @@ def _alive(pid: int | None) -> bool:
 
 
 def reap_stale(store: Store) -> int:
-    """Mark runs whose process died (crash, kill -9) as failed; they changed nothing served."""
-    rows = store.query("SELECT id, pid FROM training_runs WHERE status = 'running'")
-    dead = [r["id"] for r in rows if not _alive(r["pid"])]
-    for run_id in dead:
-        with store.write() as db:
-            db.conn.execute(
-                "UPDATE training_runs SET status = 'failed', finished_at = ?, "
-                "error = 'the training process died (crash or kill)' "
-                "WHERE id = ? AND status = 'running'", (utcnow(), run_id))
-    return len(dead)
+    """Settle runs whose process is gone (crash, kill -9, or it never started)."""
+    rows = store.query("SELECT id, pid, status, started_at FROM training_runs "
+                       "WHERE status IN ('queued', 'running')")
+    gone = [r["id"] for r in rows if _gone(r)]
+    for run_id in gone:
+        _settle_dead(store, run_id)
+    return len(gone)
+
+
+def _gone(row: dict) -> bool:
+    if row["pid"]:
+        return not _alive(row["pid"])
+    if row["status"] == "running":
+        return True
+    # queued without a pid: between insert and spawn (milliseconds), unless the server died
+    waited = datetime.now(UTC) - datetime.fromisoformat(row["started_at"])
+    return waited.total_seconds() > SPAWN_GRACE_S
+
+
+def _settle_dead(store: Store, run_id: int) -> None:
+    """A dead run's final state: failed, unless it had already registered its adapter (it
+    died between registering and recording that), which the run then reports."""
+    adapter = store.one("SELECT version, status FROM adapters WHERE run_id = ?", (run_id,))
+    if adapter is None:
+        status, version = "failed", None
+        error = "the training process died (crash or kill); nothing served changed"
+    else:
+        version = adapter["version"]
+        status = "rejected" if adapter["status"] == "rejected" else "succeeded"
+        error = (f"the training process died after registering {version} "
+                 f"(now {adapter['status']})")
+    with store.write() as db:
+        db.conn.execute(
+            "UPDATE training_runs SET status = ?, finished_at = ?, error = ?, "
+            "adapter_version = ? WHERE id = ? AND status IN ('queued', 'running')",
+            (status, utcnow(), error, version, run_id))
 
 
 def spawn(cfg: Config, run_id: int) -> subprocess.Popen:
@@ -126,10 +183,9 @@ def maybe_autotrain(store: Store, cfg: Config) -> int | None:
     settings = TrainSettings.for_config(cfg)
     try:
         prepare(store, cfg, settings)
-    except NotEnoughData:
+        run_id, _ = start_run(store, cfg, settings, "auto")
+    except (NotEnoughData, BadInput):  # too little data, or a run started meanwhile
         return None
-    run_id = create_run(store, settings, "auto")
-    spawn(cfg, run_id)
     return run_id
 
 
