@@ -41,7 +41,9 @@ def main(argv: list[str] | None = None) -> int:
         cfg = load_config(data_dir=args.data_dir, base_model=args.base_model,
                           embedder=args.embedder, device=args.device)
         return args.func(cfg, args) or 0
-    except (ChatError, ValueError) as exc:
+    except (ChatError, ValueError, OSError, OverflowError) as exc:
+        # OSError: a path that is a folder, unwritable...; OverflowError: an id past SQLite's
+        # 64-bit integers. One line, not a traceback.
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -171,14 +171,11 @@ def _prompts(ctx, session, request: gr.Request):
 
 
 def _add_prompt(ctx, session, text, request: gr.Request):
-    from chat.profiles import validate_profile
+    from chat.profiles import parse_profile
 
     user = admin.check_admin(ctx, who(session, request))
-    try:
-        data = json.loads(text or "")
-    except json.JSONDecodeError as exc:
-        raise ChatError(f"the profile is not valid JSON: {exc}") from None
-    version = ctx.service.prompts.add(validate_profile(data), user, data.get("note"))
+    profile, note = parse_profile(text or "")
+    version = ctx.service.prompts.add(profile, user, note)
     gr.Info(f"added prompt profile v{version}")
     return _prompts(ctx, session, request)
 

@@ -2,21 +2,27 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from chat.sanitize import check_unicode
+
+# SQLite integers are signed 64-bit; JSON strings may hold unpaired surrogates
+Id = Annotated[int, Field(ge=1, le=2**63 - 1)]
+Text = Annotated[str, AfterValidator(check_unicode)]
 
 
 class ContentPart(BaseModel):
     model_config = ConfigDict(extra="allow")
     type: str
-    text: str | None = None
+    text: Text | None = None
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")
     role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str | list[ContentPart] | None = None
+    content: Text | list[ContentPart] | None = None
 
 
 class StreamOptions(BaseModel):
@@ -40,13 +46,13 @@ class ChatRequest(BaseModel):
     stream_options: StreamOptions | None = None
     max_tokens: int | None = Field(None, ge=1)
     max_completion_tokens: int | None = Field(None, ge=1)
-    temperature: float | None = Field(None, ge=0, le=2)
-    top_p: float | None = Field(None, gt=0, le=1)
-    seed: int | None = None
+    temperature: float | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: float | None = Field(None, gt=0, le=1, allow_inf_nan=False)
+    seed: int | None = Field(None, ge=0, le=2**63 - 1)
     n: int = 1
     stop: str | list[str] | None = None
     tools: list | None = None
-    conversation_id: int | None = Field(
+    conversation_id: Id | None = Field(
         None, description="continue one of your stored conversations (extension)")
 
 
@@ -61,12 +67,12 @@ class FeedbackRequest(BaseModel):
             {"kind": "correction", "message_id": 12, "content": "The policy allows 30 days."},
             {"kind": "preference", "message_id": 12, "other_message_id": 14, "choice": "b"}]})
     kind: Literal["rating", "correction", "preference"]
-    message_id: int
+    message_id: Id
     value: Literal[1, -1] | None = Field(None, description="rating: 1 (up) or -1 (down)")
-    reason: str | None = Field(None, description="rating: one of the reasons of the web app")
-    comment: str | None = Field(None, description="rating: free text")
-    content: str | None = Field(None, description="correction: the corrected answer")
-    other_message_id: int | None = Field(
+    reason: Text | None = Field(None, description="rating: one of the reasons of the web app")
+    comment: Text | None = Field(None, description="rating: free text")
+    content: Text | None = Field(None, description="correction: the corrected answer")
+    other_message_id: Id | None = Field(
         None, description="preference: the other answer (B) to the same question")
     choice: Literal["a", "b", "tie", "both_bad"] | None = Field(
         None, description="preference: a = message_id is better, b = other_message_id is")

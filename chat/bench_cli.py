@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chat.config import Config
+from chat.config import Config, positive_int
 
 
 def register(sub) -> None:
@@ -13,7 +13,7 @@ def register(sub) -> None:
     p = sub.add_parser("bench", help="benchmarks with baselines measured in the same run")
     p.add_argument("name", choices=[*NAMES, "all"], help="which benchmark")
     p.add_argument("--json", action="store_true", help="print one JSON object")
-    p.add_argument("--threads", type=int, default=None,
+    p.add_argument("--threads", type=positive_int, default=None,
                    help="torch threads for both sides (default: torch's choice)")
     p.set_defaults(func=cmd_bench)
 

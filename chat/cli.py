@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from chat.config import Config
+from chat.config import Config, positive_int, replace
 
 
 def register(sub) -> None:
@@ -22,7 +22,7 @@ def register(sub) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--adapter", default=None, help="pin an adapter version (or 'base')")
     p.add_argument("--user", default="cli", help="identity recorded with the message")
-    p.add_argument("--max-new-tokens", type=int, default=None)
+    p.add_argument("--max-new-tokens", type=positive_int, default=None)
     p.add_argument("--temperature", type=float, default=None)
     p.set_defaults(func=cmd_ask)
 
@@ -39,7 +39,9 @@ def cmd_provision(cfg: Config, args) -> int:
 def cmd_serve(cfg: Config, args) -> int:
     from chat.server import serve
 
-    serve(cfg, host=args.host or cfg.host, port=args.port or cfg.port)
+    cfg = replace(cfg, host=args.host or cfg.host, port=cfg.port if args.port is None
+                  else args.port)  # checked here, before the model loads
+    serve(cfg, host=cfg.host, port=cfg.port)
     return 0
 
 
@@ -50,7 +52,7 @@ def cmd_ask(cfg: Config, args) -> int:
     rt = build_runtime(cfg)
     params = GenParams(
         args.temperature if args.temperature is not None else cfg.temperature, cfg.top_p,
-        args.max_new_tokens or cfg.max_new_tokens)
+        cfg.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens)
     if args.json:
         answer = rt.service.ask(args.question, args.user, adapter=args.adapter, params=params)
         print(json.dumps(answer.as_json(), ensure_ascii=False))

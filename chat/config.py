@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import os
 from dataclasses import dataclass, field, fields
@@ -74,6 +75,8 @@ class Config:
             raise ValueError("max_new_tokens must be positive")
         if self.max_context_tokens <= self.max_new_tokens:
             raise ValueError("max_context_tokens must exceed max_new_tokens")
+        if not 1 <= self.port <= 65535:
+            raise ValueError(f"port must be within [1, 65535], got {self.port}")
         if self.source_tokens < 0:
             raise ValueError(f"source_tokens must be 0 (whole chunks) or positive, got "
                              f"{self.source_tokens}")
@@ -89,6 +92,17 @@ class Config:
     @property
     def adapters_dir(self) -> Path:
         return self.data_dir / "adapters"
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts: a whole number >= 1, or a one-line usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
+    return value
 
 
 def _coerce(value: str, kind: type | str):

@@ -32,6 +32,8 @@ class GenParams:
             raise BadInput(f"top_p must be within (0, 1], got {self.top_p}")
         if not 1 <= self.max_new_tokens <= 4096:
             raise BadInput(f"max_new_tokens must be within [1, 4096], got {self.max_new_tokens}")
+        if self.seed is not None and not 0 <= self.seed < 2**63:
+            raise BadInput(f"seed must be within [0, 2**63), got {self.seed}")
 
 
 class Engine:
@@ -87,6 +89,9 @@ class Engine:
         if not messages or messages[-1]["role"] != "user":
             raise BadInput("the last message must be the user's question")
         budget = self.max_context_tokens - max_new_tokens
+        if budget <= 0:
+            raise BadInput(f"max_new_tokens ({max_new_tokens}) leaves no room for the question "
+                           f"in the {self.max_context_tokens}-token context window")
         n_system = 1 if messages[0]["role"] == "system" else 0
         head = messages[: min(n_system + keep_head, len(messages) - 1)]
         history, question = messages[len(head):-1], messages[-1]

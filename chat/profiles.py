@@ -47,16 +47,30 @@ def _check_few_shot(turns: object) -> None:
             raise BadInput(f"few_shot[{i}].content must be a non-empty string")
 
 
+def parse_profile(text: str, where: str = "the profile") -> tuple[PromptProfile, str | None]:
+    """A profile and its note from JSON text, or BadInput naming what is wrong."""
+    try:
+        data = json.loads(text)
+    except (json.JSONDecodeError, RecursionError) as exc:
+        raise BadInput(f"{where} is not valid JSON: {exc}") from None
+    profile = validate_profile(data)
+    note = data.get("note")
+    if note is not None and not isinstance(note, str):
+        raise BadInput("note must be a string")
+    return profile, note
+
+
 def load_profile_file(path: Path | str) -> tuple[PromptProfile, str | None]:
     path = Path(path)
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise BadInput(f"no such file: {path}") from None
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except UnicodeDecodeError as exc:
         raise BadInput(f"{path} is not valid JSON: {exc}") from None
-    profile = validate_profile(data)
-    return profile, data.get("note")
+    except OSError as exc:
+        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+    return parse_profile(text, str(path))
 
 
 class ProfileStore:

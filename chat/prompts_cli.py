@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chat.config import Config
+from chat.config import Config, positive_int
 
 
 def register(sub) -> None:
@@ -25,7 +25,7 @@ def register(sub) -> None:
     a.set_defaults(func=cmd_activate)
     a = psub.add_parser("preview", help="answers of the active and a candidate version")
     a.add_argument("version", type=int)
-    a.add_argument("--n", type=int, default=3, help="how many held-out questions")
+    a.add_argument("--n", type=positive_int, default=3, help="how many held-out questions")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_preview)
 

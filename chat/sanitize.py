@@ -15,6 +15,8 @@ import re
 
 import nh3
 
+from chat.errors import BadInput
+
 SAFE_SCHEMES = {"http", "https", "mailto"}
 _TAGS = {"a", "p", "br", "hr", "strong", "em", "b", "i", "u", "s", "del", "code", "pre",
          "blockquote", "ul", "ol", "li", "h1", "h2", "h3", "h4", "h5", "h6", "table", "thead",
@@ -90,3 +92,16 @@ def clean_markdown(text: str) -> str:
         return _clean_outside(chunk, _CODE_SPAN, _clean_prose)
 
     return _clean_outside(text, _FENCE, _outside_fences)
+
+
+# ---------------------------------------------------------------------------- input
+
+
+def check_unicode(text: str, what: str = "the text") -> str:
+    """`text` unchanged, or BadInput when it cannot be stored or tokenized: an unpaired
+    surrogate (JSON allows "\\ud800"; UTF-8 does not)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput(f"{what} is not valid Unicode (an unpaired surrogate)") from None
+    return text

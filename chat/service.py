@@ -12,6 +12,7 @@ from chat.engine import BASE, Engine, GenParams
 from chat.errors import BadInput
 from chat.focus import focus_sources
 from chat.prompts import PromptProfile, Source, build_messages
+from chat.sanitize import check_unicode
 from feedback.store import Store
 
 
@@ -66,7 +67,7 @@ class ChatService:
         return self.adapters.resolve(pinned)
 
     def check_question(self, question: str) -> str:
-        question = (question or "").strip()
+        question = check_unicode((question or "").strip(), "the message")
         if not question:
             raise BadInput("the message is empty")
         if len(question) > self.cfg.max_message_chars:

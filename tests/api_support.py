@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 import time
@@ -70,8 +71,11 @@ def client(live, user: str = "alice", key: str | None = None) -> openai.OpenAI:
 
 
 def post(live, path: str, body: dict, user: str = "alice") -> httpx.Response:
-    return httpx.post(live["url"] + path, json=body, timeout=120,
-                      headers={"Authorization": f"Bearer {live['keys'][user]}"})
+    # json.dumps, not httpx's encoder: tests send what a careless client may send too
+    # (NaN, escaped unpaired surrogates)
+    return httpx.post(live["url"] + path, content=json.dumps(body), timeout=120,
+                      headers={"Authorization": f"Bearer {live['keys'][user]}",
+                               "Content-Type": "application/json"})
 
 
 def ask(live, question: str, user: str = "alice", **kwargs):

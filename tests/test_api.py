@@ -96,6 +96,14 @@ def test_invalid_requests_are_400_json(live):
         {"messages": [{"role": "user", "content": "hi"}], "n": 2},
         {"messages": [{"role": "user", "content": "hi"}], "temperature": 9},
         {"messages": [{"role": "user", "content": "hi"}], "max_tokens": 100000},
+        {"messages": [{"role": "user", "content": "hi"}], "seed": 2**64},
+        {"messages": [{"role": "user", "content": "hi"}], "temperature": float("nan")},
+        {"messages": [{"role": "user", "content": "hi"}], "conversation_id": 2**63},
+        {"messages": [{"role": "user", "content": "hi \ud800"}]},
+        {"messages": [{"role": "user", "content": [{"type": "text", "text": "\udfff"}]}]},
+        {"messages": [{"role": "user", "content": "\ud800"}, {"role": "assistant",
+                                                               "content": "a"},
+                      {"role": "user", "content": "hi"}]},
     ]
     before = live["store"].counts()
     for body in cases:

@@ -115,3 +115,17 @@ def test_web_login_uses_the_accounts(live):
         assert good.status_code == 200
         assert web.get("/gradio_api/login_check").status_code == 200
         assert web.get("/gradio_api/user").json() == "alice"
+
+
+def test_out_of_range_ids_and_broken_unicode_are_400_and_write_nothing(live):
+    store = live["store"]
+    mine = ask(live, "Unicode?").model_extra["message_id"]
+    before = store.counts()
+    for body in ({"kind": "rating", "message_id": 2**63, "value": 1},
+                 {"kind": "preference", "message_id": mine, "other_message_id": 2**64,
+                  "choice": "a"},
+                 {"kind": "rating", "message_id": mine, "value": -1, "comment": "\ud800"},
+                 {"kind": "correction", "message_id": mine, "content": "fixed \udc00"}):
+        r = post(live, "/v1/feedback", body)
+        assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
+    assert store.counts() == before

@@ -56,3 +56,35 @@ def test_every_subcommand_has_help(capsys):
 def test_empty_question_is_rejected():
     out = run_cli("ask", "   ")
     assert out.returncode == 2 and "empty" in out.stderr
+
+
+@pytest.mark.parametrize("args,message", [
+    (["ask", "hi", "--max-new-tokens", "0"], "must be a whole number >= 1"),
+    (["bench", "gen", "--threads", "-1"], "must be a whole number >= 1"),
+    (["prompts", "preview", "2", "--n", "0"], "must be a whole number >= 1"),
+])
+def test_counts_below_one_are_usage_errors(capsys, args, message):
+    import launch
+
+    with pytest.raises(SystemExit) as exit_info:
+        launch.main(args)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_bad_paths_and_values_give_one_line_not_a_traceback(tmp_path, capsys, cfg):
+    import launch
+
+    note = tmp_path / "note.json"
+    note.write_text(json.dumps({"system_prompt": "x", "note": {"a": 1}}))
+    deep = tmp_path / "deep.jsonl"
+    deep.write_text("[" * 100_000 + "\n")
+    cases = [(["serve", "--port", "99999"], "port must be within [1, 65535]"),
+             (["prompts", "add", str(tmp_path)], "cannot read"),
+             (["prompts", "add", str(note)], "note must be a string"),
+             (["feedback", "import", str(deep)], "line 1: nested too deeply"),
+             (["feedback", "export", "--format", "raw", "--out", str(tmp_path)], "directory"),
+             (["prompts", "show", str(2**63)], "error: ")]
+    for args, message in cases:
+        assert launch.main(args) == 2, args
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and message in err and "\n" not in err, (args, err)

@@ -58,6 +58,16 @@ def test_sampling_params_are_validated():
         GenParams(top_p=0)
     with pytest.raises(BadInput, match="temperature"):
         GenParams(temperature=-1)
+    with pytest.raises(BadInput, match="temperature"):
+        GenParams(temperature=float("nan"))
+    with pytest.raises(BadInput, match="seed"):
+        GenParams(temperature=1, seed=2**64)
+
+
+def test_an_answer_budget_as_large_as_the_context_is_a_clear_error(tiny_engine):
+    budget = tiny_engine.max_context_tokens
+    with pytest.raises(BadInput, match="leaves no room for the question"):
+        tiny_engine.fit_messages([{"role": "user", "content": "hi"}], budget)
 
 
 def test_seeded_sampling_is_reproducible(tiny_engine):
