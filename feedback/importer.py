@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chat.errors import BadInput
 from chat.prompts import question_of
-from feedback.store import RATING_REASONS, Store, dumps, utcnow
+from feedback.store import RATING_REASONS, Store, check_pair, dumps, utcnow
 
 IMPORT_VERSION = "import"  # adapter_version of messages that came from a file, not a model
 ROLES = ("system", "user", "assistant")
@@ -38,8 +38,8 @@ def prompt_messages(prompt) -> list[dict]:
                 or not isinstance(m.get("content"), str)):
             raise BadInput('each prompt message needs "role" (system|user|assistant) and '
                            'a string "content"')
-    if prompt[-1]["role"] != "user":
-        raise BadInput("the prompt must end with a user message")
+    if prompt[-1]["role"] != "user" or not prompt[-1]["content"].strip():
+        raise BadInput("the prompt must end with a non-empty user message")
     return [{"role": m["role"], "content": m["content"]} for m in prompt]
 
 
@@ -54,12 +54,13 @@ def validate_line(line) -> dict:
            "user": _text(line, "user")}
     if kind == "preference":
         rec.update(chosen=_text(line, "chosen"), rejected=_text(line, "rejected"))
+        check_pair(rec["chosen"], rec["rejected"])
     elif kind == "rating":
         value = line.get("value")
         if isinstance(value, bool) or value not in (1, -1):
             raise BadInput('"value" must be 1 or -1')
         reason = line.get("reason")
-        if reason is not None and reason not in RATING_REASONS:
+        if reason is not None and (not isinstance(reason, str) or reason not in RATING_REASONS):
             raise BadInput(f'unknown "reason" {reason!r}; choose one of {sorted(RATING_REASONS)}')
         rec.update(completion=_text(line, "completion"), value=value, reason=reason,
                    comment=_text(line, "comment", required=False))
@@ -89,6 +90,8 @@ def parse_file(path: Path | str) -> list[dict]:
                 raise BadInput(f"{path}, line {number}: not valid UTF-8") from None
             except json.JSONDecodeError as exc:
                 raise BadInput(f"{path}, line {number}: not valid JSON ({exc.msg})") from None
+            except RecursionError:
+                raise BadInput(f"{path}, line {number}: nested too deeply") from None
             except BadInput as exc:
                 raise BadInput(f"{path}, line {number}: {exc}") from None
     if not records:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import sqlite3
 import threading
@@ -15,6 +16,7 @@ from typing import Any
 from sqlite_utils import Database
 
 from chat.errors import BadInput, NotFound
+from chat.sanitize import check_unicode
 from feedback.migrations import migrations
 
 RATING_REASONS = {
@@ -90,6 +92,25 @@ def _shared(path: Path) -> _Shared:
         return _SHARED.setdefault(str(path.resolve()), _Shared())
 
 
+def check_pair(first: str, second: str) -> None:
+    """Two answers that can make a preference pair: both written, and not the same text."""
+    if not first.strip() or not second.strip():
+        raise BadInput("chosen and rejected answers must not be empty")
+    if first.strip() == second.strip():
+        raise BadInput("the two answers are the same text: there is nothing to prefer")
+
+
+@contextmanager
+def _file_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock across processes (POSIX advisory lock on a side file)."""
+    with open(path, "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def utcnow() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds")
 
@@ -107,8 +128,8 @@ class Store:
         self.busy_timeout_ms = busy_timeout_ms
         self._local = threading.local()
         self._shared = _shared(self.path)
-        with self._shared.write_lock:
-            migrations.apply(self.db)
+        with self._shared.write_lock, _file_lock(self.path.with_name(self.path.name + ".lock")):
+            migrations.apply(self.db)  # processes opening a new file at once take turns
 
     # ------------------------------------------------------------------ connections
 
@@ -121,7 +142,7 @@ class Store:
         )
         conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA synchronous=NORMAL")
+        conn.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
         conn.execute("PRAGMA foreign_keys=ON")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # see _Shared
         return conn
@@ -168,6 +189,9 @@ class Store:
         return rows[0] if rows else None
 
     def _insert(self, db: Database, table: str, row: dict) -> int:
+        for key, value in row.items():  # raising here rolls the whole write back
+            if isinstance(value, str):
+                check_unicode(value, key.removesuffix("_json"))
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         cur = db.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
@@ -274,8 +298,7 @@ class Store:
         message_id: int | None = None, adapter_version: str | None = None,
         prompt_version: int | None = None,
     ) -> int:
-        if not chosen.strip() or not rejected.strip():
-            raise BadInput("chosen and rejected answers must not be empty")
+        check_pair(chosen, rejected)
         with self.write() as db:
             return self._insert(db, "preferences", {
                 "prompt_json": dumps(prompt), "chosen": chosen, "rejected": rejected,
@@ -291,6 +314,8 @@ class Store:
         """A side-by-side pick; 'a' or 'b' also becomes a preference pair."""
         if choice not in ("a", "b", "tie", "both_bad"):
             raise BadInput("choice must be one of a, b, tie, both_bad")
+        if choice in ("a", "b"):  # the pick becomes a preference pair
+            check_pair(answer_a, answer_b)
         now = utcnow()
         with self.write() as db:
             pref_id = None

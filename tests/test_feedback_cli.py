@@ -53,6 +53,11 @@ def test_import_writes_every_kind(cfg, tmp_path, capsys):
     {"type": "preference", "prompt": [{"role": "user"}], "chosen": "a", "rejected": "b",
      "user": "u"},
     {"type": "correction", "prompt": "x", "original": "same", "corrected": "same", "user": "u"},
+    {"type": "preference", "prompt": "x", "chosen": "Same.", "rejected": " Same. ", "user": "u"},
+    {"type": "preference", "prompt": [{"role": "user", "content": "  "}], "chosen": "a",
+     "rejected": "b", "user": "u"},
+    {"type": "rating", "prompt": "x", "completion": "y", "value": -1, "reason": ["x"],
+     "user": "u"},
     {"type": "vote", "prompt": "x", "user": "u"},
     {"type": "preference", "prompt": "x", "chosen": "a", "rejected": "b"},
 ])

@@ -39,6 +39,15 @@ def test_register_numbers_versions_and_writes_meta_last(cfg, store):
     assert not list(cfg.adapters_dir.glob(".tmp-*"))
 
 
+def test_versions_count_on_past_9999(cfg, store):
+    from feedback.store import utcnow
+
+    with store.write() as db:
+        db.conn.execute("INSERT INTO adapters (version, path, method, status, created_at) "
+                        "VALUES ('v9999', '/x', 'dpo', 'retired', ?)", (utcnow(),))
+    assert [add(cfg, store), add(cfg, store)] == ["v10000", "v10001"]
+
+
 def test_activate_retires_previous_and_rollback_restores(cfg, store):
     from training import registry
 

@@ -121,6 +121,16 @@ def test_correction_is_also_a_preference(store):
     assert store.counts()["corrections"] == 1
 
 
+def test_a_pair_of_the_same_answer_is_refused(store):
+    prompt = [{"role": "user", "content": "hi"}]
+    with pytest.raises(BadInput, match="same text"):
+        store.record_preference(prompt, "Hello.", "Hello. ", "alice")
+    with pytest.raises(BadInput, match="same text"):
+        store.record_comparison(prompt, "Hello.", "Hello.", "a", "alice")
+    store.record_comparison(prompt, "Hello.", "Hello.", "tie", "alice")  # a fair verdict
+    assert (store.counts()["preferences"], store.counts()["comparisons"]) == (0, 1)
+
+
 @pytest.mark.parametrize("choice,pair", [
     ("a", ("A text", "B text", "base")), ("b", ("B text", "A text", "v2")),
     ("tie", None), ("both_bad", None)])
@@ -231,3 +241,14 @@ def test_wal_is_checkpointed_so_it_stays_small(store):
     wal = store.path.with_name(store.path.name + "-wal").stat().st_size
     # every commit appends at least one page: without checkpoints the WAL would exceed n pages
     assert wal < n * page / 2
+
+
+def test_processes_opening_a_new_database_at_once_all_start(tmp_path):
+    code = "import sys; from feedback.store import Store; Store(sys.argv[1])"
+    for round_ in range(5):
+        path = str(tmp_path / f"fresh-{round_}.db")
+        procs = [subprocess.Popen([sys.executable, "-c", code, path], cwd=ROOT,
+                                  stderr=subprocess.PIPE, text=True) for _ in range(3)]
+        errors = [p.communicate()[1] for p in procs if p.wait() != 0]
+        assert errors == []
+        assert Store(path).counts()["conversations"] == 0

@@ -64,8 +64,10 @@ def register(store: Store, adapters_dir: Path, tmp_folder: Path, *, method: str,
     adapters_dir.mkdir(parents=True, exist_ok=True)
     status = "candidate" if passed else "rejected"
     with store.write() as db:
-        last = db.conn.execute("SELECT max(version) FROM adapters").fetchone()[0]
-        version = format_version(int(last[1:]) + 1 if last else 1)
+        # numerically: as text, "v10000" sorts before "v9999"
+        last = db.conn.execute(
+            "SELECT max(CAST(substr(version, 2) AS INTEGER)) FROM adapters").fetchone()[0]
+        version = format_version((last or 0) + 1)
         target = adapters_dir / version
         if target.exists():  # left by a process killed between rename and commit: no row
             shutil.rmtree(target)
