@@ -24,6 +24,7 @@ from chat.views import (
 from feedback.store import RATING_REASONS
 
 _text = text_of  # kept for callers of the old name
+COMPARE_ATTEMPTS = 3  # samples of B at most, while it repeats A word for word
 COMPARE_TEMPERATURE = 0.8  # two samples of the same prompt; later: two adapter versions
 CHOICES = {"A": "a", "B": "b", "Tie": "tie", "Both bad": "both_bad"}
 
@@ -176,20 +177,27 @@ def compare(ctx: AppContext, chat_history: list[dict], session: dict,
     if last_user is None:
         raise gr.Error("Ask a question first, then compare two answers to it.")
     question = raw_text(history[last_user]["content"])
-    seeds = [secrets.randbelow(2**31) for _ in range(2)]
     texts, answers = ["", ""], []
     try:
-        for side, seed in enumerate(seeds):
-            params = GenParams(COMPARE_TEMPERATURE, ctx.cfg.top_p, ctx.cfg.max_new_tokens, seed)
-            for answer in ctx.service.stream(
-                    question, session["user"], history=history_for_model(history[:last_user]),
-                    conversation_id=session["conversation_id"], params=params, record=False):
-                texts[side] = answer.text + badge(answer.adapter_version)
-                yield texts[0], texts[1], session, gr.update(visible=False)
+        for side in (0, 1):
+            # B is sampled again while it says exactly what A said: a pick needs two answers
+            for _ in range(COMPARE_ATTEMPTS):
+                seed = secrets.randbelow(2**31)
+                params = GenParams(COMPARE_TEMPERATURE, ctx.cfg.top_p, ctx.cfg.max_new_tokens,
+                                   seed)
+                for answer in ctx.service.stream(
+                        question, session["user"], history=history_for_model(history[:last_user]),
+                        conversation_id=session["conversation_id"], params=params, record=False):
+                    texts[side] = answer.text + badge(answer.adapter_version)
+                    yield texts[0], texts[1], session, gr.update(visible=False)
+                if not answers or answer.text.strip() != answers[0].text.strip():
+                    break
             answers.append(answer)
     except ChatError as exc:
         raise gr.Error(str(exc)) from None
     a, b = answers
+    if a.text.strip() == b.text.strip():
+        gr.Info("Both samples gave the same answer: choose Tie, or ask again.")
     session = {**session, "compare": {
         "prompt": a.prompt, "a": a.text, "b": b.text, "adapter_a": a.adapter_version,
         "adapter_b": b.adapter_version, "prompt_version": a.prompt_version}}

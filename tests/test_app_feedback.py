@@ -213,8 +213,10 @@ def test_real_model_answer_rated_and_compared(cfg, store, real_engine):
     history, session = _ask(ctx, "What is the capital of France?")
     assert "Paris" in history[1]["content"]
     like(ctx, history, session, _like(1, True))
+    # an open question: two samples of a one-fact answer are often the same words
+    history, session = _ask(ctx, "Describe the sea in one sentence.", history, session)
     *_, (_, _, session, _) = compare(ctx, history, session)
-    assert session["compare"]["a"] and session["compare"]["b"]
+    assert session["compare"]["a"] != session["compare"]["b"]
     pick(ctx, "B", session)
     assert store.counts()["ratings"] == 1 and store.counts()["preferences"] == 1
 
@@ -236,3 +238,38 @@ def test_reopen_through_the_running_app(running, store):
     assert sources["headers"] == ["#", "source", "score", "snippet"]
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict(other, api_name="/open_conversation")
+
+
+def test_unpaired_surrogates_are_a_clear_error_and_write_nothing(ctx, store):
+    before = store.counts()
+    with pytest.raises(gr.Error, match="not valid Unicode"):
+        _ask(ctx, "Capital \ud800?")
+    assert store.counts() == before
+    history, session = _ask(ctx, "Capital of France?")
+    before = store.counts()
+    data = SimpleNamespace(index=1, previous_value=history[1]["content"],
+                           value=[{"type": "text", "text": "Paris \udc00."}])
+    with pytest.raises(gr.Error, match="not valid Unicode"):
+        list(edit(ctx, history, session, data))
+    assert store.counts() == before
+
+
+@pytest.mark.parametrize("texts,calls", [(["Paris.", "Paris.", "Paris!"], 3),
+                                         (["Paris."] * 4, 4)])
+def test_compare_samples_b_again_while_it_repeats_a(ctx, store, monkeypatch, texts, calls):
+    history, session = _ask(ctx, "Capital of France?")
+    replies = iter(texts)
+
+    def stream(*args, **kwargs):
+        yield SimpleNamespace(text=next(replies), adapter_version=None, prompt_version=1,
+                              prompt=[{"role": "user", "content": "Capital of France?"}])
+    monkeypatch.setattr(ctx.service, "stream", stream)
+    *_, (_, _, session, _) = compare(ctx, history, session)
+    assert next(replies, None) is None and len(texts) == calls
+    a, b = session["compare"]["a"], session["compare"]["b"]
+    assert (a, b) == (texts[0], texts[-1])
+    if a == b:  # still the same after every attempt: only a tie can be recorded
+        with pytest.raises(gr.Error, match="same text"):
+            pick(ctx, "B", session)
+        pick(ctx, "Tie", session)
+        assert store.counts()["comparisons"] == 1 and store.counts()["preferences"] == 0
