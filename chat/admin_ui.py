@@ -236,7 +236,7 @@ def render_admin_tab(ctx, session: gr.State) -> None:
         with gr.Row():
             upload = gr.Button("Ingest uploads", variant="primary")
             list_docs = gr.Button("List documents")
-            doc_id = gr.Number(label="document id", precision=0)
+            doc_id = gr.Number(label="document id", precision=0, minimum=1, maximum=2**53)
             delete = gr.Button("Delete document", variant="stop")
         report = gr.JSON(label="Ingest report")
         docs = gr.Dataframe(label="Documents")
@@ -277,7 +277,7 @@ def render_admin_tab(ctx, session: gr.State) -> None:
         prompt_json = gr.Code(language="json", label="new profile (JSON)", value=json.dumps(
             {"system_prompt": ctx.cfg.system_prompt, "few_shot": [], "note": ""}, indent=2))
         with gr.Row():
-            pversion = gr.Number(label="profile version", precision=0)
+            pversion = gr.Number(label="profile version", precision=0, minimum=1, maximum=2**53)
             list_p = gr.Button("List")
             add_p = gr.Button("Add")
             act_p = gr.Button("Activate")

@@ -129,6 +129,9 @@ def test_admin_events_through_the_running_app(ctx):
         admin_client = Client(app.local_url, auth=("root", PASSWORD), verbose=False)
         table = admin_client.predict(api_name="/admin_adapters")
         assert table["headers"][0] == "version"
+        for name in ("/admin_delete_document", "/admin_activate_prompt"):
+            with pytest.raises(AppError, match="greater than"):  # not an OverflowError
+                admin_client.predict(1e20, api_name=name)
         with pytest.raises(AuthenticationError, match="credentials were not provided"):
             Client(app.local_url, verbose=False).predict(api_name="/admin_adapters")
     finally:
