@@ -16,7 +16,6 @@ from typing import Any
 from sqlite_utils import Database
 
 from chat.errors import BadInput, NotFound
-from chat.sanitize import check_unicode
 from feedback.migrations import migrations
 
 RATING_REASONS = {
@@ -164,6 +163,9 @@ class Store:
             db.conn.execute("BEGIN IMMEDIATE")
             try:
                 yield db
+            except UnicodeEncodeError:  # sqlite cannot bind text with an unpaired surrogate
+                db.conn.execute("ROLLBACK")
+                raise BadInput("the text is not valid Unicode (an unpaired surrogate)") from None
             except BaseException:
                 db.conn.execute("ROLLBACK")
                 raise
@@ -189,9 +191,6 @@ class Store:
         return rows[0] if rows else None
 
     def _insert(self, db: Database, table: str, row: dict) -> int:
-        for key, value in row.items():  # raising here rolls the whole write back
-            if isinstance(value, str):
-                check_unicode(value, key.removesuffix("_json"))
         cols = ", ".join(row)
         marks = ", ".join("?" for _ in row)
         cur = db.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))

@@ -252,3 +252,14 @@ def test_processes_opening_a_new_database_at_once_all_start(tmp_path):
         errors = [p.communicate()[1] for p in procs if p.wait() != 0]
         assert errors == []
         assert Store(path).counts()["conversations"] == 0
+
+
+def test_text_sqlite_cannot_store_is_a_clear_error_and_writes_nothing(store):
+    conv = store.create_conversation("alice")
+    mid = store.record_message(conv, "assistant", "Paris.", prompt=[])
+    before = store.counts()
+    with pytest.raises(BadInput, match="not valid Unicode"):
+        store.record_rating(mid, "alice", -1, "wrong facts", "bad \ud800")
+    with pytest.raises(BadInput, match="not valid Unicode"):
+        store.record_correction(mid, "alice", "Lyon \udc00")
+    assert store.counts() == before
