@@ -180,7 +180,7 @@ def activate_adapter(ctx, user: str | None, version: str) -> dict:
     from training import registry
 
     check_admin(ctx, user)
-    return registry.activate(ctx.store, registry.check_version(version))
+    return registry.activate(ctx.store, registry.check_version(version), ctx.cfg.base_model)
 
 
 def rollback_adapter(ctx, user: str | None) -> str | None:

@@ -25,7 +25,7 @@ def add(cfg, store, passed=True) -> str:
 
     n = store.counts()["adapters"]
     return registry.register(store, cfg.adapters_dir, fake_adapter(cfg, str(n)), method="dpo",
-                             base_model="b", metrics={"gate": {"passed": passed}},
+                             base_model=cfg.base_model, metrics={"gate": {"passed": passed}},
                              meta={"feedback_ids": [1, 2]}, passed=passed, run_id=None)
 
 
@@ -80,6 +80,18 @@ def test_rejected_and_unknown_versions_are_refused(cfg, store):
         registry.activate(store, "v0099")
     with pytest.raises(BadInput, match="v0001"):
         registry.get(store, "../etc")
+    assert registry.active_version(store) is None
+
+
+def test_an_adapter_of_another_base_model_is_refused(cfg, store):
+    from training import registry
+
+    version = add(cfg, store)
+    with store.write() as db:
+        db.conn.execute("UPDATE adapters SET base_model = 'other-model' WHERE version = ?",
+                        (version,))
+    with pytest.raises(BadInput, match="trained on 'other-model'"):
+        registry.activate(store, version, cfg.base_model)
     assert registry.active_version(store) is None
 
 

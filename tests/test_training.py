@@ -228,7 +228,7 @@ def register_adapter(cfg, store, scale=0.0, seed=0, passed=True) -> str:
 
     cfg.adapters_dir.mkdir(parents=True, exist_ok=True)
     tmp = make_adapter(cfg, cfg.adapters_dir / f".tmp-test-{seed}", scale, seed)
-    return registry.register(store, cfg.adapters_dir, tmp, method="dpo", base_model="test",
+    return registry.register(store, cfg.adapters_dir, tmp, method="dpo", base_model=cfg.base_model,
                              metrics={}, meta={}, passed=passed, run_id=None)
 
 

@@ -152,7 +152,7 @@ def cmd_adapters(cfg: Config, args) -> int:
         row = registry.get(store, args.version)
         print(json.dumps(row, ensure_ascii=False, indent=None if args.json else 2))
     elif args.action == "activate":
-        row = registry.activate(store, args.version)
+        row = registry.activate(store, args.version, cfg.base_model)
         print(f"{row['version']} is active")
     else:
         version = registry.rollback(store)

@@ -87,9 +87,14 @@ def register(store: Store, adapters_dir: Path, tmp_folder: Path, *, method: str,
 # ---------------------------------------------------------------------------- activation
 
 
-def activate(store: Store, version: str) -> dict:
-    """Make `version` the one served: one transaction (old active -> retired, new -> active)."""
+def activate(store: Store, version: str, base_model: str | None = None) -> dict:
+    """Make `version` the one served: one transaction (old active -> retired, new -> active).
+    With `base_model` (the one this deployment serves), an adapter trained on another is
+    refused: its weights would be applied to a model they were not made for."""
     row = get(store, version)
+    if base_model and row["base_model"] and row["base_model"] != base_model:
+        raise BadInput(f"adapter {version} was trained on {row['base_model']!r}; this "
+                       f"deployment serves {base_model!r}")
     if row["status"] == "rejected":
         raise BadInput(f"adapter {version} failed the eval gate and cannot be activated")
     if row["status"] == "training":
