@@ -21,7 +21,7 @@ from chat.views import (
     source_rows,
     text_of,
 )
-from feedback.store import RATING_REASONS
+from feedback.store import RATING_REASONS, same_answer
 
 _text = text_of  # kept for callers of the old name
 COMPARE_ATTEMPTS = 3  # samples of B at most, while it repeats A word for word
@@ -190,13 +190,13 @@ def compare(ctx: AppContext, chat_history: list[dict], session: dict,
                         conversation_id=session["conversation_id"], params=params, record=False):
                     texts[side] = answer.text + badge(answer.adapter_version)
                     yield texts[0], texts[1], session, gr.update(visible=False)
-                if not answers or answer.text.strip() != answers[0].text.strip():
+                if not answers or not same_answer(answer.text, answers[0].text):
                     break
             answers.append(answer)
     except ChatError as exc:
         raise gr.Error(str(exc)) from None
     a, b = answers
-    if a.text.strip() == b.text.strip():
+    if same_answer(a.text, b.text):
         gr.Info("Both samples gave the same answer: choose Tie, or ask again.")
     session = {**session, "compare": {
         "prompt": a.prompt, "a": a.text, "b": b.text, "adapter_a": a.adapter_version,

@@ -10,7 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from chat.errors import BadInput
-from feedback.store import Store
+from feedback.store import Store, same_answer
 
 FORMATS = ("dpo", "kto", "raw")
 DPO_KEYS = ("prompt", "chosen", "rejected")
@@ -66,7 +66,7 @@ def dpo_rows(store: Store, profile=None, ids: Iterable[int] | None = None) -> li
     rows = []
     for p in store.query(sql + " ORDER BY id", params):
         prompt = normalize_prompt(p["prompt_json"], profile)
-        if not _ends_with_question(prompt) or p["chosen"].strip() == p["rejected"].strip():
+        if not _ends_with_question(prompt) or same_answer(p["chosen"], p["rejected"]):
             continue
         rows.append({"id": p["id"], "user": p["user"], "prompt": prompt,
                      "chosen": _assistant(p["chosen"]), "rejected": _assistant(p["rejected"]),

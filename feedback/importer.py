@@ -8,7 +8,7 @@ from pathlib import Path
 
 from chat.errors import BadInput
 from chat.prompts import question_of
-from feedback.store import RATING_REASONS, Store, check_pair, dumps, utcnow
+from feedback.store import RATING_REASONS, Store, check_pair, dumps, same_answer, utcnow
 
 IMPORT_VERSION = "import"  # adapter_version of messages that came from a file, not a model
 ROLES = ("system", "user", "assistant")
@@ -66,7 +66,7 @@ def validate_line(line) -> dict:
                    comment=_text(line, "comment", required=False))
     else:
         rec.update(original=_text(line, "original"), corrected=_text(line, "corrected"))
-        if rec["original"].strip() == rec["corrected"].strip():
+        if same_answer(rec["original"], rec["corrected"]):
             raise BadInput('"corrected" is the same as "original"')
     return rec
 

@@ -91,11 +91,16 @@ def _shared(path: Path) -> _Shared:
         return _SHARED.setdefault(str(path.resolve()), _Shared())
 
 
+def same_answer(first: str, second: str) -> bool:
+    """The same words, surrounding whitespace aside: nothing to prefer between them."""
+    return first.strip() == second.strip()
+
+
 def check_pair(first: str, second: str) -> None:
     """Two answers that can make a preference pair: both written, and not the same text."""
     if not first.strip() or not second.strip():
         raise BadInput("chosen and rejected answers must not be empty")
-    if first.strip() == second.strip():
+    if same_answer(first, second):
         raise BadInput("the two answers are the same text: there is nothing to prefer")
 
 
@@ -279,7 +284,7 @@ class Store:
         content = (content or "").strip()
         if not content:
             raise BadInput("a correction cannot be empty")
-        if content == msg["content"].strip():
+        if same_answer(content, msg["content"]):
             raise BadInput("the correction is the same as the original answer")
         now = utcnow()
         with self.write() as db:
