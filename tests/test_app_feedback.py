@@ -22,7 +22,7 @@ from chat.app import (
 )
 from chat.config import replace
 from chat.service import ChatService
-from chat.views import strip_badge, text_of
+from chat.views import badge, strip_badge, text_of
 
 
 @pytest.fixture
@@ -109,7 +109,9 @@ def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
     assert row["visible"] is True and store.counts()["messages"] == before  # nothing added
     pending = session["compare"]
     assert pending["prompt"][-1] == {"role": "user", "content": "Name a colour."}
-    assert strip_badge(a) == pending["a"] and strip_badge(b) == pending["b"]
+    # exactly what was shown, badge aside (strip_badge would also eat trailing whitespace)
+    assert a == pending["a"] + badge(pending["adapter_a"])
+    assert b == pending["b"] + badge(pending["adapter_b"])
     session, row = pick(ctx, "A", session)
     (cmp,) = store.query("SELECT * FROM comparisons")
     assert (cmp["choice"], cmp["answer_a"], cmp["user"]) == ("a", pending["a"], session["user"])
