@@ -64,9 +64,11 @@ class Config:
         default=0, metadata={"help": "cap on optimiser steps of every run (0: the run's epochs)"})
 
     def __post_init__(self) -> None:
-        self.data_dir = Path(self.data_dir)
+        # absolute: the training child runs from the checkout (cwd=ROOT), and a relative
+        # folder would name another database there than the server's
+        self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.model_cache is not None:
-            self.model_cache = Path(self.model_cache)
+            self.model_cache = Path(self.model_cache).expanduser().resolve()
         if not 0 <= self.temperature <= 5:
             raise ValueError(f"temperature must be within [0, 5], got {self.temperature}")
         if not 0 < self.top_p <= 1:

@@ -43,8 +43,11 @@ def cmd_import(cfg: Config, args) -> int:
 
 def cmd_export(cfg: Config, args) -> int:
     from feedback.export import export_rows, write_jsonl
+    from training.runner import active_profile
 
-    rows = export_rows(_store(cfg), args.format)
+    store = _store(cfg)
+    # framed as training frames them (bare imported questions get the active system prompt)
+    rows = export_rows(store, args.format, active_profile(store, cfg))
     write_jsonl(rows, args.out)
     print(f"exported {len(rows)} {args.format} rows" + (f" to {args.out}" if args.out else ""),
           file=sys.stderr)

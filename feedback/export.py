@@ -111,12 +111,13 @@ def raw_rows(store: Store) -> list[dict]:
     return rows
 
 
-def export_rows(store: Store, fmt: str) -> list[dict]:
-    """Rows for `fmt`: dpo/kto keep only TRL's columns; raw keeps everything."""
+def export_rows(store: Store, fmt: str, profile=None) -> list[dict]:
+    """Rows for `fmt`: dpo/kto keep only TRL's columns; raw keeps everything. Pass the active
+    profile (training.runner.active_profile) so dpo/kto rows are the ones a run trains on."""
     if fmt == "dpo":
-        return [{k: r[k] for k in DPO_KEYS} for r in dpo_rows(store)]
+        return [{k: r[k] for k in DPO_KEYS} for r in dpo_rows(store, profile)]
     if fmt == "kto":
-        return [{k: r[k] for k in KTO_KEYS} for r in kto_rows(store)]
+        return [{k: r[k] for k in KTO_KEYS} for r in kto_rows(store, profile)]
     if fmt == "raw":
         return raw_rows(store)
     raise BadInput(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")

@@ -96,6 +96,23 @@ def test_export_round_trip_loads_with_datasets(cfg, tmp_path, capsys):
     assert kto[1]["completion"] == [{"role": "assistant", "content": "5"}]
 
 
+def test_export_rows_are_the_rows_a_run_trains_on(cfg, tmp_path):
+    """Bare imported questions get the active profile's system prompt, as in training."""
+    from feedback.export import DPO_KEYS, KTO_KEYS
+    from training.runner import active_profile
+
+    launch.main(["feedback", "import", str(_write(tmp_path / "f.jsonl", LINES))])
+    store = _store(cfg)
+    profile = active_profile(store, cfg)
+    for fmt, keys, rows in (("dpo", DPO_KEYS, dpo_rows(store, profile)),
+                            ("kto", KTO_KEYS, kto_rows(store, profile))):
+        out = tmp_path / f"{fmt}.jsonl"
+        assert launch.main(["feedback", "export", "--format", fmt, "--out", str(out)]) == 0
+        exported = [json.loads(line) for line in out.read_text().splitlines()]
+        assert exported == [{k: r[k] for k in keys} for r in rows]
+        assert all(r["prompt"][0]["role"] == "system" for r in exported)
+
+
 def test_export_raw_to_stdout(cfg, tmp_path, capsys):
     launch.main(["feedback", "import", str(_write(tmp_path / "f.jsonl", LINES))])
     capsys.readouterr()

@@ -70,6 +70,51 @@ def test_rollback_of_the_first_version_serves_the_base(cfg, store):
         registry.rollback(store)
 
 
+def test_deactivate_serves_the_base_after_any_history(cfg, store):
+    """Rollback swaps the last two versions; deactivate is the way back to the base model."""
+    from training import registry
+
+    v1, v2 = add(cfg, store), add(cfg, store)
+    registry.activate(store, v1)
+    registry.activate(store, v2)
+    assert registry.deactivate(store) == v2
+    assert registry.active_version(store) is None
+    assert {registry.get(store, v)["status"] for v in (v1, v2)} == {"retired"}
+    registry.activate(store, v2)  # a retired version can be served again
+    assert registry.active_version(store) == v2
+
+
+def test_rollback_refuses_a_version_of_another_base_model(cfg, store):
+    from training import registry
+
+    v1, v2 = add(cfg, store), add(cfg, store)
+    registry.activate(store, v1)
+    registry.activate(store, v2)
+    with store.write() as db:
+        db.conn.execute("UPDATE adapters SET base_model = 'other' WHERE version = ?", (v1,))
+    with pytest.raises(BadInput, match="trained on 'other'"):
+        registry.rollback(store, cfg.base_model)
+    assert registry.active_version(store) == v2
+
+
+def test_activate_can_require_what_is_served_to_be_unchanged(cfg, store):
+    """A run activates only if the version its gate compared against is still the one served;
+    an admin's activation, rollback or deactivation meanwhile stands."""
+    from training import registry
+
+    v1, v2 = add(cfg, store), add(cfg, store)
+    registry.activate(store, v1)
+    with pytest.raises(BadInput, match="changed from the base model to v0001"):
+        registry.activate(store, v2, expected_active=None)
+    assert registry.active_version(store) == v1
+    registry.activate(store, v2, expected_active=v1)
+    assert registry.active_version(store) == v2
+    registry.deactivate(store)
+    with pytest.raises(BadInput, match="changed from v0002 to the base model"):
+        registry.activate(store, v1, expected_active=v2)
+    assert registry.active_version(store) is None
+
+
 def test_rejected_and_unknown_versions_are_refused(cfg, store):
     from training import registry
 
@@ -113,3 +158,9 @@ def test_adapters_cli(cfg, store):
     from training import registry
 
     assert registry.active_version(store) is None
+    assert cli("activate", v1).returncode == 0 and cli("activate", v2).returncode == 0
+    base = cli("deactivate")
+    assert base.returncode == 0 and base.stdout == f"{v2} retired; the base model is served\n"
+    assert registry.active_version(store) is None
+    again = cli("deactivate")
+    assert again.returncode == 2 and "already served" in again.stderr

@@ -99,6 +99,69 @@ def test_split_is_stratified_and_reproducible(store):
     assert not {r["id"] for r in a.heldout} & set(a.ids)
 
 
+def test_duplicates_are_dropped_before_the_split(store):
+    """A file imported twice: copies on both sides would let the gate score training pairs."""
+    from training.config import DataSettings
+    from training.datasets import dpo_rows, split
+
+    first = import_pairs(store, short_pairs(20))
+    import_pairs(store, short_pairs(20))
+    data = split(dpo_rows(store, "S"), DataSettings(), "source")
+    assert sorted(data.ids + [r["id"] for r in data.heldout]) == first  # the earliest kept
+    assert data.dropped_duplicates == 20
+
+
+def test_imported_ratings_and_corrections_are_not_capped(store, tmp_path):
+    """The per-user cap guards against users flooding feedback, not against an admin's import
+    (of any kind: preferences, ratings or corrections)."""
+    from feedback.importer import import_file
+    from training.config import DataSettings
+    from training.datasets import dpo_rows, kto_rows, split
+
+    lines = []
+    for i in range(40):
+        user = "annotator1" if i < 30 else "annotator2"
+        lines.append({"type": "rating", "prompt": f"Question {i}?", "completion": f"Answer {i}.",
+                      "value": 1 if i % 2 else -1, "user": user})
+        lines.append({"type": "correction", "prompt": f"Question {i}?", "original": f"Bad {i}.",
+                      "corrected": f"Good {i}.", "user": user})
+    path = tmp_path / "import.jsonl"
+    path.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    import_file(store, path)
+    for rows, stratum in ((kto_rows(store, "S"), "label"), (dpo_rows(store, "S"), "source")):
+        data = split(rows, DataSettings(), stratum)
+        assert data.dropped_by_cap == 0 and len(data.train) + len(data.heldout) == 40
+
+
+def test_small_strata_still_hold_out_the_intended_count(store):
+    """Rounding each stratum on its own held out 1 of 12 here, below the gate's 2: every
+    adapter trained on such data was rejected."""
+    from training.config import DataSettings
+    from training.datasets import dpo_rows, heldout_counts, split
+
+    for i, source in enumerate(["import"] * 6 + ["compare"] * 3 + ["correction"] * 3):
+        import_pairs(store, short_pairs(1, i), user=f"u{i}", source=source)
+    assert len(split(dpo_rows(store, "S"), DataSettings(), "source").heldout) == 2
+    assert heldout_counts({"a": 6, "b": 3, "c": 3}, 2) == {"a": 1, "b": 1, "c": 0}
+    assert heldout_counts({"a": 5, "b": 5, "c": 5, "d": 1}, 4) == {"a": 2, "b": 1, "c": 1,
+                                                                    "d": 0}
+    assert heldout_counts({"a": 2, "b": 1}, 2) == {"a": 1, "b": 0}  # one left to train on
+
+
+def test_kto_needs_both_kinds_of_thumb_before_a_run_starts(cfg, store):
+    from training.config import TrainSettings
+    from training.runner import prepare
+
+    rated_answers(store, 20, 0)
+    with pytest.raises(NotEnoughData, match="both thumbs-up and thumbs-down.* 0 down"):
+        prepare(store, cfg, TrainSettings(method="kto"))
+    with pytest.raises(NotEnoughData, match="20 ratings .20 up, 0 down"):
+        prepare(store, cfg, TrainSettings())  # auto: neither method has what it needs
+    import_pairs(store, short_pairs(10))
+    prep = prepare(store, cfg, TrainSettings())
+    assert prep["method"] == "dpo" and "all one kind" in prep["why"]
+
+
 def test_too_little_feedback_is_a_clear_error(cfg, store):
     from training.config import TrainSettings
     from training.runner import prepare

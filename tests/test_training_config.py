@@ -90,6 +90,11 @@ def test_sections_may_be_instances_or_dicts():
     ({"gate": {"reward_tolerance": -0.1}}, "gate.reward_tolerance must be zero or more"),
     ({"gate": {"min_pref_accuracy": 1.5}}, "gate.min_pref_accuracy must be within [0, 1]"),
     ({"gate": {"max_ppl_ratio": 0.9}}, "gate.max_ppl_ratio must be at least 1, got 0.9"),
+    # across sections: fewer held out than the gate needs rejects every adapter
+    ({"data": {"max_heldout": 1}}, "data.max_heldout must be at least gate.min_heldout (2), "
+                                   "got 1"),
+    ({"data": {"max_heldout": 4}, "gate": {"min_heldout": 5}}, "data.max_heldout must be at "
+                                                               "least gate.min_heldout (5)"),
 ])
 def test_bad_input_is_a_value_error_naming_the_setting(data, message):
     with pytest.raises(ValueError) as err:

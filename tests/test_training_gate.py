@@ -8,7 +8,7 @@ from types import SimpleNamespace
 import pytest
 
 from chat.errors import BadInput
-from tests.test_training import base_path, import_pairs, make_adapter, short_pairs
+from tests.test_training import base_path, import_pairs, make_adapter, rated_answers, short_pairs
 
 
 @pytest.fixture
@@ -47,6 +47,32 @@ def test_identity_adapter_matches_base_and_fails_accuracy(cfg, heldout, tmp_path
     assert gate.ppl_ratio == pytest.approx(1.0, abs=1e-3)
     assert gate.pref_accuracy == 0.0 and not gate.passed  # ties are not wins
     assert gate.n_heldout == 4 and gate.pref_accuracy_active is None
+
+
+def test_identity_adapter_fails_kto_label_accuracy(cfg, store, tmp_path):
+    """Mostly thumbs-down held out: a no-op adapter used to score their share (0.75) and pass."""
+    from training.config import TrainSettings
+    from training.datasets import kto_rows
+    from training.steps import gate_candidate
+
+    rated_answers(store, 1, 3)
+    folder = make_adapter(cfg, tmp_path / "zero")
+    gate = gate_candidate(base_path(cfg), folder, None, kto_rows(store), TrainSettings(),
+                          "Be helpful.")
+    assert gate.pref_kind == "labels" and gate.n_heldout == 4
+    assert gate.pref_accuracy == 0.0 and not gate.passed
+
+
+def test_kto_accuracy_weighs_each_thumb_the_same():
+    from training.gate import balanced_sign_accuracy
+
+    up, down = True, False
+    assert balanced_sign_accuracy([0.0, 0.0, 0.0, 0.0], [up, down, down, down]) == 0.0  # ties
+    assert balanced_sign_accuracy([1.0, 1.0, 1.0, 1.0], [up, down, down, down]) == 0.5
+    assert balanced_sign_accuracy([1.0, -1.0, -1.0, 1.0], [up, down, down, down]) == \
+        pytest.approx((1 + 2 / 3) / 2)
+    assert balanced_sign_accuracy([-1.0, -2.0], [down, down]) == 1.0  # absent thumb skipped
+    assert balanced_sign_accuracy([], []) == 0.0
 
 
 def test_auto_trigger_counts_new_feedback(cfg, store, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from datetime import UTC, datetime, timedelta
 
@@ -9,6 +10,8 @@ import pytest
 
 from chat.errors import BadInput, ChatError
 from feedback.store import utcnow
+from tests.test_registry import add
+from tests.test_training import import_pairs, short_pairs
 
 
 @pytest.fixture
@@ -98,3 +101,119 @@ def test_a_run_that_died_after_registering_reports_its_adapter(store, settings,
     row = status(store, run_id)
     assert (row["status"], row["adapter_version"]) == (run_status, "v0007")
     assert "after registering v0007" in row["error"]
+
+
+def test_a_killed_child_of_this_process_is_settled(store, cfg, settings, monkeypatch):
+    """The server keeps no handle on its child: SIGKILLed, it stays a zombie, and a zombie
+    still answers kill(pid, 0); the run must not stay running (and block training) forever."""
+    from training import runner
+
+    monkeypatch.setattr(runner, "spawn", lambda cfg, run_id: subprocess.Popen(["sleep", "30"]))
+    run_id, proc = runner.start_run(store, cfg, settings, "root")
+    proc.kill()
+    os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # dead but not reaped: a zombie
+    assert runner.get_run(store, run_id)["status"] == "failed"
+    proc.wait()
+
+
+def test_the_training_process_has_its_own_session(store, cfg, settings):
+    """Ctrl-C signals the terminal's whole foreground group: the child must not get it (the
+    CLI asks the run to cancel instead); SIGTERM still ends it."""
+    from training import runner
+
+    proc = runner.spawn(cfg, runner.create_run(store, settings, "root"))
+    try:
+        assert os.getsid(proc.pid) == proc.pid != os.getsid(0)
+    finally:
+        proc.terminate()
+        proc.wait()
+
+
+# ---------------------------------------------------------------------------- admin vs the gate
+
+
+def fake_heavy_steps(monkeypatch, during_gate) -> None:
+    """Training and the gate replaced by fakes (the gate passes; registry and runner are real);
+    during_gate(active) is what an admin does while the gate runs."""
+    from chat import models
+    from training import steps
+    from training.gate import GateResult
+
+    def train(method, base_path, data, s, out_dir, hooks, store, cfg):
+        (out_dir / "adapter_model.safetensors").write_bytes(b"x")
+        return {"steps": 1}, None
+
+    def gate(base_path, folder, active, heldout, s, system_prompt, reward=None):
+        during_gate(active)
+        return GateResult(True, 0.9, 0.8 if active else None, 1.0, 1.0, 1.0, len(heldout))
+
+    monkeypatch.setattr(models, "resolve_base_model", lambda cfg: "base")
+    monkeypatch.setattr(steps, "train_method", train)
+    monkeypatch.setattr(steps, "gate_candidate", gate)
+
+
+@pytest.mark.parametrize("action, served, why_not", [
+    ("nothing", "v0003", None),
+    ("rollback", None, "changed from v0001 to the base model"),
+    ("activate", "v0002", "changed from v0001 to v0002"),
+])
+def test_what_an_admin_serves_during_the_gate_stands(store, cfg, settings, monkeypatch, action,
+                                                     served, why_not):
+    from training import registry, runner
+
+    v1, v2 = add(cfg, store), add(cfg, store)
+    registry.activate(store, v1)
+    import_pairs(store, short_pairs(12))
+
+    def admin(active):
+        assert active["version"] == v1  # what the gate compares against
+        if action == "rollback":
+            registry.rollback(store)
+        elif action == "activate":
+            registry.activate(store, v2)
+
+    fake_heavy_steps(monkeypatch, admin)
+    result = runner.run(runner.create_run(store, settings, "auto"), cfg)
+    assert result["status"] == "succeeded" and result["adapter_version"] == "v0003"
+    assert registry.active_version(store) == served
+    assert registry.get(store, "v0003")["status"] == ("active" if why_not is None else "candidate")
+    metrics = runner.get_run(store, result["run_id"])["metrics"]
+    assert metrics["activated"] is (why_not is None)
+    assert why_not is None or why_not in metrics["not_activated_because"]
+
+
+def test_a_cancel_during_the_gate_registers_and_serves_nothing(store, cfg, settings,
+                                                               monkeypatch):
+    from training import registry, runner
+
+    v1 = add(cfg, store)
+    registry.activate(store, v1)
+    import_pairs(store, short_pairs(12))
+    run_id = runner.create_run(store, settings, "auto")
+    fake_heavy_steps(monkeypatch, lambda active: runner.request_cancel(store, run_id))
+    assert runner.run(run_id, cfg) == {"run_id": run_id, "status": "cancelled"}
+    assert registry.active_version(store) == v1
+    assert [r["version"] for r in registry.list_adapters(store)] == [v1]
+
+
+def test_a_cancel_just_before_activation_keeps_a_candidate(store, cfg, settings, monkeypatch):
+    from training import registry, runner
+
+    v1 = add(cfg, store)
+    registry.activate(store, v1)
+    import_pairs(store, short_pairs(12))
+    run_id = runner.create_run(store, settings, "auto")
+    fake_heavy_steps(monkeypatch, lambda active: None)
+    register = registry.register
+
+    def register_then_cancel(*args, **kwargs):
+        version = register(*args, **kwargs)
+        runner.request_cancel(store, run_id)
+        return version
+
+    monkeypatch.setattr(registry, "register", register_then_cancel)
+    result = runner.run(run_id, cfg)
+    assert result == {"run_id": run_id, "status": "cancelled", "adapter_version": "v0002"}
+    assert registry.active_version(store) == v1
+    assert registry.get(store, "v0002")["status"] == "candidate"
+    assert runner.get_run(store, run_id)["metrics"]["activated"] is False

@@ -1,4 +1,4 @@
-"""Subcommands: train, adapters list|show|activate|rollback."""
+"""Subcommands: train, adapters list|show|activate|rollback|deactivate."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def register(sub) -> None:
     p.add_argument("--user", default="cli", help="who requested the run")
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("adapters", help="list, show, activate or roll back adapters")
+    p = sub.add_parser("adapters", help="list, show, activate, roll back or deactivate adapters")
     asub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
     a = asub.add_parser("list", help="all versions with status and gate figures")
     a.add_argument("--json", action="store_true")
@@ -33,6 +33,7 @@ def register(sub) -> None:
     a = asub.add_parser("activate", help="serve this version (running servers follow)")
     a.add_argument("version")
     asub.add_parser("rollback", help="activate the previously active version")
+    asub.add_parser("deactivate", help="serve the base model (the active adapter is retired)")
     p.set_defaults(func=cmd_adapters)
 
 
@@ -111,8 +112,9 @@ def summary(row: dict) -> dict:
     return {"run_id": row["id"], "status": row["status"], "method": row["method"],
             "adapter_version": row["adapter_version"], "n_train": metrics.get("n_train"),
             "n_heldout": metrics.get("n_heldout"), "gate": metrics.get("gate"),
-            "activated": bool(metrics.get("activated")), "why": metrics.get("why"),
-            "error": row.get("error")}
+            "activated": bool(metrics.get("activated")),
+            "not_activated_because": metrics.get("not_activated_because"),
+            "why": metrics.get("why"), "error": row.get("error")}
 
 
 def print_summary(out: dict) -> None:
@@ -126,7 +128,8 @@ def print_summary(out: dict) -> None:
               f"{gate['pref_accuracy_active']}, perplexity ratio {gate['ppl_ratio']}")
         for reason in gate.get("reasons", []):
             print(f"  - {reason}")
-        print(f"  activated: {out['activated']}")
+        why_not = out.get("not_activated_because")
+        print(f"  activated: {out['activated']}" + (f" ({why_not})" if why_not else ""))
 
 
 # ---------------------------------------------------------------------------- adapters
@@ -154,7 +157,9 @@ def cmd_adapters(cfg: Config, args) -> int:
     elif args.action == "activate":
         row = registry.activate(store, args.version, cfg.base_model)
         print(f"{row['version']} is active")
+    elif args.action == "deactivate":
+        print(f"{registry.deactivate(store)} retired; the base model is served")
     else:
-        version = registry.rollback(store)
+        version = registry.rollback(store, cfg.base_model)
         print(f"{version or 'the base model'} is active")
     return 0

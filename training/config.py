@@ -252,6 +252,14 @@ class TrainSettings(_Checked):
 
     _rules = {"method": _one_of(*METHODS)}
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        # the split never holds out more than data.max_heldout, and the gate rejects any
+        # adapter judged on fewer than gate.min_heldout: every run would be rejected
+        if self.data.max_heldout < self.gate.min_heldout:
+            raise ValueError(f"data.max_heldout must be at least gate.min_heldout "
+                             f"({self.gate.min_heldout}), got {self.data.max_heldout}")
+
     def as_dict(self) -> dict:
         return asdict(self)
 

@@ -10,11 +10,11 @@ from dataclasses import dataclass, field
 
 from chat.errors import NotEnoughData
 from feedback.export import dpo_rows, kto_rows, normalize_prompt
+from feedback.importer import IMPORT_VERSION
 from training.config import DataSettings
 
-# Rows an admin imported deliberately are not capped per user: the cap guards against one
-# account flooding the thumbs and comparisons that ordinary users give.
-UNCAPPED_SOURCES = {"import"}
+# What makes two rows the same example, whatever their ids: DPO pairs, then KTO thumbs.
+CONTENT_KEYS = ("prompt", "chosen", "rejected", "completion", "label")
 
 
 @dataclass
@@ -23,6 +23,7 @@ class Split:
     heldout: list[dict]
     dropped_by_cap: int = 0
     per_user: dict[str, int] = field(default_factory=dict)
+    dropped_duplicates: int = 0
 
     @property
     def ids(self) -> list[int]:
@@ -56,11 +57,30 @@ def _rank(seed: int, row_id: int) -> str:
     return hashlib.sha256(f"{seed}:{row_id}".encode()).hexdigest()
 
 
+def imported(row: dict) -> bool:
+    """Came from `feedback import`: imported pairs have source "import"; imported ratings and
+    corrections hang on an answer whose adapter_version is the import marker."""
+    return row.get("source") == "import" or row.get("adapter_version") == IMPORT_VERSION
+
+
+def dedupe(rows: list[dict]) -> tuple[list[dict], int]:
+    """One row per content (a file imported twice, a pair recorded twice), the earliest id
+    kept: a copy on each side of the split would let the gate score training examples."""
+    first: dict[str, dict] = {}
+    for r in sorted(rows, key=lambda r: r["id"]):
+        key = json.dumps([r.get(k) for k in CONTENT_KEYS], sort_keys=True)
+        first.setdefault(key, r)
+    kept = {r["id"] for r in first.values()}
+    return [r for r in rows if r["id"] in kept], len(rows) - len(kept)
+
+
 def cap_users(rows: list[dict], share: float, seed: int) -> tuple[list[dict], int]:
-    """Keep each user's rows to at most `share` of the run (seeded sample); imports exempt."""
+    """Keep each user's rows to at most `share` of the run (seeded sample); imports exempt:
+    the cap guards against one account flooding the thumbs and comparisons users give, not
+    against what an admin imported deliberately."""
     by_user: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
-        if r.get("source") not in UNCAPPED_SOURCES:
+        if not imported(r):
             by_user[r["user"]].append(r)
     if len(by_user) < 2:
         return rows, 0  # a single account has nobody to dominate
@@ -75,22 +95,42 @@ def cap_users(rows: list[dict], share: float, seed: int) -> tuple[list[dict], in
 
 
 def split(rows: list[dict], settings: DataSettings, stratum: str) -> Split:
-    """Cap users, then a stratified, reproducible held-out split."""
+    """De-duplicate, cap users, then a stratified, reproducible held-out split."""
+    rows, duplicates = dedupe(rows)
     rows, dropped = cap_users(rows, settings.max_user_share, settings.seed)
     groups: dict[str, list[dict]] = defaultdict(list)
     for r in rows:
         groups[str(r[stratum])].append(r)
     n_held = min(settings.max_heldout, max(1, round(settings.heldout_fraction * len(rows))))
+    counts = heldout_counts({key: len(group) for key, group in groups.items()}, n_held)
     train, heldout = [], []
     for key in sorted(groups):
         group = sorted(groups[key], key=lambda r: _rank(settings.seed, r["id"]))
-        k = round(n_held * len(group) / len(rows)) if len(group) > 1 else 0
-        heldout += group[:k]
-        train += group[k:]
+        heldout += group[:counts[key]]
+        train += group[counts[key]:]
     per_user: dict[str, int] = defaultdict(int)
     for r in train:
         per_user[r["user"]] += 1
-    return Split(sorted(train, key=lambda r: r["id"]), heldout, dropped, dict(per_user))
+    return Split(sorted(train, key=lambda r: r["id"]), heldout, dropped, dict(per_user),
+                 duplicates)
+
+
+def heldout_counts(sizes: dict[str, int], n_held: int) -> dict[str, int]:
+    """Share n_held out over the strata in proportion to their sizes, by largest remainder,
+    so the counts add up to n_held exactly (rounding each stratum on its own can fall below
+    the gate's min_heldout, and then every adapter is rejected). Each stratum keeps at least
+    one row to train on; a stratum of one row is never held out."""
+    room = {key: n - 1 for key, n in sizes.items() if n > 1}
+    total = sum(sizes[key] for key in room)
+    n_held = min(n_held, sum(room.values()))
+    quota = {key: n_held * sizes[key] / total for key in room}
+    counts = {key: int(quota.get(key, 0)) for key in sizes}  # floors; no room: 0
+    by_remainder = sorted(room, key=lambda key: (int(quota[key]) - quota[key], key))
+    while sum(counts.values()) < n_held:  # ends: n_held <= the room there is
+        for key in by_remainder:
+            if counts[key] < room[key] and sum(counts.values()) < n_held:
+                counts[key] += 1
+    return counts
 
 
 def require(n: int, minimum: int, what: str, hint: str) -> None:
@@ -103,7 +143,8 @@ def kto_weights(rows: list[dict]) -> tuple[float, float]:
     n_good = sum(1 for r in rows if r["label"])
     n_bad = len(rows) - n_good
     if n_good == 0 or n_bad == 0:
-        raise NotEnoughData("KTO needs both thumbs-up and thumbs-down ratings")
+        raise NotEnoughData(f"KTO needs both thumbs-up and thumbs-down ratings, got {n_good} "
+                            f"up and {n_bad} down; collect the other kind or use dpo")
     if n_good >= n_bad:
         return n_bad / n_good, 1.0
     return 1.0, n_good / n_bad

@@ -113,14 +113,26 @@ def preference_accuracy(model, tok, pairs: list[dict], adapter: str,
 
 def label_accuracy(model, tok, rows: list[dict], adapter: str,
                    base: dict | None = None) -> tuple[float, dict]:
-    """KTO held-out: share whose implicit reward sign matches the thumb (up > 0, down < 0)."""
+    """KTO held-out: how well the implicit reward's sign (policy - reference log-prob)
+    matches the thumbs; see balanced_sign_accuracy."""
     items = [(r["prompt"], r["completion"][0]["content"]) for r in rows]
     if base is None:
         base = {"logps": [lp for lp, _ in answer_logps(model, tok, items, None)]}
     pol = [lp for lp, _ in answer_logps(model, tok, items, adapter)]
-    hits = sum(((p - b) > 0) == bool(r["label"])
-               for p, b, r in zip(pol, base["logps"], rows, strict=True))
-    return hits / max(1, len(rows)), base
+    margins = [p - b for p, b in zip(pol, base["logps"], strict=True)]
+    return balanced_sign_accuracy(margins, [bool(r["label"]) for r in rows]), base
+
+
+def balanced_sign_accuracy(margins: list[float], labels: list[bool]) -> float:
+    """Mean of the per-thumb hit rates (up: margin > 0, down: margin < 0); a thumb absent
+    from the held-out set is skipped. A tie misses for either thumb and each thumb weighs
+    the same, so an adapter that changes nothing scores 0, not the share of thumbs-down
+    (which passed the gate whenever most feedback was negative)."""
+    hits: dict[bool, list[bool]] = {True: [], False: []}
+    for margin, up in zip(margins, labels, strict=True):
+        hits[up].append(margin > 0 if up else margin < 0)
+    rates = [sum(h) / len(h) for h in hits.values() if h]
+    return sum(rates) / max(1, len(rates))
 
 
 def perplexity(model, tok, items: list[tuple[list[dict], str]], adapter: str | None) -> float:

@@ -87,10 +87,16 @@ def register(store: Store, adapters_dir: Path, tmp_folder: Path, *, method: str,
 # ---------------------------------------------------------------------------- activation
 
 
-def activate(store: Store, version: str, base_model: str | None = None) -> dict:
+ANY_ACTIVE = object()  # activate() without expected_active: whatever is served is replaced
+
+
+def activate(store: Store, version: str, base_model: str | None = None, *,
+             expected_active: str | None | object = ANY_ACTIVE) -> dict:
     """Make `version` the one served: one transaction (old active -> retired, new -> active).
     With `base_model` (the one this deployment serves), an adapter trained on another is
-    refused: its weights would be applied to a model they were not made for."""
+    refused: its weights would be applied to a model they were not made for. With
+    `expected_active` (a version, or None for the base model), it is refused unless that is
+    still what is served, checked in the same transaction as the switch."""
     row = get(store, version)
     if base_model and row["base_model"] and row["base_model"] != base_model:
         raise BadInput(f"adapter {version} was trained on {row['base_model']!r}; this "
@@ -102,20 +108,39 @@ def activate(store: Store, version: str, base_model: str | None = None) -> dict:
     if not (Path(row["path"]) / "adapter_model.safetensors").exists():
         raise NotFound(f"adapter {version}: files missing in {row['path']}")
     with store.write() as db:
+        if expected_active is not ANY_ACTIVE:
+            _check_still_active(db, expected_active)
         db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
         db.conn.execute("UPDATE adapters SET status = 'active', activated_at = ? "
                         "WHERE version = ?", (utcnow(), version))
     return get(store, version)
 
 
-def deactivate(store: Store) -> None:
-    """Serve the base model: the active adapter becomes retired (still loadable)."""
+def _check_still_active(db, expected: str | None) -> None:
+    """Inside the write transaction: refuse when what is served is no longer `expected` (an
+    admin activated, rolled back or deactivated meanwhile; their choice stands)."""
+    row = db.conn.execute("SELECT version FROM adapters WHERE status = 'active'").fetchone()
+    now = row[0] if row else None
+    if now != expected:
+        raise BadInput(f"the served adapter changed from {expected or 'the base model'} to "
+                       f"{now or 'the base model'} meanwhile")
+
+
+def deactivate(store: Store) -> str:
+    """Serve the base model: the active adapter becomes retired (still loadable). Returns the
+    version that was active."""
+    current = active_row(store)
+    if current is None:
+        raise BadInput("no adapter is active; the base model is already served")
     with store.write() as db:
         db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
+    return current["version"]
 
 
-def rollback(store: Store) -> str | None:
-    """Activate the version that was active before the current one (None: back to the base)."""
+def rollback(store: Store, base_model: str | None = None) -> str | None:
+    """Activate the version that was active before the current one (None: back to the base).
+    Two rollbacks in a row swap the last two versions (like `cd -`); `deactivate` serves the
+    base model whatever came before."""
     current = active_row(store)
     if current is None:
         raise BadInput("no adapter is active; nothing to roll back")
@@ -127,5 +152,5 @@ def rollback(store: Store) -> str | None:
     if prev is None:
         deactivate(store)
         return None
-    activate(store, prev["version"])
+    activate(store, prev["version"], base_model)
     return prev["version"]

@@ -18,7 +18,7 @@ from chat.errors import BadInput, ChatError, NotEnoughData
 from feedback.store import Store, dumps, utcnow
 from training import registry
 from training.config import TrainSettings
-from training.datasets import dpo_rows, kto_rows, require, split
+from training.datasets import dpo_rows, kto_rows, kto_weights, require, split
 from training.trainers import Cancelled, Hooks
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,12 @@ def request_cancel(store: Store, run_id: int) -> None:
 def _alive(pid: int | None) -> bool:
     if not pid:
         return False
+    try:  # our own child (the server started it) that has exited: reap it, since a zombie
+        done, _ = os.waitpid(pid, os.WNOHANG)  # still answers kill(pid, 0) as if alive
+        if done == pid:
+            return False
+    except ChildProcessError:
+        pass  # not our child (another process started it): the signal probe below decides
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -156,8 +162,11 @@ def spawn(cfg: Config, run_id: int) -> subprocess.Popen:
     log_file = log_path(cfg, run_id)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as out:  # a file, not a pipe: a full pipe would stall the run
+        # its own session: Ctrl-C in the terminal reaches the CLI only, which asks the run to
+        # cancel (a SIGINT here would kill it mid-step and leave it failed)
         return subprocess.Popen([sys.executable, "-m", "training.runner", str(run_id)],
-                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
+                                cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
 
 
 def log_path(cfg: Config, run_id: int) -> Path:
@@ -192,18 +201,25 @@ def maybe_autotrain(store: Store, cfg: Config) -> int | None:
 # ---------------------------------------------------------------------------- data
 
 
-def choose_method(n_pairs: int, n_ratings: int, s: TrainSettings) -> tuple[str, str]:
+def choose_method(n_pairs: int, n_up: int, n_down: int, s: TrainSettings) -> tuple[str, str]:
     """auto: pick the method the signal supports, and say why."""
-    enough_pairs, enough_ratings = n_pairs >= s.data.min_pairs, n_ratings >= s.data.min_ratings
-    if enough_pairs and (n_pairs >= n_ratings or not enough_ratings):
+    n_ratings = n_up + n_down
+    enough_pairs = n_pairs >= s.data.min_pairs
+    # KTO learns from the contrast between thumbs up and down: one kind alone cannot train it
+    enough_ratings = n_ratings >= s.data.min_ratings and n_up > 0 and n_down > 0
+    if enough_pairs and n_pairs >= n_ratings:
         return "dpo", (f"{n_pairs} preference pairs >= {n_ratings} ratings: DPO learns "
                        "directly from pairs")
+    if enough_pairs and not enough_ratings:
+        return "dpo", (f"{n_pairs} preference pairs; the {n_ratings} ratings ({n_up} up, "
+                       f"{n_down} down) are too few or all one kind for KTO")
     if enough_ratings:
         return "kto", (f"{n_ratings} ratings outnumber {n_pairs} pairs: KTO learns from "
                        "unpaired thumbs")
     raise NotEnoughData(
         f"only {n_pairs} preference pairs (need {s.data.min_pairs}) and {n_ratings} ratings "
-        f"(need {s.data.min_ratings}); collect more feedback or import pairs")
+        f"({n_up} up, {n_down} down; need {s.data.min_ratings} with both kinds); collect more "
+        "feedback or import pairs")
 
 
 def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
@@ -213,7 +229,8 @@ def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
     ratings = kto_rows(store, profile)
     method, why = s.method, f"requested {s.method}"
     if method == "auto":
-        method, why = choose_method(len(pairs), len(ratings), s)
+        n_up = sum(1 for r in ratings if r["label"])
+        method, why = choose_method(len(pairs), n_up, len(ratings) - n_up, s)
     if method in ("dpo", "rlhf"):
         data = split(pairs, s.data, "source")
         require(len(data.train), s.data.min_pairs, "preference pairs for training",
@@ -222,6 +239,7 @@ def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
         data = split(ratings, s.data, "label")
         require(len(data.train), s.data.min_ratings, "ratings for training",
                 "collect more thumbs up/down")
+        kto_weights(data.train)  # both kinds of thumb, checked here rather than in the child
     return {"method": method, "why": why, "split": data, "profile": profile}
 
 
@@ -283,9 +301,12 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
     active = registry.active_row(store)
     gate = gate_candidate(base_path, tmp, active, data.heldout, s,
                           prep["profile"].system_prompt, reward)
+    if hooks.should_stop():  # cancelled while the gate ran: nothing registered or served
+        raise Cancelled
     metrics = {"gate": gate.as_dict(), "train": train_metrics, "why": prep["why"],
                "n_train": len(data.train), "n_heldout": len(data.heldout),
-               "dropped_by_user_cap": data.dropped_by_cap}
+               "dropped_by_user_cap": data.dropped_by_cap,
+               "dropped_duplicates": data.dropped_duplicates}
     meta = {"parent_version": active["version"] if active else None,
             "hyper_parameters": s.as_dict(), "feedback_ids": data.ids,
             "feedback_kind": "ratings" if method == "kto" else "preferences",
@@ -293,15 +314,39 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
     version = registry.register(store, cfg.adapters_dir, tmp, method=method,
                                 base_model=cfg.base_model, metrics=metrics, meta=meta,
                                 passed=gate.passed, run_id=run_id)
-    activated = False
-    if gate.passed and s.activate:
-        registry.activate(store, version)
-        activated = True
+    why_not = _activate(store, s, gate.passed, version, active, hooks)
     status = "succeeded" if gate.passed else "rejected"
+    if why_not == CANCELLED_BEFORE_ACTIVATION:
+        status = "cancelled"
+    outcome = {"activated": why_not is None}
+    if why_not is not None:
+        outcome["not_activated_because"] = why_not
     update_run(store, run_id, status=status, finished_at=utcnow(), adapter_version=version,
-               metrics={**metrics, "activated": activated},
-               progress={"phase": "done", "method": method})
+               metrics={**metrics, **outcome},
+               progress={"phase": "cancelled" if status == "cancelled" else "done",
+                         "method": method})
     return {"run_id": run_id, "status": status, "adapter_version": version}
+
+
+CANCELLED_BEFORE_ACTIVATION = "the run was cancelled before activation"
+
+
+def _activate(store: Store, s: TrainSettings, passed: bool, version: str,
+              active: dict | None, hooks: Hooks) -> str | None:
+    """Serve the registered candidate if it may be; returns why not (None: it is served).
+    The gate compared it with `active`: if an admin activated, rolled back or deactivated
+    since, their choice stands and the new version stays a candidate."""
+    if not passed:
+        return "the eval gate rejected it"
+    if not s.activate:
+        return "the run was started with activate off (--no-activate)"
+    if hooks.should_stop():
+        return CANCELLED_BEFORE_ACTIVATION
+    try:
+        registry.activate(store, version, expected_active=active["version"] if active else None)
+    except BadInput as exc:
+        return str(exc)
+    return None
 
 
 def _hooks(store: Store, run_id: int, method: str) -> Hooks:
