@@ -81,17 +81,33 @@ def safe_upload_name(original: str) -> str:
     return f"{secrets.token_hex(6)}-{stem}{ext}"
 
 
-def upload_documents(ctx, user: str | None, files: list[tuple[str, bytes]]) -> dict:
-    """Store uploads under generated names inside DATA_DIR/uploads, then ingest them."""
-    check_admin(ctx, user)
+def _new_uploads(ctx, files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], int]:
+    """(generated name, data) of each upload not already a document, and how many were."""
+    from retrieval.parse import sha256
+
     limit = int(ctx.cfg.max_file_mb * 1024 * 1024)
-    folder = (ctx.cfg.data_dir / "uploads").resolve()
-    folder.mkdir(parents=True, exist_ok=True)
-    checked = []
+    checked, seen, skipped = [], set(), 0
     for original, data in files:  # check everything before writing anything
         if len(data) > limit:
             raise BadInput(f"{original!r} is larger than {ctx.cfg.max_file_mb:g} MB")
-        checked.append((safe_upload_name(original), data))
+        name, digest = safe_upload_name(original), sha256(data)
+        # stored names are random, so the ingest's own check (same path) never sees a repeat
+        if digest in seen or ctx.store.one("SELECT 1 FROM documents WHERE sha256 = ?",
+                                           (digest,)):
+            skipped += 1
+            continue
+        seen.add(digest)
+        checked.append((name, data))
+    return checked, skipped
+
+
+def upload_documents(ctx, user: str | None, files: list[tuple[str, bytes]]) -> dict:
+    """Store uploads under generated names inside DATA_DIR/uploads, then ingest them; a file
+    whose content is already a document is skipped."""
+    check_admin(ctx, user)
+    folder = (ctx.cfg.data_dir / "uploads").resolve()
+    folder.mkdir(parents=True, exist_ok=True)
+    checked, skipped = _new_uploads(ctx, files)
     paths = []
     for name, data in checked:
         target = (folder / name).resolve()
@@ -100,6 +116,7 @@ def upload_documents(ctx, user: str | None, files: list[tuple[str, bytes]]) -> d
         target.write_bytes(data)
         paths.append(target)
     report = ctx.service.retriever.ingest(paths)
+    report.skipped += skipped
     for path, err in ((p, e) for p in paths for e in report.errors if e["path"] == str(p)):
         path.unlink(missing_ok=True)  # nothing partial stays behind for a rejected file
         err["error"] = f"{err['error']}"
@@ -187,7 +204,15 @@ def rollback_adapter(ctx, user: str | None) -> str | None:
     from training import registry
 
     check_admin(ctx, user)
-    return registry.rollback(ctx.store)
+    return registry.rollback(ctx.store, ctx.cfg.base_model)
+
+
+def serve_base_model(ctx, user: str | None) -> str:
+    """Retire the active adapter (the base model is served); returns that adapter's version."""
+    from training import registry
+
+    check_admin(ctx, user)
+    return registry.deactivate(ctx.store)
 
 
 def side_by_side(ctx, user: str | None, version: str, n: int = 3) -> list[dict]:
@@ -215,7 +240,7 @@ def export_file(ctx, user: str | None, fmt: str) -> Path:
     from feedback.export import export_rows, write_jsonl
 
     check_admin(ctx, user)
-    rows = export_rows(ctx.store, fmt)
+    rows = export_rows(ctx.store, fmt, ctx.service.profile())  # framed as training frames them
     folder = Path(tempfile.mkdtemp(prefix="export-"))
     out = folder / f"feedback-{fmt}.jsonl"
     write_jsonl(rows, out)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
 
 from chat import auth, feedback_api
 from chat.api_schemas import ChatMessage, ChatRequest, FeedbackRequest
@@ -75,7 +78,7 @@ def chat_error_response(exc: ChatError) -> JSONResponse:
         if isinstance(exc, cls):
             headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
             if status == 429:
-                headers = {"Retry-After": "5"}
+                headers = {"Retry-After": str(getattr(exc, "retry_after", 5))}
             code = "invalid_api_key" if status == 401 else None
             return error_response(status, str(exc), kind, code, headers)
     raise TypeError(exc)  # unreachable: ChatError is last
@@ -121,23 +124,18 @@ def _text(content) -> str:
     return "".join(texts)
 
 
-def split_messages(cfg, messages: list[ChatMessage]) -> tuple[str, list[dict]]:
+def split_messages(messages: list[ChatMessage]) -> tuple[str, list[dict]]:
     """(question, history): the last message must be the user's; system turns are dropped
-    because the server's prompt profile (and its RAG framing) applies, as in the web app."""
+    because the server's prompt profile (and its RAG framing) applies, as in the web app.
+    ChatService checks each turn's length, as it does for the web app's history."""
     if messages[-1].role != "user":
         raise BadInput("the last message must have role 'user'")
     history = []
-    for i, m in enumerate(messages[:-1]):
+    for m in messages[:-1]:
         if m.role == "tool":
             raise BadInput("tool messages are not supported")
-        if m.role not in ("user", "assistant"):
-            continue
-        text = _text(m.content)
-        limit = cfg.max_message_chars * (1 if m.role == "user" else 4)
-        if len(text) > limit:
-            raise BadInput(f"messages[{i}] is too long ({len(text)} characters; the limit "
-                           f"is {limit})")
-        history.append({"role": m.role, "content": text})
+        if m.role in ("user", "assistant"):
+            history.append({"role": m.role, "content": _text(m.content)})
     return _text(messages[-1].content), history
 
 
@@ -302,7 +300,8 @@ def build_router(ctx: ApiContext) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["OpenAI-compatible API"])
     bearer = HTTPBearer(auto_error=False, description="an API key from `launch.py users key`")
 
-    def current_user(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
+    # async (one indexed lookup): a sync dependency would wait for a worker thread first
+    async def current_user(creds: HTTPAuthorizationCredentials | None = Depends(bearer)) -> str:
         user = auth.user_for_key(ctx.store, creds.credentials if creds else None)
         if user is None:
             raise Unauthorized("missing or invalid API key: send 'Authorization: Bearer KEY' "
@@ -310,29 +309,37 @@ def build_router(ctx: ApiContext) -> APIRouter:
         return user
 
     @router.post("/chat/completions", summary="Chat completion (streaming or not), with RAG")
-    def chat_completions(req: ChatRequest, user: str = Depends(current_user)):
-        import threading
-
-        question, history = split_messages(ctx.cfg, req.messages)
+    async def chat_completions(req: ChatRequest, user: str = Depends(current_user)):
+        question, history = split_messages(req.messages)
         params = gen_params(ctx.service, req)
-        adapter = model_adapter(ctx.service, req.model)
         model = req.model or ctx.cfg.base_model
         cancel = threading.Event()
-        ctx.inflight.acquire()
-        try:
+
+        def start() -> tuple[Answer, Iterator[Answer]]:  # retrieval, prompt, the first piece
             answers = ctx.service.stream(question, user, history=history,
-                                         conversation_id=req.conversation_id, adapter=adapter,
+                                         conversation_id=req.conversation_id,
+                                         adapter=model_adapter(ctx.service, req.model),
                                          params=params, cancel=cancel)
-            first = next(answers)
+            return next(answers), answers
+
+        def complete() -> dict:
+            first, answers = start()
+            *_, answer = (first, *answers)
+            return completion_body(ctx.service, answer, model)
+
+        # The slot is taken here on the event loop, before the request waits for one of
+        # AnyIO's worker threads: past CHAT_MAX_QUEUE the answer is "busy" at once.
+        ctx.inflight.acquire()
+        if not req.stream:
+            try:
+                return await run_in_threadpool(complete)
+            finally:
+                ctx.inflight.release()
+        try:
+            first, answers = await run_in_threadpool(start)
         except BaseException:
             ctx.inflight.release()
             raise
-        if not req.stream:
-            try:
-                *_, answer = (first, *answers)
-            finally:
-                ctx.inflight.release()
-            return completion_body(ctx.service, answer, model)
         include_usage = bool(req.stream_options and req.stream_options.include_usage)
         events = sse_events(ctx.service, first, answers, model, include_usage)
         return ClosingStreamingResponse(_guarded(events, answers, cancel, ctx.inflight),
@@ -346,7 +353,7 @@ def build_router(ctx: ApiContext) -> APIRouter:
     @router.post("/feedback", status_code=201,
                  summary="Rate, correct or compare answers this API returned")
     def feedback(req: FeedbackRequest, user: str = Depends(current_user)):
-        return feedback_api.record(ctx.store, ctx.cfg, user, req)
+        return feedback_api.record(ctx.service, user, req)
 
     @router.get("/admin/users", summary="Accounts and roles (admins only)")
     def admin_users(user: str = Depends(current_user)):
@@ -356,20 +363,57 @@ def build_router(ctx: ApiContext) -> APIRouter:
     return router
 
 
+def _too_large(size: str) -> JSONResponse:
+    return chat_error_response(PayloadTooLarge(
+        f"the request body is too large ({size}; the limit is {MAX_BODY_BYTES})"))
+
+
+class BodyLimit:
+    """Pure ASGI middleware: a /v1/ body past MAX_BODY_BYTES is answered 413, unparsed.
+
+    A declared Content-Length is refused before anything is read; a chunked body (no length)
+    is counted as it arrives and refused once past the limit, so no body is read whole.
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or not scope["path"].startswith("/v1/"):
+            return await self.app(scope, receive, send)
+        length = Headers(scope=scope).get("content-length", "")
+        if length.isdigit() and int(length) > MAX_BODY_BYTES:
+            return await _too_large(f"{int(length)} bytes")(scope, receive, send)
+        seen, refused, started = 0, False, False
+
+        async def counting_receive():
+            nonlocal seen, refused
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > MAX_BODY_BYTES:
+                    refused = True
+                    raise PayloadTooLarge("the request body is too large")
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if not refused:  # the app's answer to a body it could not read is replaced
+                started = True
+                await send(message)
+
+        try:
+            await self.app(scope, counting_receive, guarded_send)
+        except Exception:
+            if not refused:  # whatever the app made of a refused body, the answer is 413
+                raise
+        if refused and not started:
+            await _too_large(f"more than {MAX_BODY_BYTES} bytes")(scope, receive, send)
+
+
 def install_api(app: FastAPI, ctx: ApiContext) -> None:
     """Add the /v1 routes and the JSON error handlers to `app`."""
     install_error_handlers(app)
     app.include_router(build_router(ctx))
-
-    @app.middleware("http")
-    async def limit_body(request: Request, call_next):
-        # checked before the body is read, so an oversized upload costs nothing
-        length = request.headers.get("content-length", "")
-        if request.url.path.startswith("/v1/") and length.isdigit() \
-                and int(length) > MAX_BODY_BYTES:
-            return chat_error_response(PayloadTooLarge(
-                f"the request body is too large ({int(length)} bytes; the limit is "
-                f"{MAX_BODY_BYTES})"))
-        return await call_next(request)
-
+    app.add_middleware(BodyLimit)
     app.state.api = ctx  # lets tests and the admin console see the in-flight count

@@ -29,6 +29,10 @@ def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode("ascii")
 
 
+# checked for unknown names, so a login takes as long whether the name exists or not
+_DUMMY_HASH = f"scrypt${_SCRYPT_N}${_SCRYPT_R}${_SCRYPT_P}${_b64(bytes(16))}${_b64(bytes(32))}"
+
+
 def hash_password(password: str) -> str:
     """A salted scrypt hash as `scrypt$N$r$p$salt$hash` (parameters kept for future upgrades)."""
     check_password_rules(password)
@@ -120,7 +124,8 @@ def set_role(store: Store, name: str, role: str) -> None:
 def verify_password(store: Store, name: str, password: str) -> bool:
     """True only for an existing user with that password (the web login calls this)."""
     row = store.one("SELECT password_hash FROM users WHERE name = ?", (name or "",))
-    return row is not None and check_hash(password, row["password_hash"])
+    matches = check_hash(password, row["password_hash"] if row else _DUMMY_HASH)
+    return row is not None and matches
 
 
 def list_users(store: Store) -> list[dict]:

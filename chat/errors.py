@@ -22,7 +22,11 @@ class Forbidden(ChatError):
 
 
 class RateLimited(ChatError):
-    """Too many requests from one user in the window."""
+    """Too many requests from one user in the window; `retry_after`: seconds to wait."""
+
+    def __init__(self, message: str, retry_after: int = 5):
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class NotEnoughData(ChatError):

@@ -6,6 +6,7 @@ import json
 
 from chat.api_schemas import FeedbackRequest
 from chat.errors import BadInput, NotFound
+from chat.service import ChatService
 from feedback.store import Store
 
 
@@ -35,13 +36,6 @@ def _require(req: FeedbackRequest, *names: str) -> None:
         raise BadInput(f"{req.kind} feedback needs {', '.join(missing)}")
 
 
-def _check_length(cfg, name: str, text: str | None, factor: int = 1) -> None:
-    # answers may run longer than questions, so a correction gets a larger budget
-    limit = cfg.max_message_chars * factor
-    if text is not None and len(text) > limit:
-        raise BadInput(f"{name} is too long ({len(text)} characters; the limit is {limit})")
-
-
 def _preference(store: Store, user: str, req: FeedbackRequest, msg: dict) -> int:
     other = own_answer(store, req.other_message_id, user)
     if other["id"] == msg["id"]:
@@ -56,17 +50,17 @@ def _preference(store: Store, user: str, req: FeedbackRequest, msg: dict) -> int
         prompt_version=msg["prompt_version"])
 
 
-def record(store: Store, cfg, user: str, req: FeedbackRequest) -> dict:
-    """Validate ownership and fields, then write through the store's feedback verbs."""
+def record(service: ChatService, user: str, req: FeedbackRequest) -> dict:
+    """Validate ownership and fields, then write through the service's feedback verbs (the
+    web app's too, so both hold comments and corrections to the same limits)."""
+    store = service.store
     msg = own_answer(store, req.message_id, user)
     if req.kind == "rating":
         _require(req, "value")
-        _check_length(cfg, "comment", req.comment)
-        row = store.record_rating(msg["id"], user, req.value, req.reason, req.comment)
+        row = service.rate(msg["id"], user, req.value, req.reason, req.comment)
     elif req.kind == "correction":
         _require(req, "content")
-        _check_length(cfg, "content", req.content, factor=4)
-        row = store.record_correction(msg["id"], user, req.content)
+        row = service.correct(msg["id"], user, req.content)
     else:
         _require(req, "other_message_id", "choice")
         row = _preference(store, user, req, msg)

@@ -36,7 +36,7 @@ class RateLimiter:
                 wait = max(1, math.ceil(hits[0] + self.window_s - now))
                 raise RateLimited(
                     f"too many requests: the limit is {self.limit} per "
-                    f"{self.window_s:g} seconds; try again in {wait} s")
+                    f"{self.window_s:g} seconds; try again in {wait} s", retry_after=wait)
             hits.append(now)
             self._forget_idle(now)
 

@@ -70,10 +70,12 @@ def build_server(rt):
     blocks = build_app(AppContext(rt.service))
     accounts = cfg.auth == "accounts"
     # With accounts, the Gradio login makes gr.Request.username the identity on every row.
+    # Gradio's /upload is open to every logged-in user: the size limit stops a file there,
+    # before it is written to disk, not only later in the admin console.
     return gr.mount_gradio_app(
         app, blocks, path="/", auth=login_checker(rt.store) if accounts else None,
         auth_message="Log in with your Learning Chat account." if accounts else None,
-        show_error=True)
+        show_error=True, max_file_size=int(cfg.max_file_mb * 1024 * 1024))
 
 
 def serve(cfg: Config, host: str, port: int) -> None:

@@ -15,6 +15,8 @@ from chat.prompts import PromptProfile, Source, build_messages
 from chat.sanitize import check_unicode
 from feedback.store import Store
 
+ANSWER_FACTOR = 4  # answers (and corrections of them) may run this many times a question's length
+
 
 class Retriever(Protocol):
     def search(self, query: str, k: int, min_score: float) -> list[Source]: ...
@@ -66,14 +68,34 @@ class ChatService:
             return None
         return self.adapters.resolve(pinned)
 
+    def check_text(self, text: str, what: str, factor: int = 1) -> str:
+        """`text` if it is valid Unicode within `factor` times CHAT_MAX_MESSAGE_CHARS."""
+        if not isinstance(text, str):
+            raise BadInput(f"{what} must be text")
+        check_unicode(text, what)
+        limit = self.cfg.max_message_chars * factor
+        if len(text) > limit:
+            raise BadInput(f"{what} is too long ({len(text)} characters; the limit is {limit})")
+        return text
+
     def check_question(self, question: str) -> str:
-        question = check_unicode((question or "").strip(), "the message")
+        question = self.check_text((question or "").strip(), "the message")
         if not question:
             raise BadInput("the message is empty")
-        if len(question) > self.cfg.max_message_chars:
-            raise BadInput(f"the message is too long ({len(question)} characters; "
-                           f"the limit is {self.cfg.max_message_chars})")
         return question
+
+    def check_history(self, history: list[dict] | None) -> list[dict]:
+        """Earlier turns from the client (web app or API), each held to the limits of what
+        would have been asked or answered; only the last CHAT_MAX_HISTORY_TURNS are kept."""
+        turns = []
+        for i, turn in enumerate(history or []):
+            role = turn.get("role") if isinstance(turn, dict) else None
+            if role not in ("user", "assistant"):
+                raise BadInput(f"history turn {i} must have role 'user' or 'assistant'")
+            factor = 1 if role == "user" else ANSWER_FACTOR
+            turns.append({"role": role, "content": self.check_text(
+                turn.get("content"), f"history turn {i} ({role})", factor)})
+        return turns[-2 * self.cfg.max_history_turns:]
 
     def retrieve(self, question: str) -> list[Source]:
         if self.retriever is None:
@@ -99,9 +121,9 @@ class ChatService:
     ) -> Iterator[Answer]:
         """Yield the growing Answer after each piece; the last one has message_id set."""
         question = self.check_question(question)
+        history = self.check_history(history)
         if self.limiter is not None:
             self.limiter.check(user)
-        history = (history or [])[-2 * self.cfg.max_history_turns:]
         params = params or self.default_params()
         version = self.resolve_adapter(adapter) or BASE
         profile = self.profile()
@@ -142,6 +164,20 @@ class ChatService:
     def ask(self, question: str, user: str, **kwargs) -> Answer:
         *_, answer = self.stream(question, user, **kwargs)
         return answer
+
+    # ------------------------------------------------------------------ feedback
+
+    def rate(self, message_id: int, user: str, value: int, reason: str | None = None,
+             comment: str | None = None) -> int:
+        """Record a rating (web app and API); the comment is held to the message limit."""
+        if comment is not None:
+            self.check_text(comment, "the comment")
+        return self.store.record_rating(message_id, user, value, reason, comment)
+
+    def correct(self, message_id: int, user: str, content: str) -> int:
+        """Record a correction (web app and API); held to the limit of an answer."""
+        content = self.check_text((content or "").strip(), "the correction", ANSWER_FACTOR)
+        return self.store.record_correction(message_id, user, content)
 
 
 @dataclass

@@ -34,6 +34,7 @@ ACTIONS = {
     "list_adapters": lambda c, u: admin.list_adapters(c, u),
     "activate": lambda c, u: admin.activate_adapter(c, u, "v0001"),
     "rollback": lambda c, u: admin.rollback_adapter(c, u),
+    "serve_base": lambda c, u: admin.serve_base_model(c, u),
     "export": lambda c, u: admin.export_file(c, u, "dpo"),
 }
 
@@ -51,7 +52,8 @@ def test_non_admins_are_refused_and_nothing_changes(ctx, action, user):
 
 # On an empty store some admin actions stop at what the data lacks, past the role check.
 EMPTY_STORE_REFUSALS = {"activate": NotFound, "delete_document": NotFound,
-                        "rollback": BadInput, "start_training": NotEnoughData}
+                        "rollback": BadInput, "serve_base": BadInput,
+                        "start_training": NotEnoughData}
 
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
@@ -85,6 +87,17 @@ def test_upload_lands_inside_the_data_folder_under_a_generated_name(ctx):
     assert len(files) == 1 and files[0].name.endswith("-escape.txt")
     assert report["documents_added"] == 1
     assert not (ctx.cfg.data_dir.parent.parent / "escape.txt").exists()
+
+
+def test_the_same_file_uploaded_again_is_skipped_not_added_twice(ctx):
+    data = b"# Refund policy\nRefunds are allowed within 30 days of purchase.\n"
+    first = admin.upload_documents(ctx, "root", [("refunds.md", data)])
+    again = admin.upload_documents(ctx, "root", [("refunds.md", data), ("copy.md", data),
+                                                 ("other.md", b"# Other\nZebras are striped.")])
+    assert (first["documents_added"], first["skipped"]) == (1, 0)
+    assert (again["documents_added"], again["skipped"]) == (1, 2)
+    assert ctx.store.counts()["documents"] == 2
+    assert len(list((ctx.cfg.data_dir / "uploads").iterdir())) == 2
 
 
 def test_symlink_upload_is_refused(tmp_path):

@@ -22,8 +22,9 @@ def test_sliding_window_per_user():
     for _ in range(3):
         limiter.check("alice")
         clock.now += 10
-    with pytest.raises(RateLimited, match="3 per 60 seconds; try again in 30 s"):
+    with pytest.raises(RateLimited, match="3 per 60 seconds; try again in 30 s") as err:
         limiter.check("alice")
+    assert err.value.retry_after == 30  # the API's Retry-After header
     limiter.check("bob")  # users do not share a budget
     clock.now += 30  # the first hit (t=1000) leaves the window at t=1060
     limiter.check("alice")

@@ -102,3 +102,22 @@ def test_web_login_checker_limits_guessing(store):
     assert not check("ghost", PW)
     assert check("alice", PW)
     assert not check("alice", PW)  # the 4th attempt in a minute is refused even if right
+
+
+def test_unknown_names_cost_the_same_scrypt_as_known_ones(store, monkeypatch):
+    """A login with a name that does not exist runs the same hash, so timing hides which
+    names exist."""
+    import hashlib
+
+    auth.add_user(store, "alice", PW)
+    calls, scrypt = [], hashlib.scrypt
+
+    def counting_scrypt(password, **kwargs):
+        calls.append((kwargs["n"], kwargs["r"], kwargs["p"]))
+        return scrypt(password, **kwargs)
+
+    monkeypatch.setattr(auth.hashlib, "scrypt", counting_scrypt)
+    assert not auth.verify_password(store, "alice", "wrong password")
+    assert not auth.verify_password(store, "nosuchuser", "wrong password")
+    assert not auth.verify_password(store, "nosuchuser", PW)
+    assert len(calls) == 3 and len(set(calls)) == 1

@@ -44,3 +44,15 @@ def test_open_mode_needs_no_login_but_the_api_still_needs_a_key(cfg, real_engine
         assert httpx.get(url + "/v1/models").status_code == 401
     finally:
         stop()
+
+
+def test_web_uploads_past_the_file_size_limit_are_refused_before_they_are_stored(live):
+    """Gradio's /upload is open to every logged-in user; CHAT_MAX_FILE_MB holds there too."""
+    limit = int(live["cfg"].max_file_mb * 1024 * 1024)
+    with httpx.Client(base_url=live["url"], timeout=120) as web:
+        assert web.post("/login", data={"username": "alice",
+                                         "password": api_support.PASSWORD}).status_code == 200
+        small = web.post("/gradio_api/upload", files={"files": ("ok.txt", b"x" * 10)})
+        assert small.status_code == 200
+        big = web.post("/gradio_api/upload", files={"files": ("big.txt", b"x" * (limit + 1))})
+        assert big.status_code == 413 and "maximum allowed size" in big.text

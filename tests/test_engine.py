@@ -48,6 +48,30 @@ def test_history_truncation_keeps_system_and_question(tiny_engine):
     assert roles == ["user", "assistant"] * ((len(roles) - 1) // 2) + ["user"]
 
 
+def _fit_by_dropping(engine, messages, max_new_tokens):
+    """The reference: re-encode after dropping each exchange (what fit_messages must match)."""
+    head, history, question = messages[:1], messages[1:-1], messages[-1]
+    while len(engine.encode(head + history + [question])) > engine.max_context_tokens - \
+            max_new_tokens:
+        history = history[2:] if len(history) >= 2 else []
+    return head + history + [question]
+
+
+@pytest.mark.parametrize("shape", ["even", "odd", "ragged", "fits"])
+def test_long_history_is_counted_once_not_re_encoded_per_drop(tiny_engine, monkeypatch, shape):
+    """40 exchanges cost a few encodes (it was one per dropped exchange: quadratic)."""
+    sizes = {"even": [150] * 80, "odd": [150] * 79, "ragged": [(i * 37) % 200 for i in range(80)],
+             "fits": [3] * 8}[shape]
+    history = [{"role": ("user", "assistant")[i % 2], "content": f"t{i} " + "blah " * n}
+               for i, n in enumerate(sizes)]
+    messages = [FRANCE[0], *history, {"role": "user", "content": "Last question?"}]
+    expected = _fit_by_dropping(tiny_engine, messages, 64)
+    encode, calls = tiny_engine.encode, []
+    monkeypatch.setattr(tiny_engine, "encode", lambda m: calls.append(len(m)) or encode(m))
+    assert tiny_engine.fit_messages(messages, max_new_tokens=64) == expected
+    assert len(calls) <= 4
+
+
 def test_question_too_long_for_context_is_a_clear_error(tiny_engine):
     with pytest.raises(BadInput, match="too long"):
         tiny_engine.fit_messages([{"role": "user", "content": "word " * 2000}], 64)
