@@ -46,26 +46,83 @@ def progress_html(run: dict | None) -> str:
 
 
 def verdict_md(run: dict | None) -> str:
+    """A finished run in words: the gate's verdict, its figures as a table, and why it failed."""
     if not run or run["status"] not in ("succeeded", "rejected", "failed", "cancelled"):
         return ""
     if run["status"] in ("failed", "cancelled"):
         return f"**Run {run['status']}**: {run.get('error') or ''}"
-    gate = (run.get("metrics") or {}).get("gate", {})
-    numbers = ", ".join(f"{k} = {v:.3f}" if isinstance(v, float) else f"{k} = {v}"
-                        for k, v in gate.items() if k != "reasons")
+    metrics = run.get("metrics") or {}
+    gate = metrics.get("gate", {})
     verdict = "passed" if gate.get("passed") else "failed"
-    reasons = "; ".join(gate.get("reasons", []))
-    return (f"**Gate {verdict}** for {run.get('adapter_version')}: {numbers}"
-            + (f"\n\n{reasons}" if reasons else ""))
+    served = ("now served" if metrics.get("activated") else
+              f"not activated: {metrics.get('not_activated_because') or 'activate was off'}"
+              if gate.get("passed") else "never served")
+    lines = [f"**Gate {verdict}** for {run.get('adapter_version')} ({run['method']}, {served})",
+             "", "| check | candidate | compared with |", "|---|---|---|"]
+    lines += [f"| {check} | {value} | {other} |" for check, value, other in gate_rows(gate)]
+    lines += [""] + [f"- {reason}" for reason in gate.get("reasons", [])]
+    return "\n".join(lines).rstrip()
+
+
+def _num(value) -> str:
+    return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def gate_rows(gate: dict) -> list[tuple[str, str, str]]:
+    """(check, candidate's figure, what it was compared with) for each check the gate ran."""
+    rows = []
+    if gate.get("n_heldout") is not None:
+        held = "pairs" if gate.get("pref_kind", "pairs") == "pairs" else "thumbs"
+        active = gate.get("pref_accuracy_active")
+        rows.append((f"preference accuracy on {gate['n_heldout']} held-out {held}",
+                     _num(gate.get("pref_accuracy")),
+                     "no adapter active" if active is None else f"active adapter {_num(active)}"))
+    if gate.get("ppl_candidate") is not None:
+        rows.append(("perplexity on the reference set", _num(gate["ppl_candidate"]),
+                     f"base model {_num(gate.get('ppl_base'))} "
+                     f"(×{_num(gate.get('ppl_ratio'))})"))
+    if gate.get("reward_candidate") is not None:
+        rows.append(("reward model score", _num(gate["reward_candidate"]),
+                     f"active {_num(gate.get('reward_active'))}"))
+    return rows
 
 
 def curve_frames(run: dict | None) -> tuple[pd.DataFrame, pd.DataFrame]:
     rows = (run or {}).get("curve", [])
-    loss = [{"step": r["step"], "loss": r["loss"]} for r in rows if "loss" in r]
-    reward = [{"step": r["step"], "metric": k, "value": v} for r in rows
+    # rounded: the plots label their axes with the values as given (2.2288060188...)
+    loss = [{"step": r["step"], "loss": round(r["loss"], 4)} for r in rows if "loss" in r]
+    reward = [{"step": r["step"], "metric": k, "value": round(v, 4)} for r in rows
               for k, v in r.items() if k.startswith("rewards/") and isinstance(v, float)]
     return (pd.DataFrame(loss or [], columns=["step", "loss"]),
             pd.DataFrame(reward or [], columns=["step", "metric", "value"]))
+
+
+def stats_md(stats: dict) -> str:
+    """feedback_stats() as short tables: what came in, why answers were disliked (and whether
+    that blames retrieval or generation), and how each adapter version fares."""
+    kinds = stats["kinds"]
+    lines = ["| " + " | ".join(k.replace("_", " ") for k in kinds) + " |",
+             "|" + "---|" * len(kinds), "| " + " | ".join(str(v) for v in kinds.values()) + " |"]
+    extras = [f"{name}: " + ", ".join(f"{k} {v}" for k, v in stats[key].items())
+              for name, key in (("preferences by source", "preferences_by_source"),
+                                ("comparisons by choice", "comparisons_by_choice"))
+              if stats[key]]
+    lines += ["", "; ".join(extras)] if extras else []
+    if stats["reasons"]:
+        from feedback.store import RATING_REASONS
+
+        lines += ["", "| thumbs-down reason | n | blames |", "|---|---|---|"]
+        lines += [f"| {reason} | {n} | {RATING_REASONS.get(reason, 'unspecified')} |"
+                  for reason, n in stats["reasons"].items()]
+    if stats["by_adapter"]:
+        lines += ["", "| adapter | answers | thumbs up | thumbs down | thumbs-down rate |",
+                  "|---|---|---|---|---|"]
+        for version, s in stats["by_adapter"].items():
+            rate = s["thumbs_down_rate"]
+            lines.append(f"| {'base' if version == '(none)' else version} | {s['answers']} | "
+                         f"{s['thumbs_up']} | {s['thumbs_down']} | "
+                         f"{'—' if rate is None else f'{100 * rate:.0f}%'} |")
+    return "\n".join(lines)
 
 
 def _count_ids(ids) -> int:
@@ -79,7 +136,7 @@ def _count_ids(ids) -> int:
 
 def _dashboard(ctx, session, kind, reason, request: gr.Request):
     user = who(session, request)
-    stats = admin.dashboard(ctx, user)
+    stats = stats_md(admin.dashboard(ctx, user))
     trend = pd.DataFrame(admin.thumbs_down_over_time(ctx, user),
                          columns=["day", "adapter", "down_rate", "n"])
     recent = pd.DataFrame(admin.recent_feedback(ctx, user, kind, reason),
@@ -150,6 +207,12 @@ def _activate(ctx, session, version, request: gr.Request):
 def _rollback(ctx, session, request: gr.Request):
     now = admin.rollback_adapter(ctx, who(session, request))
     gr.Info(f"rolled back; now serving {now or 'the base model'}")
+    return _adapters(ctx, session, request)
+
+
+def _serve_base(ctx, session, request: gr.Request):
+    retired = admin.serve_base_model(ctx, who(session, request))
+    gr.Info(f"{retired} retired; now serving the base model")
     return _adapters(ctx, session, request)
 
 
@@ -225,7 +288,7 @@ def render_admin_tab(ctx, session: gr.State) -> None:
                                label="kind")
             reason = gr.Dropdown(REASONS, value="", label="reason")
             refresh = gr.Button("Refresh", elem_id="admin-refresh")
-        stats = gr.JSON(label="Feedback counts, reasons, retrieval vs generation, per version")
+        stats = gr.Markdown(elem_id="feedback-stats")
         trend = gr.LinePlot(x="day", y="down_rate", color="adapter",
                             title="Thumbs-down rate per adapter version")
         recent = gr.Dataframe(label="Recent feedback", wrap=True)
@@ -266,12 +329,15 @@ def render_admin_tab(ctx, session: gr.State) -> None:
             list_ad = gr.Button("List")
             act = gr.Button("Activate", variant="primary")
             back = gr.Button("Roll back")
+            base = gr.Button("Serve the base model")
             compare = gr.Button("Side by side with active")
         table = gr.Dataframe(label="Adapters")
-        sbs = gr.Dataframe(label="Active vs candidate on held-out questions", wrap=True)
+        sbs = gr.Dataframe(label="Active vs candidate on held-out questions", wrap=True,
+                           headers=["question", "active", "candidate"])
         wire(list_ad, _adapters, [], [table], "admin_adapters")
         wire(act, _activate, [version], [table], "admin_activate")
         wire(back, _rollback, [], [table], "admin_rollback")
+        wire(base, _serve_base, [], [table], "admin_serve_base")
         wire(compare, _compare, [version], [sbs], "admin_side_by_side")
     with gr.Tab("Prompts"):
         prompt_json = gr.Code(language="json", label="new profile (JSON)", value=json.dumps(

@@ -1,6 +1,7 @@
 """The Gradio web app: handlers are plain functions of (context, inputs); build_app only wires."""
 
 import secrets
+import threading
 from collections.abc import Iterator
 
 import gradio as gr
@@ -11,7 +12,6 @@ from chat.service import ServiceContext
 from chat.views import (
     aligned_ids,
     answer_ordinal,
-    badge,
     conversation_choices,
     history_for_model,
     history_from_store,
@@ -23,7 +23,6 @@ from chat.views import (
 )
 from feedback.store import RATING_REASONS, same_answer
 
-_text = text_of  # kept for callers of the old name
 COMPARE_ATTEMPTS = 3  # samples of B at most, while it repeats A word for word
 COMPARE_TEMPERATURE = 0.8  # two samples of the same prompt; later: two adapter versions
 CHOICES = {"A": "a", "B": "b", "Tie": "tie", "Both bad": "both_bad"}
@@ -55,27 +54,45 @@ def session_user(session: dict, request: gr.Request | None) -> dict:
 
 def respond(ctx: AppContext, message: str, chat_history: list[dict], session: dict,
             request: gr.Request = None) -> Iterator[tuple]:
-    """Stream an answer into the chat; records both turns in the store."""
+    """Stream an answer into the chat; records both turns in the store. The question shows
+    and the box empties at once; after that the box is left alone, so the next question can be
+    typed (and sent: it is asked when this answer is done) while this one streams. A refused
+    question (too long, rate limit...) is a warning and goes back into the box; an empty box
+    changes nothing (Enter pressed by accident)."""
+    if not (message or "").strip():
+        yield gr.skip(), gr.skip(), gr.skip()
+        return
     session = session_user(session, request)
     chat_history = list(chat_history or [])
     # one id per shown answer, so that like/edit find the right row (None: stopped, unsaved)
     ids = aligned_ids(session["message_ids"], chat_history)
+    shown = chat_history + [shown_question(message)]
+    yield "", shown, gr.skip()
+    cancel = threading.Event()
     try:
         stream = ctx.service.stream(
             message, session["user"], history=history_for_model(chat_history),
-            conversation_id=session["conversation_id"])
+            conversation_id=session["conversation_id"], cancel=cancel)
         answer = None
         for answer in stream:
             session["conversation_id"] = answer.conversation_id
             shown = chat_history + [shown_question(message),
                                     shown_answer(answer.text, answer.adapter_version)]
-            yield "", shown, session
+            yield gr.skip(), shown, session
+    except GeneratorExit:  # Stop: the partial answer is recorded, marked as stopped
+        cancel.set()
+        stream.close()
+        raise
     except ChatError as exc:
-        raise gr.Error(str(exc)) from None
+        # a toast, not gr.Error: that would cover the chat and the box with an "Error" badge;
+        # both go back as they were, so the text can be fixed and sent again
+        gr.Warning(str(exc))
+        yield message, chat_history, gr.skip()
+        return
     if answer is not None and answer.message_id is not None:
         session = {**session, "message_ids": ids + [answer.message_id],
                    "sources": source_rows(answer.sources)}
-        yield "", shown, session
+        yield gr.skip(), shown, session
 
 
 def retry(ctx: AppContext, chat_history: list[dict], session: dict, retry_data: gr.RetryData,
@@ -105,14 +122,29 @@ def clear(session: dict) -> tuple:
 # ---------------------------------------------------------------------------- feedback
 
 
-def _answer_id(chat_history: list[dict], session: dict, index) -> int:
+def _answer_id(ctx: AppContext, chat_history: list[dict], session: dict, index) -> int:
     ordinal = answer_ordinal(list(chat_history or []), index)
     if ordinal is None:
         raise gr.Error("Only the assistant's answers can be rated or corrected.")
     ids = aligned_ids(session.get("message_ids", []), chat_history)
-    if ids[ordinal] is None:
-        raise gr.Error("This answer was not saved (it was stopped or failed).")
-    return ids[ordinal]
+    if ids[ordinal] is not None:
+        return ids[ordinal]
+    position = index[0] if isinstance(index, (list, tuple)) else index
+    found = _stopped_answer_id(ctx, session, text_of(chat_history[position]["content"]))
+    if found is None:
+        raise gr.Error("This answer was not saved (it failed).")
+    return found
+
+
+def _stopped_answer_id(ctx: AppContext, session: dict, shown: str) -> int | None:
+    """The stored id of an answer shown as `shown`: a stopped answer is recorded, but its
+    stream ends before it can hand its id to the session."""
+    if session.get("conversation_id") is None:
+        return None
+    ids = [m["id"] for m in ctx.store.messages(session["conversation_id"])
+           if m["role"] == "assistant"
+           and shown_answer(m["content"], m["adapter_version"])["content"] == shown]
+    return ids[-1] if ids else None
 
 
 def like(ctx: AppContext, chat_history: list[dict], session: dict,
@@ -121,7 +153,7 @@ def like(ctx: AppContext, chat_history: list[dict], session: dict,
     if like_data.liked not in (True, False):
         gr.Info("Your earlier rating stays recorded; pick 👍 or 👎 to change it.")
         return session, gr.update()
-    message_id = _answer_id(chat_history, session, like_data.index)
+    message_id = _answer_id(ctx, chat_history, session, like_data.index)
     value = 1 if like_data.liked else -1
     try:
         ctx.store.record_rating(message_id, session["user"], value)
@@ -139,8 +171,8 @@ def save_reason(ctx: AppContext, reason: str | None, comment: str, session: dict
     if reason not in RATING_REASONS:
         raise gr.Error("Pick a reason.")
     try:
-        ctx.store.record_rating(message_id, session["user"], -1, reason,
-                                (comment or "").strip() or None)
+        ctx.service.rate(message_id, session["user"], -1, reason,
+                         (comment or "").strip() or None)
     except ChatError as exc:
         raise gr.Error(str(exc)) from None
     gr.Info("Thanks: feedback saved.")
@@ -157,9 +189,9 @@ def edit(ctx: AppContext, chat_history: list[dict], session: dict, edit_data: gr
         for _, shown, state in respond(ctx, new_text, chat_history[:index], session, request):
             yield shown, state
         return
-    message_id = _answer_id(chat_history, session, index)
+    message_id = _answer_id(ctx, chat_history, session, index)
     try:
-        ctx.store.record_correction(message_id, session["user"], new_text)
+        ctx.service.correct(message_id, session["user"], new_text)
     except ChatError as exc:
         raise gr.Error(str(exc)) from None
     version = ctx.store.message(message_id)["adapter_version"]
@@ -188,7 +220,7 @@ def compare(ctx: AppContext, chat_history: list[dict], session: dict,
                 for answer in ctx.service.stream(
                         question, session["user"], history=history_for_model(history[:last_user]),
                         conversation_id=session["conversation_id"], params=params, record=False):
-                    texts[side] = answer.text + badge(answer.adapter_version)
+                    texts[side] = shown_answer(answer.text, answer.adapter_version)["content"]
                     yield texts[0], texts[1], session, gr.update(visible=False)
                 if not answers or not same_answer(answer.text, answers[0].text):
                     break
@@ -317,9 +349,10 @@ def _setup_events(ctx: AppContext, session: gr.State, app: gr.Blocks, ui: dict) 
         return open_conversation(ctx, conversation_id, session, request)
 
     after = dict(fn=shown_sources, inputs=[session], outputs=[ui["sources"]])
+    # a question sent while an answer streams is asked once that answer is done
     events = [trigger(_respond, [box, chatbot, session], [box, chatbot, session],
-                      api_name=name) for trigger, name in ((box.submit, "chat"),
-                                                           (ui["send"].click, False))]
+                      api_name=name, trigger_mode="always_last")
+              for trigger, name in ((box.submit, "chat"), (ui["send"].click, False))]
     for event in events:
         event.then(**after).then(_list, [session], [session, convs], api_name=False)
     ui["stop"].click(None, cancels=events)
@@ -351,7 +384,7 @@ def _setup_events(ctx: AppContext, session: gr.State, app: gr.Blocks, ui: dict) 
 
 
 def build_app(ctx: AppContext) -> gr.Blocks:
-    with gr.Blocks(title="Learning Chat") as app:
+    with gr.Blocks(title="Learning Chat", delete_cache=(3600, 3600)) as app:
         gr.Markdown("## Learning Chat — answers from your documents, improved by your feedback")
         session = gr.State(new_session)
         with gr.Tab("Chat"):

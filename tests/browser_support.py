@@ -78,13 +78,18 @@ def ask(page, question: str, n_before: int, badge: str = "adapter:", timeout_s: 
     return answer
 
 
+def busy(page) -> bool:
+    """Whether a Gradio event is pending (progress shown, or the answers' buttons disabled)."""
+    return bool(page.locator(".progress-text, .eta-bar, [data-testid=status-tracker] .wrap"
+                             ".generating").count()
+                or page.locator("#chatbot button[aria-label=Edit][disabled]").count())
+
+
 def wait_idle(page, timeout_s: float = 120) -> None:
     """Until no Gradio event is pending (the buttons under the answers are enabled again)."""
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        busy = page.locator(".progress-text, .eta-bar, [data-testid=status-tracker] .wrap"
-                            ".generating").count()
-        if not busy and not page.locator("#chatbot button[aria-label=Edit][disabled]").count():
+        if not busy(page):
             return
         page.wait_for_timeout(200)
     raise AssertionError("the page stayed busy")

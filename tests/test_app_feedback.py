@@ -22,7 +22,7 @@ from chat.app import (
 )
 from chat.config import replace
 from chat.service import ChatService
-from chat.views import badge, strip_badge, text_of
+from chat.views import badge, shown_answer, strip_badge, text_of
 
 
 @pytest.fixture
@@ -47,6 +47,50 @@ def test_answers_carry_a_version_badge_and_aligned_ids(ctx, store):
     assert session["message_ids"] == [a["id"] for a in answers]
     assert history[1]["content"].endswith("<sub>adapter: base</sub>")
     assert strip_badge(history[3]["content"]) == answers[1]["content"]
+
+
+def test_the_question_shows_at_once_then_the_box_is_left_to_the_typist(ctx):
+    """The first update shows the question and empties the box; later ones skip the box, so a
+    question typed while the answer streams survives (the browser test sends one)."""
+    updates = list(respond(ctx, "Capital of France?", [], new_session()))
+    (box, shown, session), *later = updates
+    assert (box, session) == ("", gr.skip())
+    assert [m["role"] for m in shown] == ["user"] and shown[0]["content"] == "Capital of France?"
+    assert len(later) > 1 and all(box == gr.skip() for box, _, _ in later)
+    assert [m["role"] for m in later[-1][1]] == ["user", "assistant"]
+
+
+def test_a_refused_question_goes_back_into_the_box(ctx, store):
+    history, session = _ask(ctx, "first?")
+    before = store.counts()
+    too_long = "x" * (ctx.cfg.max_message_chars + 1)
+    with pytest.warns(UserWarning, match="too long"):  # a toast in the browser
+        updates = list(respond(ctx, too_long, history, session))
+    assert updates[-1] == (too_long, history, gr.skip())  # text and chat as they were
+    assert store.counts() == before
+
+
+@pytest.mark.parametrize("message", ["", "   \n"])
+def test_an_empty_question_changes_nothing(ctx, store, message):
+    before = store.counts()
+    assert list(respond(ctx, message, [], new_session())) == [(gr.skip(),) * 3]
+    assert store.counts() == before
+
+
+def test_a_stopped_answer_is_stored_as_stopped_and_can_be_rated(ctx, store):
+    """Stop closes the stream before it hands over the answer's id: the answer is still
+    recorded (marked stopped) and a thumbs down on what is shown finds it."""
+    updates = respond(ctx, "Tell me a long story.", [], new_session())
+    next(updates)  # the question, shown at once
+    _, history, session = next(updates)  # the first words of the answer
+    updates.close()  # what gradio does on Stop
+    (row,) = store.query("SELECT * FROM messages WHERE role = 'assistant'")
+    assert json.loads(row["params_json"])["stopped"] is True
+    assert session["message_ids"] == []  # the session never got the id...
+    liked = like(ctx, history, session, _like(1, False))[0]
+    (rating,) = store.query("SELECT * FROM ratings")  # ...yet the rating lands on it
+    assert (rating["message_id"], rating["value"]) == (row["id"], -1)
+    assert liked["pending_rating"] == row["id"]
 
 
 def test_thumbs_up_then_down_with_reason_keeps_one_row(ctx, store):
@@ -109,9 +153,9 @@ def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
     assert row["visible"] is True and store.counts()["messages"] == before  # nothing added
     pending = session["compare"]
     assert pending["prompt"][-1] == {"role": "user", "content": "Name a colour."}
-    # exactly what was shown, badge aside (strip_badge would also eat trailing whitespace)
-    assert a == pending["a"] + badge(pending["adapter_a"])
-    assert b == pending["b"] + badge(pending["adapter_b"])
+    # shown as the chat shows an answer (strip_badge would also eat trailing whitespace)
+    assert a == shown_answer(pending["a"], pending["adapter_a"])["content"]
+    assert b == shown_answer(pending["b"], pending["adapter_b"])["content"]
     session, row = pick(ctx, "A", session)
     (cmp,) = store.query("SELECT * FROM comparisons")
     assert (cmp["choice"], cmp["answer_a"], cmp["user"]) == ("a", pending["a"], session["user"])
@@ -244,7 +288,7 @@ def test_reopen_through_the_running_app(running, store):
 
 def test_unpaired_surrogates_are_a_clear_error_and_write_nothing(ctx, store):
     before = store.counts()
-    with pytest.raises(gr.Error, match="not valid Unicode"):
+    with pytest.warns(UserWarning, match="not valid Unicode"):
         _ask(ctx, "Capital \ud800?")
     assert store.counts() == before
     history, session = _ask(ctx, "Capital of France?")
@@ -254,6 +298,22 @@ def test_unpaired_surrogates_are_a_clear_error_and_write_nothing(ctx, store):
     with pytest.raises(gr.Error, match="not valid Unicode"):
         list(edit(ctx, history, session, data))
     assert store.counts() == before
+
+
+def test_compare_shows_answers_as_the_chat_does(ctx, monkeypatch):
+    """A sample cut inside a code block, or holding HTML, is shown like a chat answer: the
+    fence is closed so the version badge stays outside it, and tags are escaped."""
+    history, session = _ask(ctx, "Show code.")
+    replies = iter(["Here:\n```python\nprint(1)", "<b>bold</b> text"])
+
+    def stream(*args, **kwargs):
+        yield SimpleNamespace(text=next(replies), adapter_version="v0002", prompt_version=1,
+                              prompt=[{"role": "user", "content": "Show code."}])
+    monkeypatch.setattr(ctx.service, "stream", stream)
+    *_, (a, b, session, _) = compare(ctx, history, session)
+    assert a == "Here:\n```python\nprint(1)\n```" + badge("v0002")
+    assert b == "&lt;b>bold&lt;/b> text" + badge("v0002")
+    assert session["compare"]["a"] == "Here:\n```python\nprint(1)"  # stored as written
 
 
 @pytest.mark.parametrize("texts,calls", [(["Paris.", "Paris.", "Paris!"], 3),
@@ -275,3 +335,45 @@ def test_compare_samples_b_again_while_it_repeats_a(ctx, store, monkeypatch, tex
             pick(ctx, "B", session)
         pick(ctx, "Tie", session)
         assert store.counts()["comparisons"] == 1 and store.counts()["preferences"] == 0
+
+
+@pytest.mark.parametrize("turn,error", [
+    ({"role": "user", "content": "x" * 4001}, "too long"),
+    ({"role": "assistant", "content": "x" * 16001}, "too long"),
+    ({"role": "user", "content": "Capital \ud800?"}, "not valid Unicode"),
+])
+def test_history_from_the_browser_is_held_to_the_api_limits(ctx, store, turn, error):
+    """The chat history comes from the browser: each turn is checked as the API checks it,
+    on asking and on comparing, and a refused one writes nothing."""
+    history, session = _ask(ctx, "first?")
+    history = [turn, *history]
+    before = store.counts()
+    with pytest.warns(UserWarning, match=error):  # a toast in the browser
+        updates = list(respond(ctx, "second?", history, session))
+    assert updates[-1] == ("second?", history, gr.skip())
+    with pytest.raises(gr.Error, match=error):
+        list(compare(ctx, history, session))
+    assert store.counts() == before
+
+
+def test_web_corrections_and_comments_are_held_to_the_api_limits(ctx, store):
+    history, session = _ask(ctx, "Capital of France?")
+    limit = ctx.cfg.max_message_chars
+    before = store.counts()
+    data = SimpleNamespace(index=1, previous_value=history[1]["content"],
+                           value="Paris " * (4 * limit // 6 + 1))
+    with pytest.raises(gr.Error, match="the correction is too long"):
+        list(edit(ctx, history, session, data))
+    session, _ = like(ctx, history, session, _like(1, False))
+    with pytest.raises(gr.Error, match="the comment is too long"):
+        save_reason(ctx, "too long", "y" * (limit + 1), session)
+    assert store.query("SELECT reason, comment FROM ratings") == [
+        {"reason": None, "comment": None}]
+    assert (store.counts()["corrections"], store.counts()["preferences"]) == (
+        before["corrections"], before["preferences"])
+
+
+def test_gradio_deletes_old_uploads_and_downloads(ctx):
+    """Every logged-in user can upload through Gradio: its temporary files are cleaned."""
+    frequency, age = build_app(ctx).delete_cache
+    assert 0 < frequency <= age <= 24 * 3600

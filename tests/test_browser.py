@@ -17,6 +17,7 @@ from tests.browser_support import (
     Shots,
     ask,
     bots,
+    busy,
     launch_chromium,
     log_in,
     wait_for,
@@ -93,6 +94,7 @@ def test_whole_loop_in_the_browser(live, browser, tmp_path):
         shots.take(page, "logged-in")
         chat_steps(page, store, shots)
         xss_step(page, shots)
+        queued_question_step(page, store)
         page.context.close()
         admin = new_page(browser)
         page = admin
@@ -181,6 +183,29 @@ def xss_step(page, shots) -> None:
     assert "__xss" not in "".join(page.evaluate(
         "[...document.scripts].map(s => s.textContent)"))
     shots.take(page, "xss-not-executed")
+
+
+def queued_question_step(page, store) -> None:
+    """A question sent while an answer streams is kept and asked once that answer is done
+    (it used to be wiped from the box by the stream and never asked)."""
+    first, follow_up = "List five things the admin console can do.", "Which one is the first?"
+    n = bots(page).count()
+    page.locator("#question textarea").fill(first)
+    page.locator("#send").click()
+    bots(page).nth(n).wait_for(timeout=120_000)  # the answer has begun to stream
+    page.locator("#question textarea").fill(follow_up)
+    streaming = busy(page)
+    page.locator("#send").click()
+    assert streaming, "the first answer was already done: nothing was queued"
+    assert page.locator("#question textarea").input_value() == follow_up
+    bots(page).nth(n + 1).get_by_text("adapter:").wait_for(timeout=180_000)
+    wait_idle(page)
+    asked = page.locator("#chatbot [data-testid=user]").all_inner_texts()[-2:]
+    assert [t.strip() for t in asked] == [first, follow_up]
+    stored = [r["content"] for r in store.query(
+        "SELECT content FROM messages WHERE role = 'user' ORDER BY id DESC LIMIT 2")]
+    assert stored == [follow_up, first]
+    assert page.locator("#question textarea").input_value() == ""
 
 
 # ---------------------------------------------------------------------------- as an admin

@@ -1,0 +1,81 @@
+"""What the admin tab shows for a training run: progress bar, curves, the gate's verdict."""
+
+from chat.admin_ui import curve_frames, gate_rows, progress_html, stats_md, verdict_md
+
+GATE = {"passed": True, "pref_accuracy": 1.0, "pref_accuracy_active": None, "ppl_base": 12.738,
+        "ppl_candidate": 12.716, "ppl_ratio": 0.9983, "n_heldout": 3, "pref_kind": "pairs",
+        "reward_candidate": None, "reward_active": None, "reasons": []}
+
+
+def _run(status="succeeded", gate=GATE, **metrics):
+    return {"id": 4, "status": status, "method": "dpo", "adapter_version": "v0004",
+            "error": None, "progress": {"phase": "done", "step": 8, "total": 8},
+            "metrics": {"gate": gate, **metrics}, "curve": []}
+
+
+def test_passed_gate_is_a_table_of_the_checks_that_ran():
+    text = verdict_md(_run(activated=True))
+    assert text.startswith("**Gate passed** for v0004 (dpo, now served)")
+    assert "| preference accuracy on 3 held-out pairs | 1.000 | no adapter active |" in text
+    assert "| perplexity on the reference set | 12.716 | base model 12.738 (×0.998) |" in text
+    assert "reward" not in text and "None" not in text  # checks that did not run are left out
+
+
+def test_failed_gate_lists_its_reasons_and_the_reward_check():
+    gate = {**GATE, "passed": False, "pref_kind": "labels", "pref_accuracy": 0.4,
+            "pref_accuracy_active": 0.7, "reward_candidate": 0.25, "reward_active": 0.5,
+            "reasons": ["preference accuracy 0.40 < 0.60"]}
+    text = verdict_md(_run("rejected", gate))
+    assert text.startswith("**Gate failed** for v0004 (dpo, never served)")
+    assert ("preference accuracy on 3 held-out thumbs", "0.400", "active adapter 0.700") in \
+        gate_rows(gate)
+    assert ("reward model score", "0.250", "active 0.500") in gate_rows(gate)
+    assert text.endswith("- preference accuracy 0.40 < 0.60")
+
+
+def test_passed_but_not_activated_says_why():
+    why = "the served adapter changed from the base model to v0003 meanwhile"
+    assert f"(dpo, not activated: {why})" in verdict_md(
+        _run(activated=False, not_activated_because=why))
+
+
+def test_unfinished_and_failed_runs():
+    assert verdict_md(_run("running")) == ""
+    failed = {**_run("failed"), "error": "out of memory"}
+    assert verdict_md(failed) == "**Run failed**: out of memory"
+
+
+def test_progress_bar_and_curves():
+    run = {**_run("running"), "progress": {"phase": "training", "step": 3, "total": 12},
+           "curve": [{"step": 1, "loss": 2.2288060188, "rewards/margins": 0.123456},
+                     {"step": 2, "loss": 1.5}]}
+    html = progress_html(run)
+    assert "width:25%" in html and "step 3/12" in html and "data-status='running'" in html
+    loss, reward = curve_frames(run)
+    assert loss.to_dict("records") == [{"step": 1, "loss": 2.2288}, {"step": 2, "loss": 1.5}]
+    assert reward.to_dict("records") == [{"step": 1, "metric": "rewards/margins",
+                                          "value": 0.1235}]
+    assert progress_html(None) == "<div id='train-progress'>No training run yet.</div>"
+
+
+def test_dashboard_figures_are_tables_not_json(store):
+    from feedback.stats import feedback_stats
+
+    conv = store.create_conversation("ann")
+    question = store.record_message(conv, "user", "Where is my order?")
+    answers = [store.record_message(conv, "assistant", f"Answer {i}.", parent_id=question,
+                                    adapter_version=v) for i, v in enumerate(["base", "v0001"])]
+    store.record_rating(answers[0], "ann", -1, "wrong or missing source")
+    store.record_rating(answers[1], "ann", 1)
+    text = stats_md(feedback_stats(store))
+    assert "| conversations | answers | thumbs up | thumbs down |" in text
+    assert "| 1 | 2 | 1 | 1 | 0 | 0 | 0 |" in text
+    assert "| wrong or missing source | 1 | retrieval |" in text
+    assert "| base | 1 | 0 | 1 | 100% |" in text and "| v0001 | 1 | 1 | 0 | 0% |" in text
+    empty = stats_md(feedback_stats_of_nothing())
+    assert "reason" not in empty and "adapter" not in empty
+
+
+def feedback_stats_of_nothing() -> dict:
+    return {"kinds": {"answers": 0}, "preferences_by_source": {}, "comparisons_by_choice": {},
+            "reasons": {}, "blame": {}, "by_adapter": {}, "by_prompt_adapter": []}
