@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chat.errors import BadInput, NotFound
+from chat.sanitize import inert, special_token_pattern
 
 BASE = "base"  # the name under which requests ask for no adapter
 FAST_SLOTS = 3  # merged fast copies kept (base, active, one more); ~0.5 GB each
@@ -54,6 +55,7 @@ class Engine:
         eos = {tokenizer.eos_token_id, *extra}
         self.stop_ids = {i for i in eos if i is not None}
         self.fast_mode = _fast_mode(fast_path, device)
+        self._specials = special_token_pattern(tokenizer)
         # adapter name -> merged FastModel (None: this version cannot use the fast path)
         self._fast: OrderedDict[str, object] = OrderedDict()
 
@@ -68,16 +70,20 @@ class Engine:
     # ------------------------------------------------------------------ prompt
 
     def encode(self, messages: list[dict]) -> list[int]:
+        """The prompt's token ids. Only the template makes control tokens: the same strings
+        inside a message (from a document, a question, an answer) are made inert first."""
+        safe = [{**m, "content": inert(m["content"], self._specials)} for m in messages]
         out = self.tokenizer.apply_chat_template(
-            messages, add_generation_prompt=True, tokenize=True, return_dict=True
+            safe, add_generation_prompt=True, tokenize=True, return_dict=True
         )
         return list(out["input_ids"])
 
     def count_tokens(self, texts: list[str]) -> list[int]:
-        """Model tokens in each text (no special tokens)."""
+        """Model tokens in each text (no special tokens), counted as encode() sees them."""
         if not texts:
             return []
-        ids = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        texts = [inert(t, self._specials) for t in texts]
+        ids = self.tokenizer(texts, add_special_tokens=False)["input_ids"]
         return [len(x) for x in ids]
 
     def fit_messages(self, messages: list[dict], max_new_tokens: int,

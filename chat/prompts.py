@@ -42,7 +42,9 @@ QUESTION_LABEL = "\n\nQuestion: "
 
 
 def format_sources(sources: list[Source], template: str) -> str:
-    lines = [f"[{i}] ({s.document}) {s.text.strip()}" for i, s in enumerate(sources, 1)]
+    # a title is one line (a PDF's metadata title may hold "\n\nQuestion: ...")
+    lines = [f"[{i}] ({' '.join(s.document.split())}) {s.text.strip()}"
+             for i, s in enumerate(sources, 1)]
     return template.replace("{sources}", "\n\n".join(lines))
 
 

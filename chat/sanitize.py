@@ -105,3 +105,24 @@ def check_unicode(text: str, what: str = "the text") -> str:
     except UnicodeEncodeError:
         raise BadInput(f"{what} is not valid Unicode (an unpaired surrogate)") from None
     return text
+
+
+# ---------------------------------------------------------------------------- model input
+
+
+def special_token_pattern(tokenizer) -> re.Pattern | None:
+    """The strings this tokenizer reads as control tokens (<|im_start|>, <|endoftext|>...)."""
+    added = getattr(tokenizer, "added_tokens_decoder", {}) or {}
+    specials = {*getattr(tokenizer, "all_special_tokens", []),
+                *(t.content for t in added.values() if getattr(t, "special", False))}
+    specials = sorted((t for t in specials if t), key=len, reverse=True)
+    return re.compile("|".join(map(re.escape, specials))) if specials else None
+
+
+def inert(text: str, pattern: re.Pattern | None) -> str:
+    """`text` with every control-token string broken by a zero-width space after its first
+    character: a document or a question that writes <|im_start|>system can no longer open a
+    turn of its own when the chat template is tokenized; it stays readable as text."""
+    if pattern is None or not text:
+        return text
+    return pattern.sub(lambda m: m.group()[0] + "\u200b" + m.group()[1:], text)
