@@ -6,6 +6,7 @@ import argparse
 import importlib
 import logging
 import os
+import sqlite3
 import sys
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -45,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         # OSError: a path that is a folder, unwritable...; OverflowError: an id past SQLite's
         # 64-bit integers. One line, not a traceback.
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except sqlite3.Error as exc:  # not a database, locked past the busy timeout, disk full
+        print(f"error: the database {cfg.db_path}: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
@@ -16,6 +18,48 @@ DEFAULT_SYSTEM_PROMPT = (
     "You are a helpful assistant. Answer clearly and concisely. "
     "When sources are given, use them and cite them as [n]."
 )
+
+
+def _at_least(low: float):
+    return lambda v: v >= low
+
+
+def _within(low: float, high: float):
+    return lambda v: low <= v <= high  # NaN fails every comparison, so it is refused too
+
+
+def _finite_positive(v: float) -> bool:
+    return 0 < v < math.inf
+
+
+# Checked when the configuration is made, so a typo in a CHAT_* variable is one line naming
+# it, not a traceback at model load or a setting that silently does something else
+_RULES = [
+    ("device", lambda v: v in ("auto", "cpu", "cuda") or re.fullmatch(r"cuda:\d+", v),
+     "auto, cpu, cuda or cuda:N"),
+    ("dtype", lambda v: v in ("auto", "float32", "bfloat16", "float16"),
+     "auto, float32, bfloat16 or float16"),
+    ("temperature", _within(0, 5), "within [0, 5]"),
+    ("top_p", lambda v: 0 < v <= 1, "within (0, 1]"),
+    ("max_new_tokens", _at_least(1), "at least 1"),
+    ("max_message_chars", _at_least(1), "at least 1"),
+    ("max_history_turns", _at_least(0), "0 (no history) or more"),
+    ("port", _within(1, 65535), "within [1, 65535]"),
+    ("top_k", _at_least(0), "0 (no retrieval) or more"),
+    ("min_score", _within(-1, 1), "a cosine similarity within [-1, 1]"),
+    ("source_tokens", _at_least(0), "0 (whole chunks) or positive"),
+    ("chunk_tokens", _at_least(16), "at least 16"),
+    ("chunk_overlap", _at_least(0), "0 or more"),
+    ("hnsw_m", _at_least(2), "at least 2"),
+    ("hnsw_ef_construction", _at_least(1), "at least 1"),
+    ("hnsw_ef", _at_least(1), "at least 1"),
+    ("max_file_mb", _finite_positive, "a positive number of MiB"),
+    ("rate_limit_per_minute", _at_least(0), "0 (no limit) or more"),
+    ("max_queue", _at_least(1), "at least 1"),
+    ("watch_interval_s", _finite_positive, "a positive number of seconds"),
+    ("auto_train_every", _at_least(0), "0 (off) or more"),
+    ("train_max_steps", _at_least(0), "0 (the run's epochs) or more"),
+]
 
 
 @dataclass
@@ -69,19 +113,14 @@ class Config:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.model_cache is not None:
             self.model_cache = Path(self.model_cache).expanduser().resolve()
-        if not 0 <= self.temperature <= 5:
-            raise ValueError(f"temperature must be within [0, 5], got {self.temperature}")
-        if not 0 < self.top_p <= 1:
-            raise ValueError(f"top_p must be within (0, 1], got {self.top_p}")
-        if self.max_new_tokens < 1:
-            raise ValueError("max_new_tokens must be positive")
+        for name, ok, what in _RULES:
+            value = getattr(self, name)
+            if not ok(value):
+                raise ValueError(f"{name} (CHAT_{name.upper()}) must be {what}, got {value!r}")
         if self.max_context_tokens <= self.max_new_tokens:
             raise ValueError("max_context_tokens must exceed max_new_tokens")
-        if not 1 <= self.port <= 65535:
-            raise ValueError(f"port must be within [1, 65535], got {self.port}")
-        if self.source_tokens < 0:
-            raise ValueError(f"source_tokens must be 0 (whole chunks) or positive, got "
-                             f"{self.source_tokens}")
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
 
     @property
     def cache_dir(self) -> Path:
@@ -120,13 +159,21 @@ def _coerce(value: str, kind: type | str):
     return value
 
 
+def _from_env(name: str, kind) -> object:
+    value = os.environ[f"CHAT_{name.upper()}"]
+    try:
+        return _coerce(value, kind)
+    except ValueError:
+        number = "an integer" if "int" in str(kind) else "a number"
+        raise ValueError(f"CHAT_{name.upper()} must be {number}, got {value!r}") from None
+
+
 def load_config(**overrides) -> Config:
     """Defaults, then CHAT_<FIELD> env vars, then non-None keyword overrides (CLI flags)."""
     values = {}
     for f in fields(Config):
-        env = os.environ.get(f"CHAT_{f.name.upper()}")
-        if env is not None and env != "":
-            values[f.name] = _coerce(env, f.type)
+        if os.environ.get(f"CHAT_{f.name.upper()}", "") != "":
+            values[f.name] = _from_env(f.name, f.type)
     values.update({k: v for k, v in overrides.items() if v is not None})
     return Config(**values)
 

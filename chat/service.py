@@ -95,7 +95,7 @@ class ChatService:
             factor = 1 if role == "user" else ANSWER_FACTOR
             turns.append({"role": role, "content": self.check_text(
                 turn.get("content"), f"history turn {i} ({role})", factor)})
-        return turns[-2 * self.cfg.max_history_turns:]
+        return turns[-2 * self.cfg.max_history_turns:] if self.cfg.max_history_turns else []
 
     def retrieve(self, question: str) -> list[Source]:
         if self.retriever is None:

@@ -78,7 +78,7 @@ def test_bad_paths_and_values_give_one_line_not_a_traceback(tmp_path, capsys, cf
     note.write_text(json.dumps({"system_prompt": "x", "note": {"a": 1}}))
     deep = tmp_path / "deep.jsonl"
     deep.write_text("[" * 100_000 + "\n")
-    cases = [(["serve", "--port", "99999"], "port must be within [1, 65535]"),
+    cases = [(["serve", "--port", "99999"], "port (CHAT_PORT) must be within [1, 65535]"),
              (["prompts", "add", str(tmp_path)], "cannot read"),
              (["prompts", "add", str(note)], "note must be a string"),
              (["feedback", "import", str(deep)], "line 1: nested too deeply"),
@@ -88,3 +88,13 @@ def test_bad_paths_and_values_give_one_line_not_a_traceback(tmp_path, capsys, cf
         assert launch.main(args) == 2, args
         err = capsys.readouterr().err.strip()
         assert err.startswith("error: ") and message in err and "\n" not in err, (args, err)
+
+
+def test_a_broken_database_is_one_line_not_a_traceback(cfg, capsys):
+    import launch
+
+    cfg.db_path.parent.mkdir(parents=True, exist_ok=True)
+    cfg.db_path.write_bytes(b"this is not a database" * 100)
+    assert launch.main(["feedback", "stats"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == f"error: the database {cfg.db_path}: file is not a database"

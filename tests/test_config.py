@@ -20,6 +20,42 @@ def test_invalid_values_name_the_field(monkeypatch):
         load_config()
 
 
+@pytest.mark.parametrize("name,value,message", [
+    ("DTYPE", "bogus", "dtype (CHAT_DTYPE) must be auto, float32, bfloat16 or float16"),
+    ("DEVICE", "gpu", "device (CHAT_DEVICE) must be auto, cpu, cuda or cuda:N, got 'gpu'"),
+    ("MIN_SCORE", "nan", "min_score (CHAT_MIN_SCORE) must be a cosine similarity"),
+    ("MAX_HISTORY_TURNS", "-1", "must be 0 (no history) or more"),
+    ("TOP_K", "-3", "top_k (CHAT_TOP_K) must be 0 (no retrieval) or more"),
+    ("WATCH_INTERVAL_S", "-1", "must be a positive number of seconds"),
+    ("MAX_FILE_MB", "nan", "must be a positive number of MiB"),
+    ("MAX_MESSAGE_CHARS", "0", "must be at least 1"),
+    ("HNSW_EF", "0", "hnsw_ef (CHAT_HNSW_EF) must be at least 1"),
+    ("PORT", "abc", "CHAT_PORT must be an integer, got 'abc'"),
+    ("TEMPERATURE", "warm", "CHAT_TEMPERATURE must be a number"),
+])
+def test_every_setting_is_checked_when_read(monkeypatch, name, value, message):
+    monkeypatch.setenv(f"CHAT_{name}", value)
+    with pytest.raises(ValueError) as err:
+        load_config()
+    assert message in str(err.value)
+
+
+def test_good_device_values_pass(monkeypatch):
+    for device in ("auto", "cpu", "cuda", "cuda:1"):
+        assert load_config(device=device).device == device
+
+
+def test_no_history_means_none_not_all(cfg, store, tiny_engine):
+    from chat.config import replace
+    from chat.service import ChatService
+
+    history = [{"role": r, "content": f"{r} {i}"} for i in range(5) for r in ("user", "assistant")]
+    kept = ChatService(replace(cfg, max_history_turns=0), tiny_engine, store).check_history
+    assert kept(history) == []
+    two = ChatService(replace(cfg, max_history_turns=2), tiny_engine, store).check_history
+    assert two(history) == history[-4:]
+
+
 def test_data_dir_comes_from_env(data_dir):
     assert load_config().data_dir == data_dir
 
