@@ -29,7 +29,7 @@ def validate_profile(data: object) -> PromptProfile:
     template = data.get("source_template", DEFAULT_SOURCE_TEMPLATE)
     if not isinstance(template, str) or "{sources}" not in template:
         raise BadInput("source_template must be a string containing {sources}")
-    if len(json.dumps(data)) > MAX_PROFILE_CHARS:
+    if len(json.dumps(data, ensure_ascii=False)) > MAX_PROFILE_CHARS:  # characters, not escapes
         raise BadInput(f"the profile is larger than {MAX_PROFILE_CHARS} characters")
     return PromptProfile(system.strip(), [dict(t) for t in few_shot], template)
 

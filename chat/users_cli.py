@@ -108,10 +108,15 @@ def cmd_role(cfg: Config, args) -> int:
 
 
 def cmd_key(cfg: Config, args) -> int:
-    from chat.auth import create_api_key, revoke_api_keys
+    from chat.auth import create_api_key, get_user, revoke_api_keys
 
     if args.revoke:
-        print(f"revoked {revoke_api_keys(_store(cfg), args.name)} key(s) of {args.name}")
+        store = _store(cfg)
+        if get_user(store, args.name) is None:  # a typo must not look like a revoked key
+            from chat.errors import NotFound
+
+            raise NotFound(f"no user {args.name!r}")
+        print(f"revoked {revoke_api_keys(store, args.name)} key(s) of {args.name}")
         return 0
     print(create_api_key(_store(cfg), args.name))
     return 0

@@ -39,7 +39,10 @@ def normalize_prompt(prompt, profile=None) -> list[dict]:
             {"role": "user", "content": prompt}]
     messages = [{"role": m["role"], "content": m["content"]} for m in prompt or []]
     if messages and messages[0]["role"] != "system" and profile:
-        messages = [{"role": "system", "content": profile.system_prompt}] + messages
+        # framed as serving frames a conversation: system prompt, few-shot turns, then it
+        messages = [{"role": "system", "content": profile.system_prompt},
+                    *({"role": t["role"], "content": t["content"]} for t in profile.few_shot),
+                    *messages]
     return messages
 
 

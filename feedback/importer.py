@@ -8,6 +8,7 @@ from pathlib import Path
 
 from chat.errors import BadInput
 from chat.prompts import question_of
+from chat.sanitize import check_unicode
 from feedback.store import RATING_REASONS, Store, check_pair, dumps, same_answer, utcnow
 
 IMPORT_VERSION = "import"  # adapter_version of messages that came from a file, not a model
@@ -24,13 +25,13 @@ def _text(line: dict, key: str, required: bool = True) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise BadInput(f'"{key}" must be a non-empty string')
-    return value
+    return check_unicode(value, f'"{key}"')
 
 
 def prompt_messages(prompt) -> list[dict]:
     """A prompt as chat messages: a string is one user turn; a list must end with a user turn."""
     if isinstance(prompt, str) and prompt.strip():
-        return [{"role": "user", "content": prompt}]
+        return [{"role": "user", "content": check_unicode(prompt, '"prompt"')}]
     if not isinstance(prompt, list) or not prompt:
         raise BadInput('"prompt" must be a non-empty string or a list of messages')
     for m in prompt:
@@ -40,7 +41,8 @@ def prompt_messages(prompt) -> list[dict]:
                            'a string "content"')
     if prompt[-1]["role"] != "user" or not prompt[-1]["content"].strip():
         raise BadInput("the prompt must end with a non-empty user message")
-    return [{"role": m["role"], "content": m["content"]} for m in prompt]
+    return [{"role": m["role"], "content": check_unicode(m["content"], '"prompt"')}
+            for m in prompt]
 
 
 def validate_line(line) -> dict:
@@ -81,8 +83,8 @@ def parse_file(path: Path | str) -> list[dict]:
     records = []
     with path.open("rb") as fh:
         for number, raw in enumerate(fh, 1):
-            try:
-                text = raw.decode("utf-8").strip()
+            try:  # utf-8-sig: a byte-order mark (Windows editors) on line 1 is not JSON
+                text = raw.decode("utf-8-sig" if number == 1 else "utf-8").strip()
                 if not text:
                     continue
                 records.append(validate_line(json.loads(text)))
@@ -113,9 +115,12 @@ def _answer(store: Store, db, rec: dict, content: str, now: str) -> int:
     for m in prompt:
         if m["role"] == "system":
             continue
+        # earlier answers of an imported conversation carry the import marker too: no model
+        # of ours wrote them, so stats must not count them as the base model's
         parent = store._insert(db, "messages", {
             "conversation_id": conv, "parent_id": parent, "role": m["role"],
             "content": question_of(m["content"]) if m["role"] == "user" else m["content"],
+            "adapter_version": IMPORT_VERSION if m["role"] == "assistant" else None,
             "created_at": now})
     return store._insert(db, "messages", {
         "conversation_id": conv, "parent_id": parent, "role": "assistant", "content": content,

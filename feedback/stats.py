@@ -64,8 +64,18 @@ def format_stats(stats: dict) -> str:
     if stats["reasons"]:
         lines.append("thumbs-down reasons: "
                      + ", ".join(f"{k} {v}" for k, v in stats["reasons"].items()))
+    if stats["blame"]:
+        lines.append("thumbs-down blame: "
+                     + ", ".join(f"{k} {v}" for k, v in stats["blame"].items()))
     for version, s in stats["by_adapter"].items():
-        rate = "-" if s["thumbs_down_rate"] is None else f"{100 * s['thumbs_down_rate']:.1f}%"
-        lines.append(f"adapter {version}: {s['answers']} answers, +{s['thumbs_up']} "
-                     f"-{s['thumbs_down']} (thumbs-down rate {rate})")
+        lines.append(f"adapter {version}: {_thumbs(s)}")
+    for s in stats["by_prompt_adapter"]:
+        lines.append(f"prompt v{s['prompt_version']} + adapter {s['adapter_version']}: "
+                     f"{_thumbs(s)}")
     return "\n".join(lines)
+
+
+def _thumbs(s: dict) -> str:
+    rate = "-" if s["thumbs_down_rate"] is None else f"{100 * s['thumbs_down_rate']:.1f}%"
+    return (f"{s['answers']} answers, +{s['thumbs_up']} -{s['thumbs_down']} "
+            f"(thumbs-down rate {rate})")

@@ -48,7 +48,8 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(cfg, capsys, monkey
              ("users", "add", "bob", "--password", "short"),
              ("users", "add", "../bob", "--password", PW),
              ("users", "passwd", "ghost", "--password", PW),
-             ("users", "key", "ghost")]
+             ("users", "key", "ghost"),
+             ("users", "key", "ghost", "--revoke")]  # a typo must not look like success
     for argv in cases:
         code, out, err = run(capsys, monkeypatch, *argv)
         assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, argv

@@ -60,6 +60,8 @@ def test_import_writes_every_kind(cfg, tmp_path, capsys):
      "user": "u"},
     {"type": "vote", "prompt": "x", "user": "u"},
     {"type": "preference", "prompt": "x", "chosen": "a", "rejected": "b"},
+    {"type": "preference", "prompt": "x \ud800", "chosen": "a", "rejected": "b", "user": "u"},
+    {"type": "rating", "prompt": "x", "completion": "y\udc00", "value": 1, "user": "u"},
 ])
 def test_one_bad_line_aborts_the_whole_import(cfg, tmp_path, capsys, bad):
     path = _write(tmp_path / "bad.jsonl", LINES[:2] + [bad] + LINES[2:])
@@ -69,6 +71,25 @@ def test_one_bad_line_aborts_the_whole_import(cfg, tmp_path, capsys, bad):
     counts = _store(cfg).counts()
     assert sum(counts[t] for t in ("conversations", "messages", "ratings", "corrections",
                                    "preferences")) == 0
+
+
+def test_a_byte_order_mark_on_line_1_is_not_an_error(cfg, tmp_path, capsys):
+    path = tmp_path / "windows.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + "".join(json.dumps(x) + "\n" for x in LINES).encode())
+    assert launch.main(["feedback", "import", str(path)]) == 0
+    assert _store(cfg).counts()["preferences"] == 2
+
+
+def test_imported_prompts_are_framed_like_served_ones(cfg, tmp_path):
+    """A bare imported question trains with the profile's system prompt and few-shot turns,
+    as serving would have asked it."""
+    from chat.prompts import PromptProfile, build_messages
+
+    few_shot = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]
+    profile = PromptProfile("Be brief.", few_shot)
+    assert launch.main(["feedback", "import", str(_write(tmp_path / "f.jsonl", LINES))]) == 0
+    (pair,) = [r for r in dpo_rows(_store(cfg), profile) if r["source"] == "import"]
+    assert pair["prompt"] == build_messages(profile, "Say hi")
 
 
 def test_import_of_a_missing_file_is_a_clear_error(cfg, tmp_path, capsys):
@@ -155,4 +176,17 @@ def test_stats_json(cfg, tmp_path, capsys):
     assert {"prompt_version": 3, "adapter_version": "v1", "answers": 1, "thumbs_up": 0,
             "thumbs_down": 1, "thumbs_down_rate": 1.0} in stats["by_prompt_adapter"]
     assert launch.main(["feedback", "stats"]) == 0
-    assert "adapter v1: 1 answers" in capsys.readouterr().out
+    text = capsys.readouterr().out
+    assert "adapter v1: 1 answers" in text and "prompt v3 + adapter v1: 1 answers" in text
+    assert "thumbs-down blame: generation 1, retrieval 1" in text
+    assert "(none)" not in text  # no answer was the base model's
+
+
+def test_earlier_turns_of_an_imported_conversation_are_not_base_model_answers(cfg, tmp_path):
+    from feedback.stats import feedback_stats
+
+    history = [{"role": "user", "content": "Hi?"}, {"role": "assistant", "content": "Hello."},
+               {"role": "user", "content": "Capital of France?"}]
+    line = {"type": "rating", "prompt": history, "completion": "Paris.", "value": 1, "user": "u"}
+    assert launch.main(["feedback", "import", str(_write(tmp_path / "f.jsonl", [line]))]) == 0
+    assert list(feedback_stats(_store(cfg))["by_adapter"]) == ["import"]

@@ -65,6 +65,14 @@ def test_malformed_profiles_are_rejected(data, message):
         validate_profile(data)
 
 
+def test_the_size_limit_counts_characters_not_json_escapes():
+    from chat.profiles import MAX_PROFILE_CHARS
+
+    validate_profile({"system_prompt": "答" * (MAX_PROFILE_CHARS // 2)})  # 12 bytes escaped
+    with pytest.raises(BadInput, match="larger than"):
+        validate_profile({"system_prompt": "答" * (MAX_PROFILE_CHARS + 1)})
+
+
 def test_malformed_file_or_unknown_version_changes_nothing(tmp_path, capsys, profiles):
     import launch
 
