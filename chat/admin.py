@@ -6,6 +6,7 @@ import json
 import re
 import secrets
 import tempfile
+import threading
 from pathlib import Path
 
 from chat.auth import require_admin
@@ -81,8 +82,10 @@ def safe_upload_name(original: str) -> str:
     return f"{secrets.token_hex(6)}-{stem}{ext}"
 
 
-def _new_uploads(ctx, files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, bytes]], int]:
-    """(generated name, data) of each upload not already a document, and how many were."""
+def _new_uploads(ctx, files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, str, bytes]],
+                                                                int]:
+    """(original name, generated name, data) of each upload not already a document, and how
+    many were."""
     from retrieval.parse import sha256
 
     limit = int(ctx.cfg.max_file_mb * 1024 * 1024)
@@ -97,7 +100,7 @@ def _new_uploads(ctx, files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, b
             skipped += 1
             continue
         seen.add(digest)
-        checked.append((name, data))
+        checked.append((original, name, data))
     return checked, skipped
 
 
@@ -105,22 +108,31 @@ def upload_documents(ctx, user: str | None, files: list[tuple[str, bytes]]) -> d
     """Store uploads under generated names inside DATA_DIR/uploads, then ingest them; a file
     whose content is already a document is skipped."""
     check_admin(ctx, user)
-    folder = (ctx.cfg.data_dir / "uploads").resolve()
+    folder = _uploads(ctx)
     folder.mkdir(parents=True, exist_ok=True)
-    checked, skipped = _new_uploads(ctx, files)
-    paths = []
-    for name, data in checked:
-        target = (folder / name).resolve()
-        if target.parent != folder:
-            raise BadInput("the upload would land outside the data folder")
-        target.write_bytes(data)
-        paths.append(target)
-    report = ctx.service.retriever.ingest(paths)
+    with _UPLOADING:  # check + ingest as one step: a double click must not add it twice
+        checked, skipped = _new_uploads(ctx, files)
+        originals = {}
+        for original, name, data in checked:
+            target = (folder / name).resolve()
+            if target.parent != folder:
+                raise BadInput("the upload would land outside the data folder")
+            target.write_bytes(data)
+            originals[str(target)] = original
+        report = ctx.service.retriever.ingest([Path(p) for p in originals])
     report.skipped += skipped
-    for path, err in ((p, e) for p in paths for e in report.errors if e["path"] == str(p)):
-        path.unlink(missing_ok=True)  # nothing partial stays behind for a rejected file
-        err["error"] = f"{err['error']}"
+    for err in report.errors:
+        if err["path"] in originals:
+            Path(err["path"]).unlink(missing_ok=True)  # nothing stays for a rejected file
+            err["path"] = originals[err["path"]]  # the name the admin knows
     return report.as_json()
+
+
+_UPLOADING = threading.Lock()
+
+
+def _uploads(ctx) -> Path:
+    return (ctx.cfg.data_dir / "uploads").resolve()
 
 
 def read_upload(path: str | Path) -> bytes:
@@ -137,8 +149,13 @@ def list_documents(ctx, user: str | None) -> list[dict]:
 
 
 def delete_document(ctx, user: str | None, document_id: int) -> int:
+    """Delete a document's chunks; a file uploaded through the console goes with it."""
     check_admin(ctx, user)
-    return ctx.service.retriever.delete(int(document_id))
+    row = ctx.store.one("SELECT path FROM documents WHERE id = ?", (int(document_id),))
+    n = ctx.service.retriever.delete(int(document_id))
+    if row and Path(row["path"]).resolve().parent == _uploads(ctx):
+        Path(row["path"]).unlink(missing_ok=True)
+    return n
 
 
 # ---------------------------------------------------------------------------- training

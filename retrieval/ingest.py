@@ -110,7 +110,7 @@ def list_documents(store: Store) -> list[dict]:
 
 
 def max_bytes(cfg: Config) -> int:
-    return int(cfg.max_file_mb * 1_000_000)
+    return int(cfg.max_file_mb * 1024 * 1024)  # MiB, as the upload checks count it
 
 
 def read(path: Path, cfg: Config) -> bytes:

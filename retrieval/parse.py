@@ -99,7 +99,16 @@ def _decode(data: bytes) -> str:
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
-        return data.decode("latin-1")  # legacy 8-bit text: never fails, keeps the words
+        return _legacy_8bit(data)
+
+
+def _legacy_8bit(data: bytes) -> str:
+    """Windows-1252 (curly quotes, dashes, the euro sign where Latin-1 has control codes),
+    else Latin-1, which never fails."""
+    try:
+        return data.decode("cp1252")
+    except UnicodeDecodeError:  # a byte cp1252 leaves undefined
+        return data.decode("latin-1")
 
 
 def _parse_markdown(text: str, path: Path) -> Parsed:
@@ -160,8 +169,9 @@ def _parse_pdf(data: bytes, path: Path) -> Parsed:
 
     try:
         reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted:
-            raise BadInput("encrypted PDF")
+        # an owner password only restricts permissions: the empty user password opens it
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise BadInput("encrypted PDF (a password is needed to read it)")
         pages = [page.extract_text() or "" for page in reader.pages]
         title = (reader.metadata.title if reader.metadata else None) or path.stem
     except BadInput:

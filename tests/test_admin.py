@@ -1,5 +1,7 @@
 """Authorization matrix for every admin action, as plain functions and through the web app."""
 
+from pathlib import Path
+
 import pytest
 
 from chat import admin
@@ -98,6 +100,35 @@ def test_the_same_file_uploaded_again_is_skipped_not_added_twice(ctx):
     assert (again["documents_added"], again["skipped"]) == (1, 2)
     assert ctx.store.counts()["documents"] == 2
     assert len(list((ctx.cfg.data_dir / "uploads").iterdir())) == 2
+
+
+def test_two_uploads_of_one_file_at_once_add_it_once(ctx):
+    import threading
+
+    data = b"# Refund policy\nRefunds are allowed within 30 days of purchase.\n"
+    reports = []
+    threads = [threading.Thread(target=lambda: reports.append(admin.upload_documents(
+        ctx, "root", [("refunds.md", data)]))) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(r["documents_added"] for r in reports) == [0, 1]
+    assert ctx.store.counts()["documents"] == 1
+
+
+def test_deleting_an_uploaded_document_removes_its_file(ctx):
+    admin.upload_documents(ctx, "root", [("salaries.txt", b"Alice earns a lot of money.")])
+    (doc,) = admin.list_documents(ctx, "root")
+    assert Path(doc["path"]).exists()
+    admin.delete_document(ctx, "root", doc["id"])
+    assert not Path(doc["path"]).exists() and not admin.list_documents(ctx, "root")
+
+
+def test_a_rejected_upload_is_reported_by_the_name_it_was_given(ctx):
+    report = admin.upload_documents(ctx, "root", [("My Notes.md", b"   \n")])
+    assert [e["path"] for e in report["errors"]] == ["My Notes.md"]
+    assert not any((ctx.cfg.data_dir / "uploads").iterdir())
 
 
 def test_symlink_upload_is_refused(tmp_path):

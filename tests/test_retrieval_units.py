@@ -108,6 +108,55 @@ def test_parse_decodes_byte_order_marks_like_utf8(tmp_path):
         parse(tmp_path / "bin.txt", "\x00\x01binary".encode("utf-16"))
 
 
+def test_legacy_windows_text_keeps_its_punctuation(tmp_path):
+    from retrieval.parse import parse
+
+    text = "Don’t pay more than €20 — it’s “free” shipping…"
+    assert parse(tmp_path / "old.txt", text.encode("cp1252")).text == text
+    assert parse(tmp_path / "odd.txt", b"caf\xe9 \x81").text == "café \x81"  # Latin-1 then
+
+
+def test_a_pdf_with_only_an_owner_password_is_read(tmp_path):
+    """Owner passwords restrict printing or copying; the text opens with the empty password."""
+    import io
+
+    from pypdf import PdfWriter
+    from pypdf.generic import NameObject, StreamObject
+
+    from retrieval.parse import parse
+
+    def pdf(user_password: str) -> bytes:
+        writer = PdfWriter()
+        page = writer.add_blank_page(width=300, height=100)
+        font = writer._add_object(_helvetica())
+        page[NameObject("/Resources")] = _resources(font)
+        content = StreamObject()
+        content.set_data(b"BT /F1 12 Tf 20 50 Td (Refunds take five days.) Tj ET")
+        page[NameObject("/Contents")] = writer._add_object(content)
+        writer.encrypt(user_password=user_password, owner_password="owner", algorithm="RC4-128")
+        out = io.BytesIO()
+        writer.write(out)
+        return out.getvalue()
+
+    assert "Refunds take five days." in parse(tmp_path / "perm.pdf", pdf("")).text
+    with pytest.raises(BadInput, match="password is needed"):
+        parse(tmp_path / "locked.pdf", pdf("secret"))
+
+
+def _helvetica():
+    from pypdf.generic import DictionaryObject, NameObject
+
+    return DictionaryObject({NameObject("/Type"): NameObject("/Font"),
+                             NameObject("/Subtype"): NameObject("/Type1"),
+                             NameObject("/BaseFont"): NameObject("/Helvetica")})
+
+
+def _resources(font):
+    from pypdf.generic import DictionaryObject, NameObject
+
+    return DictionaryObject({NameObject("/Font"): DictionaryObject({NameObject("/F1"): font})})
+
+
 def test_index_grows_saves_loads_and_forgets_deleted(tmp_path):
     from retrieval.index import VectorIndex
 
