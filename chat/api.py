@@ -411,9 +411,28 @@ class BodyLimit:
             await _too_large(f"more than {MAX_BODY_BYTES} bytes")(scope, receive, send)
 
 
+def _no_such_route(router: APIRouter):
+    async def no_such_route(request: Request) -> JSONResponse:
+        path = request.url.path
+        allowed = sorted({m for r in router.routes if r.path_regex.match(path)
+                          for m in r.methods})
+        if allowed:
+            return error_response(405, f"{request.method} is not allowed on {path}; use "
+                                  f"{', '.join(allowed)}", "invalid_request_error",
+                                  headers={"Allow": ", ".join(allowed)})
+        return error_response(404, f"no such endpoint: {request.method} {path} (see /docs)",
+                              "invalid_request_error")
+    return no_such_route
+
+
 def install_api(app: FastAPI, ctx: ApiContext) -> None:
     """Add the /v1 routes and the JSON error handlers to `app`."""
     install_error_handlers(app)
-    app.include_router(build_router(ctx))
+    router = build_router(ctx)
+    app.include_router(router)
+    # last under /v1: an unknown path or method gets the API's error shape, not the 404 of
+    # the web app mounted at /
+    app.add_api_route("/v1/{path:path}", _no_such_route(router), include_in_schema=False,
+                      methods=["GET", "POST", "PUT", "PATCH", "DELETE"])
     app.add_middleware(BodyLimit)
     app.state.api = ctx  # lets tests and the admin console see the in-flight count

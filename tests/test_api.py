@@ -71,6 +71,18 @@ def test_unknown_model_or_version_is_404(live):
                 model=model, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
 
 
+def test_unknown_paths_and_methods_get_the_error_shape(live):
+    headers = {"Authorization": f"Bearer {live['keys']['alice']}"}
+    r = httpx.get(live["url"] + "/v1/nothing/here", headers=headers)
+    assert r.status_code == 404 and "no such endpoint: GET /v1/nothing/here" in \
+        r.json()["error"]["message"]
+    r = httpx.get(live["url"] + "/v1/chat/completions", headers=headers)
+    assert r.status_code == 405 and r.headers["allow"] == "POST"
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert httpx.get(live["url"] + "/v1/models", headers=headers).status_code == 200
+    assert httpx.get(live["url"] + "/docs").status_code == 200  # the rest is untouched
+
+
 def test_bad_or_missing_key_is_401(live):
     before = live["store"].counts()["messages"]
     with pytest.raises(openai.AuthenticationError):

@@ -196,6 +196,26 @@ def test_a_cancel_during_the_gate_registers_and_serves_nothing(store, cfg, setti
     assert [r["version"] for r in registry.list_adapters(store)] == [v1]
 
 
+def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run(store, cfg, settings,
+                                                                 monkeypatch):
+    from training import runner
+    from training.trainers import Cancelled
+
+    leftover = cfg.adapters_dir / ".tmp-run-killed"
+    (leftover / "work").mkdir(parents=True)
+    (leftover / "work" / "adapter_model.safetensors").write_bytes(b"x" * 1000)
+    seen = []
+
+    def train(store, cfg, s, run_id, tmp):
+        seen.append(sorted(p.name for p in cfg.adapters_dir.iterdir()))
+        raise Cancelled
+
+    monkeypatch.setattr(runner, "_train_and_register", train)
+    assert runner.run(runner.create_run(store, settings, "root"), cfg)["status"] == "cancelled"
+    assert len(seen[0]) == 1 and seen[0][0] != leftover.name  # only the run's own scratch
+    assert not list(cfg.adapters_dir.glob(".tmp-run-*"))  # and that one is gone at the end
+
+
 def test_a_cancel_just_before_activation_keeps_a_candidate(store, cfg, settings, monkeypatch):
     from training import registry, runner
 

@@ -263,7 +263,8 @@ def run(run_id: int, cfg: Config | None = None) -> dict:
     settings = TrainSettings.from_dict(row["progress"].get("settings"))
     update_run(store, run_id, status="running", pid=os.getpid(),
                progress={"phase": "preparing", "step": 0, "total": 0})
-    tmp = Path(tempfile.mkdtemp(prefix=".tmp-run-", dir=_adapters_dir(cfg)))
+    _remove_scratch(_adapters_dir(cfg))
+    tmp = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=_adapters_dir(cfg)))
     try:
         result = _train_and_register(store, cfg, settings, run_id, tmp)
     except Cancelled:
@@ -278,6 +279,16 @@ def run(run_id: int, cfg: Config | None = None) -> dict:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return result
+
+
+SCRATCH_PREFIX = ".tmp-run-"
+
+
+def _remove_scratch(adapters_dir: Path) -> None:
+    """Scratch folders of earlier runs: a run removes its own when it ends, but one that was
+    killed cannot. Runs go one at a time, so when one starts every other is a leftover."""
+    for leftover in adapters_dir.glob(SCRATCH_PREFIX + "*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _adapters_dir(cfg: Config) -> Path:
