@@ -47,11 +47,8 @@ def focus_text(question: str, text: str, budget: int,
         if sizes[i] <= left:
             chosen.append(i)
             left -= sizes[i]
-    if not chosen:  # even the best sentence is over budget: keep its opening words
-        best = sentences[order[0]]
-        words = best.split()
-        keep = max(1, int(len(words) * budget / max(1, sizes[order[0]])))
-        return " ".join(words[:keep]) + GAP.rstrip()
+    if not chosen:  # even the best sentence is over budget: keep its opening
+        return _opening(sentences[order[0]], budget, count) + GAP.rstrip()
     chosen.sort()
     out = ""
     for pos, i in enumerate(chosen):
@@ -60,6 +57,22 @@ def focus_text(question: str, text: str, budget: int,
         else:
             out += (" " if i == chosen[pos - 1] + 1 else GAP) + sentences[i]
     return out + ("" if chosen[-1] == len(sentences) - 1 else GAP.rstrip())
+
+
+def _opening(text: str, budget: int, count: Callable[[list[str]], list[int]]) -> str:
+    """The longest opening of `text` within `budget` tokens, found by characters (text without
+    spaces, such as Chinese or Japanese, has no words to cut at), ending on a word where the
+    text has them. About log2(len(text)) token counts."""
+    lo, hi = 0, len(text)
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if count([text[:mid]])[0] <= budget:
+            lo = mid
+        else:
+            hi = mid - 1
+    cut = text[:max(lo, 1)]
+    space = cut.rfind(" ")
+    return cut[:space] if lo < len(text) and space > len(cut) // 2 else cut
 
 
 def focus_sources(question: str, sources: list[Source], budget: int,

@@ -38,6 +38,18 @@ def test_one_overlong_sentence_is_cut_to_the_budget():
     assert len(out.split()) <= 11 and out.endswith("…")
 
 
+def test_text_without_spaces_is_cut_to_the_budget_too(real_engine):
+    """Chinese has no spaces: cutting at words kept a whole 430-token sentence (found by a
+    review: four such sources overflowed the context)."""
+    text = "退款会在五个工作日内退回原来的银行卡，" * 40 + "。"
+    count = real_engine.count_tokens
+    assert count([text])[0] > 400
+    out = focus_text("退款", text, 64, count)
+    assert out.endswith("…") and count([out.removesuffix(" …").removesuffix("…")])[0] <= 64
+    assert text.startswith(out.removesuffix("…").rstrip())
+    assert count([out])[0] > 40  # close to the budget, not a sliver
+
+
 def test_budget_zero_keeps_whole_chunks_and_ids():
     src = [Source(7, "doc.md", 0.8, CHUNK)]
     assert focus_sources("refunds", src, 0, words) == src
