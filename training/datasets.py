@@ -9,6 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 
 from chat.errors import NotEnoughData
+from chat.sanitize import inert
 from feedback.export import dpo_rows, kto_rows, normalize_prompt
 from feedback.importer import IMPORT_VERSION
 from training.config import DataSettings
@@ -148,6 +149,27 @@ def kto_weights(rows: list[dict]) -> tuple[float, float]:
     if n_good >= n_bad:
         return n_bad / n_good, 1.0
     return 1.0, n_good / n_bad
+
+
+TEXT_KEYS = ("prompt", "chosen", "rejected", "completion")
+
+
+def inert_rows(rows: list[dict], pattern) -> list[dict]:
+    """Rows whose text has the tokenizer's control-token strings made inert, as Engine.encode
+    does when serving: a stored question, source or answer must not open turns in training
+    that it could not open when it was served."""
+    return [{**r, **{k: inert_text(r[k], pattern) for k in TEXT_KEYS if k in r}} for r in rows]
+
+
+def inert_text(value, pattern):
+    """A string, or a list of chat messages, with inert control-token strings."""
+    if isinstance(value, str):
+        return inert(value, pattern)
+    if isinstance(value, list):
+        return [{**m, "content": inert(m["content"], pattern)}
+                if isinstance(m, dict) and isinstance(m.get("content"), str) else m
+                for m in value]
+    return value
 
 
 def trl_columns(rows: list[dict], columns: tuple[str, ...]) -> list[dict]:

@@ -6,8 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat.errors import NotEnoughData
+from chat.sanitize import special_token_pattern
 from training.config import TrainSettings
-from training.datasets import Split, conversation_prompts, trl_columns
+from training.datasets import Split, conversation_prompts, inert_text, trl_columns
 from training.trainers import (
     Hooks,
     _finish,
@@ -78,11 +79,12 @@ def train_rlhf(base_path: str, data: Split, s: TrainSettings, out_dir: Path, hoo
     score = reward_scorer(rm, rm_tok)
     from training.runner import active_profile
 
-    prompts = conversation_prompts(store, active_profile(store, cfg), s.rlhf.max_prompts)
+    policy, tok = load_policy(base_path)
+    prompts = [inert_text(p, special_token_pattern(tok)) for p in  # as data.train already is
+               conversation_prompts(store, active_profile(store, cfg), s.rlhf.max_prompts)]
     prompts += [r["prompt"] for r in data.train][: max(0, s.rlhf.max_prompts - len(prompts))]
     if len(prompts) < 2:
         raise NotEnoughData("RLHF needs prompts from real conversations or pairs")
-    policy, tok = load_policy(base_path)
     g = s.rlhf.num_generations
     common = common_args(s, out_dir / "work", lr=s.rlhf.rl_learning_rate,
                          max_steps=s.rlhf.rl_steps)

@@ -303,9 +303,9 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
 
     prep = prepare(store, cfg, s)
     data, method = prep["split"], prep["method"]
+    base_path = resolve_base_model(cfg)
     update_run(store, run_id, method=method, n_examples=len(data.train),
                progress={"phase": "training", "method": method, "why": prep["why"]})
-    base_path = resolve_base_model(cfg)
     hooks = _hooks(store, run_id, method)
     train_metrics, reward = train_method(method, base_path, data, s, tmp, hooks, store, cfg)
     update_run(store, run_id, progress={"phase": "gate", "method": method})
