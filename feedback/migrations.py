@@ -78,3 +78,23 @@ def m001_initial(db: Database) -> None:
             created_at TEXT NOT NULL);
         """
     )
+
+
+@migrations()
+def m002_serving_log(db: Database) -> None:
+    """What was served, in order (version NULL: the base model), so a rollback returns to the
+    state before the current one even when the base model was served in between."""
+    db.executescript(
+        """
+        CREATE TABLE serving_log (
+            id INTEGER PRIMARY KEY, version TEXT REFERENCES adapters(version),
+            at TEXT NOT NULL);
+        INSERT INTO serving_log (version, at)
+            SELECT version, activated_at FROM adapters WHERE activated_at IS NOT NULL
+            ORDER BY activated_at, version;
+        INSERT INTO serving_log (version, at)
+            SELECT NULL, strftime('%Y-%m-%dT%H:%M:%f', 'now') FROM adapters
+            WHERE activated_at IS NOT NULL
+              AND NOT EXISTS (SELECT 1 FROM adapters WHERE status = 'active') LIMIT 1;
+        """
+    )

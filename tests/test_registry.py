@@ -84,6 +84,36 @@ def test_deactivate_serves_the_base_after_any_history(cfg, store):
     assert registry.active_version(store) == v2
 
 
+def test_rollback_returns_to_the_base_model_when_it_was_served_before(cfg, store):
+    from training import registry
+
+    v1, v2 = add(cfg, store), add(cfg, store)
+    registry.activate(store, v1)
+    registry.deactivate(store)  # the admin withdrew v1
+    registry.activate(store, v2)  # then the next run's adapter went live
+    assert registry.rollback(store) is None  # back to the base model, not to v1
+    assert registry.active_version(store) is None
+    registry.activate(store, v1)
+    registry.activate(store, v1)  # activating it twice is one state, not two
+    assert registry.rollback(store) is None
+
+
+def test_an_older_store_gets_its_serving_history_from_the_adapters(cfg, store):
+    """The serving log came with a later migration: it starts from the activation times."""
+    from feedback.store import Store
+    from training import registry
+
+    v1, v2 = add(cfg, store), add(cfg, store)
+    registry.activate(store, v1)
+    registry.activate(store, v2)
+    with store.write() as db:  # the file as the first migration left it
+        db.conn.execute("DROP TABLE serving_log")
+        db.conn.execute("DELETE FROM _sqlite_migrations WHERE name = 'm002_serving_log'")
+    reopened = Store(cfg.db_path)
+    assert [r["version"] for r in reopened.query("SELECT version FROM serving_log")] == [v1, v2]
+    assert registry.rollback(reopened) == v1
+
+
 def test_rollback_refuses_a_version_of_another_base_model(cfg, store):
     from training import registry
 

@@ -55,6 +55,7 @@ EXPECTED = {
         "adapter_version": str, "progress_json": str, "metrics_json": str, "error": str},
     "training_events": {"id": int, "run_id": int, "step": int, "total": int,
                         "metrics_json": str, "created_at": str},
+    "serving_log": {"id": int, "version": str, "at": str},
 }
 
 

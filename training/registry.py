@@ -111,8 +111,10 @@ def activate(store: Store, version: str, base_model: str | None = None, *,
         if expected_active is not ANY_ACTIVE:
             _check_still_active(db, expected_active)
         db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
+        now = utcnow()
         db.conn.execute("UPDATE adapters SET status = 'active', activated_at = ? "
-                        "WHERE version = ?", (utcnow(), version))
+                        "WHERE version = ?", (now, version))
+        db.conn.execute("INSERT INTO serving_log (version, at) VALUES (?, ?)", (version, now))
     return get(store, version)
 
 
@@ -134,23 +136,23 @@ def deactivate(store: Store) -> str:
         raise BadInput("no adapter is active; the base model is already served")
     with store.write() as db:
         db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
+        db.conn.execute("INSERT INTO serving_log (version, at) VALUES (NULL, ?)", (utcnow(),))
     return current["version"]
 
 
 def rollback(store: Store, base_model: str | None = None) -> str | None:
-    """Activate the version that was active before the current one (None: back to the base).
-    Two rollbacks in a row swap the last two versions (like `cd -`); `deactivate` serves the
-    base model whatever came before."""
+    """Serve again what was served before the current adapter: an earlier version, or the base
+    model (None). Two rollbacks in a row swap the last two (like `cd -`); `deactivate` serves
+    the base model whatever came before."""
     current = active_row(store)
     if current is None:
         raise BadInput("no adapter is active; nothing to roll back")
     prev = store.one(
-        "SELECT version FROM adapters WHERE activated_at IS NOT NULL AND version != ? "
-        "AND status = 'retired' AND activated_at <= ? "
-        "ORDER BY activated_at DESC, version DESC LIMIT 1",
-        (current["version"], current["activated_at"]))
-    if prev is None:
+        "SELECT version FROM serving_log WHERE version IS NOT ? AND id < "
+        "(SELECT MAX(id) FROM serving_log WHERE version = ?) ORDER BY id DESC LIMIT 1",
+        (current["version"], current["version"]))
+    if prev is None or prev["version"] is None:
         deactivate(store)
         return None
-    activate(store, prev["version"], base_model)
+    activate(store, prev["version"], base_model, expected_active=current["version"])
     return prev["version"]
