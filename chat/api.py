@@ -18,7 +18,7 @@ from itertools import chain
 
 from fastapi import APIRouter, Depends, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -412,8 +412,12 @@ class BodyLimit:
 
 
 def _no_such_route(router: APIRouter):
-    async def no_such_route(request: Request) -> JSONResponse:
+    async def no_such_route(request: Request) -> Response:
         path = request.url.path
+        twin = path[:-1] if path.endswith("/") else path + "/"
+        if any(r.path_regex.match(twin) for r in router.routes):
+            # what Starlette does for a route without this catch-all: the same path, redirected
+            return RedirectResponse(request.url.replace(path=twin), status_code=307)
         allowed = sorted({m for r in router.routes if r.path_regex.match(path)
                           for m in r.methods})
         if allowed:

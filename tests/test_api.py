@@ -81,6 +81,10 @@ def test_unknown_paths_and_methods_get_the_error_shape(live):
     assert r.json()["error"]["type"] == "invalid_request_error"
     assert httpx.get(live["url"] + "/v1/models", headers=headers).status_code == 200
     assert httpx.get(live["url"] + "/docs").status_code == 200  # the rest is untouched
+    r = httpx.get(live["url"] + "/v1/models/?x=1", headers=headers)  # a stray slash: redirected
+    assert r.status_code == 307 and r.headers["location"].endswith("/v1/models?x=1")
+    r = httpx.get(live["url"] + "/v1/models/", headers=headers, follow_redirects=True)
+    assert r.status_code == 200 and r.json()["object"] == "list"
 
 
 def test_bad_or_missing_key_is_401(live):
