@@ -1,5 +1,6 @@
 """The Gradio web app: handlers are plain functions of (context, inputs); build_app only wires."""
 
+import json
 import secrets
 import threading
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from chat.views import (
     shown_answer,
     shown_question,
     source_rows,
+    strip_badge,
     text_of,
 )
 from feedback.store import RATING_REASONS, same_answer
@@ -66,6 +68,7 @@ def respond(ctx: AppContext, message: str, chat_history: list[dict], session: di
     chat_history = list(chat_history or [])
     # one id per shown answer, so that like/edit find the right row (None: stopped, unsaved)
     ids = aligned_ids(session["message_ids"], chat_history)
+    message = message.strip()  # as it is stored, and measured when it comes back as history
     shown = chat_history + [shown_question(message)]
     yield "", shown, gr.skip()
     cancel = threading.Event()
@@ -100,10 +103,21 @@ def retry(ctx: AppContext, chat_history: list[dict], session: dict, retry_data: 
     """Ask the last question again (a new answer; the old one stays in the store)."""
     chat_history = list(chat_history or [])
     question = raw_text(chat_history[retry_data.index]["content"])
-    kept = chat_history[: retry_data.index]
     session = session_user(session, request)
-    for _, shown, new_session_state in respond(ctx, question, kept, session, request):
-        yield shown, new_session_state
+    for shown, state, _ in _ask_again(ctx, question, chat_history, retry_data.index, session,
+                                      request):
+        yield shown, state, gr.skip()  # the question stays in the chat: the box is left alone
+
+
+def _ask_again(ctx: AppContext, question: str, chat_history: list[dict], index: int,
+               session: dict, request: gr.Request = None) -> Iterator[tuple]:
+    """Ask `question` in place of the chat from `index` on (retry, an edited question). A
+    refused one leaves the chat as it was and yields the text for the box, to fix and send."""
+    for box, shown, state in respond(ctx, question, chat_history[:index], session, request):
+        if isinstance(box, str) and box:  # respond hands a refused question back to the box
+            yield chat_history, gr.skip(), box
+            return
+        yield shown, state, gr.skip()
 
 
 def undo(chat_history: list[dict], session: dict, undo_data: gr.UndoData) -> tuple:
@@ -132,19 +146,31 @@ def _answer_id(ctx: AppContext, chat_history: list[dict], session: dict, index) 
     position = index[0] if isinstance(index, (list, tuple)) else index
     found = _stopped_answer_id(ctx, session, text_of(chat_history[position]["content"]))
     if found is None:
-        raise gr.Error("This answer was not saved (it failed).")
+        raise gr.Error("This answer was not saved (it failed), so it cannot be rated or corrected.")
     return found
 
 
 def _stopped_answer_id(ctx: AppContext, session: dict, shown: str) -> int | None:
-    """The stored id of an answer shown as `shown`: a stopped answer is recorded, but its
-    stream ends before it can hand its id to the session."""
+    """The stored id of a stopped answer shown as `shown`. Its stream ends before it can hand
+    its id to the session, and may take one more piece after the browser's last update, so
+    the stored text can run on past what is shown: match the latest stopped answer that
+    starts with it."""
     if session.get("conversation_id") is None:
         return None
-    ids = [m["id"] for m in ctx.store.messages(session["conversation_id"])
-           if m["role"] == "assistant"
-           and shown_answer(m["content"], m["adapter_version"])["content"] == shown]
-    return ids[-1] if ids else None
+    shown_body = _answer_body(shown)
+    for m in reversed(ctx.store.messages(session["conversation_id"])):
+        if m["role"] != "assistant" or not json.loads(m["params_json"] or "{}").get("stopped"):
+            continue
+        stored_body = _answer_body(shown_answer(m["content"], m["adapter_version"])["content"])
+        if stored_body.startswith(shown_body):
+            return m["id"]
+    return None
+
+
+def _answer_body(shown: str) -> str:
+    """An answer as displayed, less the badge and the fence closed for display only."""
+    body = strip_badge(text_of(shown))
+    return body.removesuffix("\n```") if body.count("```") % 2 == 0 else body
 
 
 def like(ctx: AppContext, chat_history: list[dict], session: dict,
@@ -186,8 +212,7 @@ def edit(ctx: AppContext, chat_history: list[dict], session: dict, edit_data: gr
     index = edit_data.index[0] if isinstance(edit_data.index, (list, tuple)) else edit_data.index
     new_text = raw_text(edit_data.value).strip()
     if chat_history[index]["role"] == "user":
-        for _, shown, state in respond(ctx, new_text, chat_history[:index], session, request):
-            yield shown, state
+        yield from _ask_again(ctx, new_text, chat_history, index, session, request)
         return
     message_id = _answer_id(ctx, chat_history, session, index)
     try:
@@ -197,7 +222,7 @@ def edit(ctx: AppContext, chat_history: list[dict], session: dict, edit_data: gr
     version = ctx.store.message(message_id)["adapter_version"]
     chat_history[index] = shown_answer(new_text, version)
     gr.Info("Thanks: your correction was saved.")
-    yield chat_history, session
+    yield chat_history, session, gr.skip()
 
 
 def compare(ctx: AppContext, chat_history: list[dict], session: dict,
@@ -355,12 +380,14 @@ def _setup_events(ctx: AppContext, session: gr.State, app: gr.Blocks, ui: dict) 
               for trigger, name in ((box.submit, "chat"), (ui["send"].click, False))]
     for event in events:
         event.then(**after).then(_list, [session], [session, convs], api_name=False)
+    events += [chatbot.retry(_retry, [chatbot, session], [chatbot, session, box]),
+               chatbot.edit(_edit, [chatbot, session], [chatbot, session, box])]
+    for event in events[2:]:
+        event.then(**after)
     ui["stop"].click(None, cancels=events)
-    chatbot.retry(_retry, [chatbot, session], [chatbot, session]).then(**after)
     chatbot.undo(undo, [chatbot, session], [chatbot, session, box])
     chatbot.clear(clear, [session], [chatbot, session]).then(**after)
     chatbot.like(_like, [chatbot, session], [session, ui["reason_box"]])
-    chatbot.edit(_edit, [chatbot, session], [chatbot, session])
     def _save(reason: str | None, comment: str, session: dict):
         return save_reason(ctx, reason, comment, session)
 

@@ -85,17 +85,23 @@ class ChatService:
         return question
 
     def check_history(self, history: list[dict] | None) -> list[dict]:
-        """Earlier turns from the client (web app or API), each held to the limits of what
-        would have been asked or answered; only the last CHAT_MAX_HISTORY_TURNS are kept."""
-        turns = []
-        for i, turn in enumerate(history or []):
-            role = turn.get("role") if isinstance(turn, dict) else None
-            if role not in ("user", "assistant"):
+        """Earlier turns from the client (web app or API), each with a role; only the last
+        CHAT_MAX_HISTORY_TURNS are kept, each held, stripped as a question is, to the limits
+        of what would have been asked or answered (turns dropped are not measured)."""
+        history = list(history or [])
+        for i, turn in enumerate(history):
+            if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant"):
                 raise BadInput(f"history turn {i} must have role 'user' or 'assistant'")
+        keep = 2 * self.cfg.max_history_turns
+        first = max(len(history) - keep, 0) if keep else len(history)
+        turns = []
+        for i, turn in enumerate(history[first:], start=first):
+            role, content = turn["role"], turn.get("content")
+            content = content.strip() if isinstance(content, str) else content
             factor = 1 if role == "user" else ANSWER_FACTOR
-            turns.append({"role": role, "content": self.check_text(
-                turn.get("content"), f"history turn {i} ({role})", factor)})
-        return turns[-2 * self.cfg.max_history_turns:] if self.cfg.max_history_turns else []
+            content = self.check_text(content, f"history turn {i} ({role})", factor)
+            turns.append({"role": role, "content": content})
+        return turns
 
     def retrieve(self, question: str) -> list[Source]:
         if self.retriever is None:

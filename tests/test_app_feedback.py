@@ -18,9 +18,11 @@ from chat.app import (
     open_conversation,
     pick,
     respond,
+    retry,
     save_reason,
 )
 from chat.config import replace
+from chat.limits import RateLimiter
 from chat.service import ChatService
 from chat.views import badge, shown_answer, strip_badge, text_of
 
@@ -70,6 +72,22 @@ def test_a_refused_question_goes_back_into_the_box(ctx, store):
     assert store.counts() == before
 
 
+def test_a_question_at_the_limit_with_a_newline_keeps_the_chat_going(ctx, store):
+    """The box's trailing newline is not part of the question: once shown, it comes back as
+    history next turn and must be within the limit there too."""
+    cfg = replace(ctx.cfg, max_message_chars=60, max_history_turns=2)
+    ctx = AppContext(ChatService(cfg, ctx.service.engine, store))
+    question = "x" * cfg.max_message_chars + "\n\n"
+    history, session = _ask(ctx, question)
+    assert text_of(history[0]["content"]) == question.strip()
+    long_ago = [{"role": "user", "content": "y" * (cfg.max_message_chars + 1)},
+                {"role": "assistant", "content": "z"},
+                {"role": "user", "content": "ok?"}, {"role": "assistant", "content": "ok"}]
+    history, session = _ask(ctx, "and then?", long_ago + history, session)
+    assert [m["role"] for m in history[-4:]] == ["user", "assistant"] * 2
+    assert store.counts()["messages"] == 4  # the too-long turn was past the window: not read
+
+
 @pytest.mark.parametrize("message", ["", "   \n"])
 def test_an_empty_question_changes_nothing(ctx, store, message):
     before = store.counts()
@@ -91,6 +109,29 @@ def test_a_stopped_answer_is_stored_as_stopped_and_can_be_rated(ctx, store):
     (rating,) = store.query("SELECT * FROM ratings")  # ...yet the rating lands on it
     assert (rating["message_id"], rating["value"]) == (row["id"], -1)
     assert liked["pending_rating"] == row["id"]
+
+
+def test_a_stopped_answer_is_found_when_the_stream_ran_on_past_the_browser(ctx, store):
+    """On Stop, gradio closes the stream after the browser's last update; the stream may
+    take one more piece first, so the stored answer runs on past what is shown."""
+    updates = respond(ctx, "Tell me a long story.", [], new_session())
+    next(updates)
+    _, shown_history, _ = next(updates)  # what the browser shows when Stop is pressed
+    _, _, session = next(updates)  # one more piece, never shown
+    updates.close()
+    (row,) = store.query("SELECT * FROM messages WHERE role = 'assistant'")
+    shown = strip_badge(text_of(shown_history[-1]["content"]))
+    assert len(shown) < len(row["content"]) and row["content"].startswith(shown)
+    like(ctx, shown_history, session, _like(1, True))
+    assert store.query("SELECT message_id, value FROM ratings") == [
+        {"message_id": row["id"], "value": 1}]
+
+
+def test_a_failed_answer_cannot_be_rated(ctx, store):
+    history = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "never saved"}]
+    with pytest.raises(gr.Error, match="not saved"):
+        like(ctx, history, new_session(), _like(1, True))
+    assert store.query("SELECT * FROM ratings") == []
 
 
 def test_thumbs_up_then_down_with_reason_keeps_one_row(ctx, store):
@@ -137,13 +178,30 @@ def test_edit_stores_a_correction_and_a_preference(ctx, store):
     original = store.message(session["message_ids"][0])
     data = SimpleNamespace(index=1, previous_value=history[1]["content"],
                            value=[{"type": "text", "text": "Paris. <sub>adapter: base</sub>"}])
-    *_, (history, session) = edit(ctx, history, session, data)
+    *_, (history, session, box) = edit(ctx, history, session, data)
+    assert box == gr.skip()  # the box may hold a question being typed
     assert store.query("SELECT content FROM corrections") == [{"content": "Paris."}]
     (pref,) = store.query("SELECT * FROM preferences")
     assert (pref["chosen"], pref["rejected"], pref["source"]) == (
         "Paris.", original["content"], "correction")
     assert json.loads(pref["prompt_json"]) == json.loads(original["prompt_json"])
     assert text_of(history[1]["content"]).startswith("Paris.")
+
+
+def test_a_refused_edit_or_retry_leaves_the_chat_as_it_was(ctx, store):
+    history, session = _ask(ctx, "first?")
+    history, session = _ask(ctx, "second?", history, session)
+    before = store.counts()
+    too_long = "y" * (ctx.cfg.max_message_chars + 1)
+    with pytest.warns(UserWarning, match="too long"):
+        updates = list(edit(ctx, history, session, SimpleNamespace(index=0, value=too_long)))
+    assert updates[-1] == (history, gr.skip(), too_long)  # the edit goes to the box to fix
+    ctx.service.limiter = RateLimiter(1)
+    ctx.service.limiter.check(session["user"])  # the one request a minute is spent
+    with pytest.warns(UserWarning, match="too many requests"):
+        updates = list(retry(ctx, history, session, SimpleNamespace(index=2)))
+    assert updates[-1] == (history, gr.skip(), gr.skip())
+    assert store.counts() == before
 
 
 def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
