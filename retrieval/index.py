@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import threading
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -82,6 +83,9 @@ class VectorIndex:
             raise ValueError("built with another embedder or dimension")
         if meta.get("file_size") != self.path.stat().st_size:
             raise ValueError("index file size differs from its metadata (truncated?)")
+        # a crash between save's two renames leaves a new index beside the old metadata
+        if "file_crc32" in meta and meta["file_crc32"] != _crc32(self.path):
+            raise ValueError("index file differs from its metadata (a save cut short?)")
         index = hnswlib.Index(space="cosine", dim=self.dim)
         index.load_index(str(self.path), max_elements=int(meta["capacity"]))
         keys = {int(label): key for label, key in meta["keys"]}
@@ -99,7 +103,8 @@ class VectorIndex:
             meta = {"embedder": self.embedder, "dim": self.dim, "space": "cosine",
                     "M": self.m, "ef_construction": self.ef_construction,
                     "capacity": self._index.max_elements, "elements": self._index.element_count,
-                    "file_size": tmp.stat().st_size, "keys": sorted(self.keys.items())}
+                    "file_size": tmp.stat().st_size, "file_crc32": _crc32(tmp),
+                    "keys": sorted(self.keys.items())}
             tmp_meta = self.meta_path.with_name(f".{self.meta_path.name}.{os.getpid()}.tmp")
             tmp_meta.write_text(json.dumps(meta))
             with self._file_lock(exclusive=True):
@@ -153,3 +158,11 @@ class VectorIndex:
             self._index.set_ef(self.ef)
         return [[(int(lab), float(1.0 - d)) for lab, d in zip(row_l, row_d, strict=True)]
                 for row_l, row_d in zip(labels, dist, strict=True)]
+
+
+def _crc32(path: Path) -> int:
+    crc = 0
+    with open(path, "rb") as fh:
+        while block := fh.read(1 << 20):
+            crc = zlib.crc32(block, crc)
+    return crc

@@ -177,6 +177,34 @@ def test_index_grows_saves_loads_and_forgets_deleted(tmp_path):
     assert not other.load() and len(other) == 0  # built by another embedder: rebuild
 
 
+def test_a_save_cut_between_its_two_renames_is_not_loaded(tmp_path, monkeypatch):
+    """The index file is renamed into place first: a crash before the metadata follows leaves
+    a new index of the same size beside the old metadata, which must not be believed."""
+    import os
+
+    from retrieval.index import VectorIndex
+
+    vecs = np.random.default_rng(0).normal(size=(2, 16)).astype(np.float32)
+    index = VectorIndex(tmp_path / "i.hnsw", 16, "test-embedder", m=8)
+    index.add([1, 2], vecs, ["a", "b"])
+    index.save()
+    index.add([2], -vecs[1:], ["b2"])  # chunk 2 re-embedded: same ids, same file size
+    renames = []
+
+    def crash_on_the_second(src, dst):
+        renames.append(dst)
+        if len(renames) == 2:
+            raise KeyboardInterrupt("power cut")
+        os.rename(src, dst)
+
+    monkeypatch.setattr("retrieval.index.os.replace", crash_on_the_second)
+    with pytest.raises(KeyboardInterrupt):
+        index.save()
+    monkeypatch.undo()
+    loaded = VectorIndex(tmp_path / "i.hnsw", 16, "test-embedder", m=8)
+    assert not loaded.load() and len(loaded) == 0  # rebuilt from SQLite by the retriever
+
+
 def test_search_on_tiny_index_with_deletions_returns_what_exists(tmp_path):
     from retrieval.index import VectorIndex
 
