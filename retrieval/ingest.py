@@ -114,4 +114,8 @@ def max_bytes(cfg: Config) -> int:
 
 
 def read(path: Path, cfg: Config) -> bytes:
+    try:  # the path is stored as text: a name that is not UTF-8 cannot be
+        str(path.resolve()).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadInput("the file name is not valid UTF-8; rename the file") from None
     return read_bytes(path, max_bytes(cfg))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from pathlib import Path
 
@@ -241,10 +242,14 @@ def test_bad_files_are_reported_and_store_nothing(retriever, tmp_path, store, cf
     (bad / "empty.txt").write_text("")
     (bad / "blank.html").write_bytes(b"")
     (bad / "notes.docx").write_bytes(b"PK\x03\x04")
+    latin1 = os.fsdecode(b"caf\xe9.txt")  # a name from a Latin-1 system: not UTF-8
+    (bad / latin1).write_text("Coffee.")
     report = retriever.ingest([bad, bad / "notes.docx", tmp_path / "missing.md"])
     errors = {Path(e["path"]).name: e["error"] for e in report.errors}
-    assert set(errors) == {"broken.pdf", "empty.txt", "blank.html", "notes.docx", "missing.md"}
+    assert set(errors) == {"broken.pdf", "empty.txt", "blank.html", "notes.docx", "missing.md",
+                           latin1}
     assert "PDF" in errors["broken.pdf"] and "empty" in errors["empty.txt"]
+    assert errors[latin1] == "the file name is not valid UTF-8; rename the file"
     assert report.documents_added == 0 and report.chunks_added == 0
     assert store.counts()["documents"] == 0 and store.counts()["chunks"] == 0
 
