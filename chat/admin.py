@@ -69,11 +69,16 @@ def recent_feedback(ctx, user: str | None, kind: str = "all", reason: str = "",
 # ---------------------------------------------------------------------------- documents
 
 
+def _file_name(original: str) -> str:
+    """The last part of a name a browser sent (it may hold a Windows or POSIX path)."""
+    return re.split(r"[\\/]", original)[-1]
+
+
 def safe_upload_name(original: str) -> str:
     """A server-generated file name that keeps only a known extension of the original."""
     if "\x00" in original:
         raise BadInput("the file name contains a NUL character")
-    base = re.split(r"[\\/]", original)[-1]
+    base = _file_name(original)
     ext = Path(base).suffix.lower()
     if ext not in ALLOWED_UPLOADS:
         raise BadInput(f"unsupported file type {ext or '(none)'!r}; allowed: "
@@ -121,6 +126,7 @@ def upload_documents(ctx, user: str | None, files: list[tuple[str, bytes]]) -> d
             originals[str(target)] = original
         report = ctx.service.retriever.ingest([Path(p) for p in originals])
     report.skipped += skipped
+    _title_from_original_names(ctx, originals)
     for err in report.errors:
         if err["path"] in originals:
             Path(err["path"]).unlink(missing_ok=True)  # nothing stays for a rejected file
@@ -129,6 +135,16 @@ def upload_documents(ctx, user: str | None, files: list[tuple[str, bytes]]) -> d
 
 
 _UPLOADING = threading.Lock()
+
+
+def _title_from_original_names(ctx, originals: dict[str, str]) -> None:
+    """A document titled by its file name (no heading or metadata title) gets the name the
+    admin uploaded, not the generated one."""
+    with ctx.store.write() as db:
+        for path, original in originals.items():
+            db.conn.execute("UPDATE documents SET title = ? WHERE path = ? AND title = ?",
+                            (Path(_file_name(original)).stem[:300], path,
+                             Path(path).stem))
 
 
 def _uploads(ctx) -> Path:

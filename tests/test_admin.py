@@ -89,6 +89,8 @@ def test_upload_lands_inside_the_data_folder_under_a_generated_name(ctx):
     assert len(files) == 1 and files[0].name.endswith("-escape.txt")
     assert report["documents_added"] == 1
     assert not (ctx.cfg.data_dir.parent.parent / "escape.txt").exists()
+    # a text file is titled by its name: the one uploaded, not the generated one
+    assert ctx.store.query("SELECT title FROM documents") == [{"title": "escape"}]
 
 
 def test_the_same_file_uploaded_again_is_skipped_not_added_twice(ctx):
