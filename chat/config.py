@@ -113,6 +113,9 @@ class Config:
         self.data_dir = Path(self.data_dir).expanduser().resolve()
         if self.model_cache is not None:
             self.model_cache = Path(self.model_cache).expanduser().resolve()
+        local = Path(self.base_model).expanduser()
+        if self.base_model and local.is_dir():  # a model folder (an HF id is not one here)
+            self.base_model = str(local.resolve())
         for name, ok, what in _RULES:
             value = getattr(self, name)
             if not ok(value):

@@ -60,6 +60,14 @@ def test_data_dir_comes_from_env(data_dir):
     assert load_config().data_dir == data_dir
 
 
+def test_a_relative_model_folder_becomes_absolute(tmp_path, monkeypatch):
+    """Like the data folder: the training child would look for the model in the checkout."""
+    (tmp_path / "my-model").mkdir()
+    monkeypatch.chdir(tmp_path)
+    assert load_config(base_model="my-model").base_model == str(tmp_path.resolve() / "my-model")
+    assert load_config(base_model="org/not-here").base_model == "org/not-here"  # a hub id
+
+
 def test_relative_folders_become_absolute(tmp_path, monkeypatch):
     """The training process runs from the checkout: a relative data folder would name another
     database there than the server's."""

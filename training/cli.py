@@ -32,7 +32,7 @@ def register(sub) -> None:
     a.add_argument("--json", action="store_true")
     a = asub.add_parser("activate", help="serve this version (running servers follow)")
     a.add_argument("version")
-    asub.add_parser("rollback", help="activate the previously active version")
+    asub.add_parser("rollback", help="serve again what was served before (a version or the base)")
     asub.add_parser("deactivate", help="serve the base model (the active adapter is retired)")
     p.set_defaults(func=cmd_adapters)
 
