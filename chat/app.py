@@ -68,6 +68,9 @@ def respond(ctx: AppContext, message: str, chat_history: list[dict], session: di
     chat_history = list(chat_history or [])
     # one id per shown answer, so that like/edit find the right row (None: stopped, unsaved)
     ids = aligned_ids(session["message_ids"], chat_history)
+    # every state yielded matches what is shown: the ids of turns a retry or an edit replaced
+    # must not outlive them (a stopped answer's slot would point at the old answer)
+    session = {**session, "message_ids": ids}
     message = message.strip()  # as it is stored, and measured when it comes back as history
     shown = chat_history + [shown_question(message)]
     yield "", shown, gr.skip()
@@ -144,27 +147,31 @@ def _answer_id(ctx: AppContext, chat_history: list[dict], session: dict, index) 
     if ids[ordinal] is not None:
         return ids[ordinal]
     position = index[0] if isinstance(index, (list, tuple)) else index
-    found = _stopped_answer_id(ctx, session, text_of(chat_history[position]["content"]))
+    found = _stopped_answer_id(ctx, session, text_of(chat_history[position]["content"]),
+                               claimed={i for i in ids if i is not None})
     if found is None:
         raise gr.Error("This answer was not saved (it failed), so it cannot be rated or corrected.")
     return found
 
 
-def _stopped_answer_id(ctx: AppContext, session: dict, shown: str) -> int | None:
+def _stopped_answer_id(ctx: AppContext, session: dict, shown: str,
+                       claimed: set[int]) -> int | None:
     """The stored id of a stopped answer shown as `shown`. Its stream ends before it can hand
     its id to the session, and may take one more piece after the browser's last update, so
-    the stored text can run on past what is shown: match the latest stopped answer that
-    starts with it."""
+    the stored text can run on past what is shown. Of the stopped answers not `claimed` by
+    another turn that start with it, the closest (exact first; then the latest) wins."""
     if session.get("conversation_id") is None:
         return None
-    shown_body = _answer_body(shown)
-    for m in reversed(ctx.store.messages(session["conversation_id"])):
-        if m["role"] != "assistant" or not json.loads(m["params_json"] or "{}").get("stopped"):
+    shown_body, best = _answer_body(shown), None
+    for m in ctx.store.messages(session["conversation_id"]):
+        if m["role"] != "assistant" or m["id"] in claimed \
+                or not json.loads(m["params_json"] or "{}").get("stopped"):
             continue
         stored_body = _answer_body(shown_answer(m["content"], m["adapter_version"])["content"])
-        if stored_body.startswith(shown_body):
-            return m["id"]
-    return None
+        if stored_body.startswith(shown_body) and (
+                best is None or len(stored_body) <= best[0]):
+            best = (len(stored_body), m["id"])
+    return None if best is None else best[1]
 
 
 def _answer_body(shown: str) -> str:
@@ -251,7 +258,9 @@ def compare(ctx: AppContext, chat_history: list[dict], session: dict,
                     break
             answers.append(answer)
     except ChatError as exc:
-        raise gr.Error(str(exc)) from None
+        gr.Warning(str(exc))  # a toast: gr.Error would cover both panes with an error badge
+        yield gr.skip(), gr.skip(), gr.skip(), gr.update(visible=False)  # nothing to pick
+        return
     a, b = answers
     if same_answer(a.text, b.text):
         gr.Info("Both samples gave the same answer: choose Tie, or ask again.")

@@ -127,6 +127,39 @@ def test_a_stopped_answer_is_found_when_the_stream_ran_on_past_the_browser(ctx, 
         {"message_id": row["id"], "value": 1}]
 
 
+def _stop_after(updates, n):
+    """Chat and session as the browser holds them when Stop is pressed after `n` updates."""
+    shown = state = None
+    for _ in range(n):
+        for output in next(updates):  # (box, chat, session) or (chat, session, box)
+            shown = output if isinstance(output, list) else shown
+            state = output if isinstance(output, dict) and "message_ids" in output else state
+    updates.close()
+    return shown, state
+
+
+@pytest.mark.parametrize("how", ["retry", "edit"])
+def test_a_stopped_retry_or_edit_is_rated_not_the_answer_it_replaced(ctx, store, how):
+    history, session = _ask(ctx, "Tell me a long story.")
+    updates = (retry(ctx, history, session, SimpleNamespace(index=0)) if how == "retry" else
+               edit(ctx, history, session, SimpleNamespace(index=0, value="Another story.")))
+    shown, state = _stop_after(updates, 3)  # the question, then two pieces
+    new = store.query("SELECT max(id) AS id FROM messages WHERE role = 'assistant'")[0]["id"]
+    like(ctx, shown, state, _like(1, True))
+    assert store.query("SELECT message_id FROM ratings") == [{"message_id": new}]
+
+
+def test_two_stopped_answers_that_start_alike_are_told_apart(ctx, store):
+    first, session = _stop_after(respond(ctx, "Tell me a story.", [], new_session()), 2)
+    both, session = _stop_after(respond(ctx, "Tell me a story.", first, session), 5)
+    rows = store.query("SELECT id, content FROM messages WHERE role = 'assistant' ORDER BY id")
+    assert rows[1]["content"].startswith(rows[0]["content"])  # the same seed, stopped later
+    like(ctx, both, session, _like(1, True))  # the first answer
+    like(ctx, both, session, _like(3, False))  # the second
+    assert store.query("SELECT message_id, value FROM ratings ORDER BY message_id") == [
+        {"message_id": rows[0]["id"], "value": 1}, {"message_id": rows[1]["id"], "value": -1}]
+
+
 def test_a_failed_answer_cannot_be_rated(ctx, store):
     history = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "never saved"}]
     with pytest.raises(gr.Error, match="not saved"):
@@ -409,8 +442,9 @@ def test_history_from_the_browser_is_held_to_the_api_limits(ctx, store, turn, er
     with pytest.warns(UserWarning, match=error):  # a toast in the browser
         updates = list(respond(ctx, "second?", history, session))
     assert updates[-1] == ("second?", history, gr.skip())
-    with pytest.raises(gr.Error, match=error):
-        list(compare(ctx, history, session))
+    with pytest.warns(UserWarning, match=error):
+        updates = list(compare(ctx, history, session))
+    assert updates[-1] == (gr.skip(), gr.skip(), gr.skip(), gr.update(visible=False))
     assert store.counts() == before
 
 
