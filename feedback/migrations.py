@@ -93,7 +93,7 @@ def m002_serving_log(db: Database) -> None:
             SELECT version, activated_at FROM adapters WHERE activated_at IS NOT NULL
             ORDER BY activated_at, version;
         INSERT INTO serving_log (version, at)
-            SELECT NULL, strftime('%Y-%m-%dT%H:%M:%f', 'now') FROM adapters
+            SELECT NULL, strftime('%Y-%m-%dT%H:%M:%f+00:00', 'now') FROM adapters
             WHERE activated_at IS NOT NULL
               AND NOT EXISTS (SELECT 1 FROM adapters WHERE status = 'active') LIMIT 1;
         """

@@ -63,11 +63,12 @@ def test_activate_retires_previous_and_rollback_restores(cfg, store):
 def test_rollback_of_the_first_version_serves_the_base(cfg, store):
     from training import registry
 
-    registry.activate(store, add(cfg, store))
+    with pytest.raises(BadInput, match="nothing to roll back"):
+        registry.rollback(store)  # nothing was ever served but the base model
+    v1 = registry.activate(store, add(cfg, store))["version"]
     assert registry.rollback(store) is None
     assert registry.active_version(store) is None
-    with pytest.raises(BadInput, match="nothing to roll back"):
-        registry.rollback(store)
+    assert registry.rollback(store) == v1  # and back: two rollbacks swap, base included
 
 
 def test_deactivate_serves_the_base_after_any_history(cfg, store):
@@ -93,6 +94,8 @@ def test_rollback_returns_to_the_base_model_when_it_was_served_before(cfg, store
     registry.activate(store, v2)  # then the next run's adapter went live
     assert registry.rollback(store) is None  # back to the base model, not to v1
     assert registry.active_version(store) is None
+    assert registry.rollback(store) == v2
+    assert registry.rollback(store) is None
     registry.activate(store, v1)
     registry.activate(store, v1)  # activating it twice is one state, not two
     assert registry.rollback(store) is None
@@ -143,6 +146,27 @@ def test_activate_can_require_what_is_served_to_be_unchanged(cfg, store):
     with pytest.raises(BadInput, match="changed from v0002 to the base model"):
         registry.activate(store, v1, expected_active=v2)
     assert registry.active_version(store) is None
+
+
+def test_a_rollback_to_the_base_does_not_undo_an_activation_meanwhile(cfg, store):
+    from feedback.store import Store
+    from training import registry
+
+    v1, v3 = add(cfg, store), add(cfg, store)
+    registry.activate(store, v1)  # the first version: a rollback goes to the base model
+    read_log = store.one
+
+    def admin_activates_after_the_log_is_read(sql, params=()):
+        row = read_log(sql, params)
+        if "serving_log" in sql:
+            registry.activate(Store(cfg.db_path), v3)  # another process, in between
+        return row
+
+    store.one = admin_activates_after_the_log_is_read
+    with pytest.raises(BadInput, match="changed from v0001 to v0002"):
+        registry.rollback(store)
+    store.one = read_log
+    assert registry.active_version(store) == v3
 
 
 def test_rejected_and_unknown_versions_are_refused(cfg, store):

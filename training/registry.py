@@ -128,31 +128,34 @@ def _check_still_active(db, expected: str | None) -> None:
                        f"{now or 'the base model'} meanwhile")
 
 
-def deactivate(store: Store) -> str:
+def deactivate(store: Store, *, expected_active: str | None | object = ANY_ACTIVE) -> str:
     """Serve the base model: the active adapter becomes retired (still loadable). Returns the
-    version that was active."""
+    version that was active. With `expected_active`, refused unless that is still served."""
     current = active_row(store)
     if current is None:
         raise BadInput("no adapter is active; the base model is already served")
     with store.write() as db:
+        if expected_active is not ANY_ACTIVE:
+            _check_still_active(db, expected_active)
         db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
         db.conn.execute("INSERT INTO serving_log (version, at) VALUES (NULL, ?)", (utcnow(),))
     return current["version"]
 
 
 def rollback(store: Store, base_model: str | None = None) -> str | None:
-    """Serve again what was served before the current adapter: an earlier version, or the base
-    model (None). Two rollbacks in a row swap the last two (like `cd -`); `deactivate` serves
-    the base model whatever came before."""
-    current = active_row(store)
-    if current is None:
-        raise BadInput("no adapter is active; nothing to roll back")
+    """Serve again what was served before the current state: an earlier version, or the base
+    model (None). Two rollbacks in a row swap the last two states, the base model included
+    (like `cd -`); `deactivate` serves the base model whatever came before."""
+    current = active_version(store)
     prev = store.one(
         "SELECT version FROM serving_log WHERE version IS NOT ? AND id < "
-        "(SELECT MAX(id) FROM serving_log WHERE version = ?) ORDER BY id DESC LIMIT 1",
-        (current["version"], current["version"]))
+        "(SELECT MAX(id) FROM serving_log WHERE version IS ?) ORDER BY id DESC LIMIT 1",
+        (current, current))
+    if prev is None and current is None:
+        raise BadInput("the base model is served and nothing was before it; nothing to roll "
+                       "back")
     if prev is None or prev["version"] is None:
-        deactivate(store)
+        deactivate(store, expected_active=current)
         return None
-    activate(store, prev["version"], base_model, expected_active=current["version"])
+    activate(store, prev["version"], base_model, expected_active=current)
     return prev["version"]
