@@ -98,3 +98,10 @@ def m002_serving_log(db: Database) -> None:
               AND NOT EXISTS (SELECT 1 FROM adapters WHERE status = 'active') LIMIT 1;
         """
     )
+
+
+@migrations()
+def m003_run_process_identity(db: Database) -> None:
+    """A training run's process by more than its pid: after a reboot (or a long time) the pid
+    may belong to another process, and the run would look alive forever."""
+    db["training_runs"].add_column("pid_identity", str)

@@ -52,7 +52,8 @@ EXPECTED = {
     "training_runs": {
         "id": int, "method": str, "status": str, "requested_by": str, "pid": int,
         "cancel_requested": int, "started_at": str, "finished_at": str, "n_examples": int,
-        "adapter_version": str, "progress_json": str, "metrics_json": str, "error": str},
+        "adapter_version": str, "progress_json": str, "metrics_json": str, "error": str,
+        "pid_identity": str},
     "training_events": {"id": int, "run_id": int, "step": int, "total": int,
                         "metrics_json": str, "created_at": str},
     "serving_log": {"id": int, "version": str, "at": str},

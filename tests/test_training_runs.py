@@ -116,6 +116,24 @@ def test_a_killed_child_of_this_process_is_settled(store, cfg, settings, monkeyp
     proc.wait()
 
 
+def test_a_run_whose_pid_now_names_another_process_is_settled(store, cfg, settings,
+                                                              monkeypatch):
+    """After a reboot the recorded pid may be some other live process: the run must not look
+    alive forever (blocking every later run)."""
+    from training import runner
+
+    monkeypatch.setattr(runner, "spawn", lambda cfg, run_id: subprocess.Popen(["sleep", "30"]))
+    run_id, proc = runner.start_run(store, cfg, settings, "root")
+    row = store.one("SELECT pid, pid_identity FROM training_runs WHERE id = ?", (run_id,))
+    assert row["pid"] == proc.pid and row["pid_identity"] == runner.process_identity(proc.pid)
+    assert runner.get_run(store, run_id)["status"] == "queued"  # its process lives
+    set_run(store, run_id, pid=os.getpid(),  # alive, but started at another time
+            pid_identity=f"{row['pid_identity'].split(':')[0]}:1")
+    assert runner.reap_stale(store) == 1 and status(store, run_id)["status"] == "failed"
+    proc.kill()
+    proc.wait()
+
+
 def test_the_training_process_has_its_own_session(store, cfg, settings):
     """Ctrl-C signals the terminal's whole foreground group: the child must not get it (the
     CLI asks the run to cancel instead); SIGTERM still ends it."""

@@ -64,8 +64,9 @@ def start_run(store: Store, cfg: Config, settings: TrainSettings,
         raise ChatError(f"could not start training run {run_id}: {exc}") from None
     # the child sets its pid too; setting it here lets a child that dies before that be reaped
     with store.write() as db:
-        db.conn.execute("UPDATE training_runs SET pid = ? WHERE id = ? AND pid IS NULL",
-                        (proc.pid, run_id))
+        db.conn.execute("UPDATE training_runs SET pid = ?, pid_identity = ? "
+                        "WHERE id = ? AND pid IS NULL",
+                        (proc.pid, process_identity(proc.pid), run_id))
     return run_id, proc
 
 
@@ -94,9 +95,22 @@ def request_cancel(store: Store, run_id: int) -> None:
         db.conn.execute("UPDATE training_runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
 
 
-def _alive(pid: int | None) -> bool:
+def process_identity(pid: int) -> str | None:
+    """Boot id and start time of process `pid` (Linux), which a reused pid does not share;
+    None where /proc cannot tell."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return f"{boot}:{stat.rsplit(')', 1)[1].split()[19]}"  # field 22, counted after the name
+
+
+def _alive(pid: int | None, identity: str | None = None) -> bool:
     if not pid:
         return False
+    if identity is not None and process_identity(pid) not in (identity, None):
+        return False  # the pid now names another process (a reboot, or pids wrapped)
     try:  # our own child (the server started it) that has exited: reap it, since a zombie
         done, _ = os.waitpid(pid, os.WNOHANG)  # still answers kill(pid, 0) as if alive
         if done == pid:
@@ -114,7 +128,7 @@ def _alive(pid: int | None) -> bool:
 
 def reap_stale(store: Store) -> int:
     """Settle runs whose process is gone (crash, kill -9, or it never started)."""
-    rows = store.query("SELECT id, pid, status, started_at FROM training_runs "
+    rows = store.query("SELECT id, pid, pid_identity, status, started_at FROM training_runs "
                        "WHERE status IN ('queued', 'running')")
     gone = [r["id"] for r in rows if _gone(r)]
     for run_id in gone:
@@ -124,7 +138,7 @@ def reap_stale(store: Store) -> int:
 
 def _gone(row: dict) -> bool:
     if row["pid"]:
-        return not _alive(row["pid"])
+        return not _alive(row["pid"], row["pid_identity"])
     if row["status"] == "running":
         return True
     # queued without a pid: between insert and spawn (milliseconds), unless the server died
@@ -262,6 +276,7 @@ def run(run_id: int, cfg: Config | None = None) -> dict:
         raise RuntimeError(f"run {run_id} is {row['status']}, not queued")
     settings = TrainSettings.from_dict(row["progress"].get("settings"))
     update_run(store, run_id, status="running", pid=os.getpid(),
+               pid_identity=process_identity(os.getpid()),
                progress={"phase": "preparing", "step": 0, "total": 0})
     _remove_scratch(_adapters_dir(cfg))
     tmp = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=_adapters_dir(cfg)))
