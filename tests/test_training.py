@@ -155,11 +155,23 @@ def test_kto_needs_both_kinds_of_thumb_before_a_run_starts(cfg, store):
     rated_answers(store, 20, 0)
     with pytest.raises(NotEnoughData, match="both thumbs-up and thumbs-down.* 0 down"):
         prepare(store, cfg, TrainSettings(method="kto"))
-    with pytest.raises(NotEnoughData, match="20 ratings .20 up, 0 down"):
+    with pytest.raises(NotEnoughData, match="16 ratings .16 up, 0 down"):  # 4 held out
         prepare(store, cfg, TrainSettings())  # auto: neither method has what it needs
     import_pairs(store, short_pairs(10))
     prep = prepare(store, cfg, TrainSettings())
     assert prep["method"] == "dpo" and "all one kind" in prep["why"]
+
+
+def test_auto_counts_what_each_method_would_train_on(cfg, store):
+    """10 pairs and 13 ratings: after the held-out share 8 pairs (enough) and 10 ratings (not
+    enough for KTO's 12), so auto picks DPO instead of a KTO run that would be refused."""
+    from training.config import TrainSettings
+    from training.runner import prepare
+
+    import_pairs(store, short_pairs(10))
+    rated_answers(store, 7, 6)
+    prep = prepare(store, cfg, TrainSettings())
+    assert prep["method"] == "dpo" and len(prep["split"].train) == 8
 
 
 def test_too_little_feedback_is_a_clear_error(cfg, store):

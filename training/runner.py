@@ -216,7 +216,9 @@ def maybe_autotrain(store: Store, cfg: Config) -> int | None:
 
 
 def choose_method(n_pairs: int, n_up: int, n_down: int, s: TrainSettings) -> tuple[str, str]:
-    """auto: pick the method the signal supports, and say why."""
+    """auto: pick the method the signal supports, and say why. The counts are of what each
+    method would train on (after de-duplication, user caps and the held-out share), the same
+    counts `min_pairs` and `min_ratings` are checked against."""
     n_ratings = n_up + n_down
     enough_pairs = n_pairs >= s.data.min_pairs
     # KTO learns from the contrast between thumbs up and down: one kind alone cannot train it
@@ -232,8 +234,8 @@ def choose_method(n_pairs: int, n_up: int, n_down: int, s: TrainSettings) -> tup
                        "unpaired thumbs")
     raise NotEnoughData(
         f"only {n_pairs} preference pairs (need {s.data.min_pairs}) and {n_ratings} ratings "
-        f"({n_up} up, {n_down} down; need {s.data.min_ratings} with both kinds); collect more "
-        "feedback or import pairs")
+        f"({n_up} up, {n_down} down; need {s.data.min_ratings} with both kinds) to train on, "
+        "after the held-out share; collect more feedback or import pairs")
 
 
 def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
@@ -241,16 +243,19 @@ def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
     profile = active_profile(store, cfg)
     pairs = dpo_rows(store, profile)
     ratings = kto_rows(store, profile)
+    pair_split = split(pairs, s.data, "source")
+    rating_split = split(ratings, s.data, "label")
     method, why = s.method, f"requested {s.method}"
     if method == "auto":
-        n_up = sum(1 for r in ratings if r["label"])
-        method, why = choose_method(len(pairs), n_up, len(ratings) - n_up, s)
+        n_up = sum(1 for r in rating_split.train if r["label"])
+        method, why = choose_method(len(pair_split.train), n_up,
+                                    len(rating_split.train) - n_up, s)
     if method in ("dpo", "rlhf"):
-        data = split(pairs, s.data, "source")
+        data = pair_split
         require(len(data.train), s.data.min_pairs, "preference pairs for training",
                 "add comparisons or corrections, or import pairs")
     else:
-        data = split(ratings, s.data, "label")
+        data = rating_split
         require(len(data.train), s.data.min_ratings, "ratings for training",
                 "collect more thumbs up/down")
         kto_weights(data.train)  # both kinds of thumb, checked here rather than in the child
