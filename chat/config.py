@@ -32,6 +32,9 @@ def _finite_positive(v: float) -> bool:
     return 0 < v < math.inf
 
 
+FAST_PATH_SETTINGS = ("auto", "off", "fp16", "int8", "bf16", "fp32")  # chat/fastpath.MODES
+AUTH_MODES = ("open", "accounts")
+
 # Checked when the configuration is made, so a typo in a CHAT_* variable is one line naming
 # it, not a traceback at model load or a setting that silently does something else
 _RULES = [
@@ -39,6 +42,8 @@ _RULES = [
      "auto, cpu, cuda or cuda:N"),
     ("dtype", lambda v: v in ("auto", "float32", "bfloat16", "float16"),
      "auto, float32, bfloat16 or float16"),
+    ("fast_path", lambda v: v.lower() in FAST_PATH_SETTINGS, ", ".join(FAST_PATH_SETTINGS)),
+    ("auth", lambda v: v in AUTH_MODES, " or ".join(AUTH_MODES)),
     ("temperature", _within(0, 5), "within [0, 5]"),
     ("top_p", lambda v: 0 < v <= 1, "within (0, 1]"),
     ("max_new_tokens", _at_least(1), "at least 1"),

@@ -85,8 +85,8 @@ def test_open_mode_is_explicit_and_local_only(store, cfg):
     auth.check_auth_mode(open_cfg, "127.0.0.1")
     with pytest.raises(BadInput, match="localhost"):
         auth.check_auth_mode(open_cfg, "0.0.0.0")
-    with pytest.raises(BadInput, match="CHAT_AUTH"):
-        auth.check_auth_mode(replace(cfg, auth="none"), "127.0.0.1")
+    with pytest.raises(ValueError, match=r"auth \(CHAT_AUTH\) must be open or accounts"):
+        replace(cfg, auth="none")
     accounts = replace(cfg, auth="accounts")
     with pytest.raises(BadInput, match="no accounts"):
         auth.check_auth_mode(accounts, "0.0.0.0", store)

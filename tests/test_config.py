@@ -14,6 +14,13 @@ def test_env_overrides_defaults_and_flags_override_env(monkeypatch):
     assert cfg.max_new_tokens == 32 and cfg.data_dir == Path("elsewhere").resolve()
 
 
+def test_the_fast_path_settings_checked_are_the_ones_served():
+    from chat.config import FAST_PATH_SETTINGS
+    from chat.fastpath import MODES
+
+    assert FAST_PATH_SETTINGS == ("auto", "off", *MODES)
+
+
 def test_invalid_values_name_the_field(monkeypatch):
     monkeypatch.setenv("CHAT_TOP_P", "1.5")
     with pytest.raises(ValueError, match="top_p"):
@@ -22,6 +29,9 @@ def test_invalid_values_name_the_field(monkeypatch):
 
 @pytest.mark.parametrize("name,value,message", [
     ("DTYPE", "bogus", "dtype (CHAT_DTYPE) must be auto, float32, bfloat16 or float16"),
+    ("FAST_PATH", "turbo", "fast_path (CHAT_FAST_PATH) must be auto, off, fp16, int8, bf16, "
+                           "fp32, got 'turbo'"),
+    ("AUTH", "bogus", "auth (CHAT_AUTH) must be open or accounts, got 'bogus'"),
     ("DEVICE", "gpu", "device (CHAT_DEVICE) must be auto, cpu, cuda or cuda:N, got 'gpu'"),
     ("MIN_SCORE", "nan", "min_score (CHAT_MIN_SCORE) must be a cosine similarity"),
     ("MAX_HISTORY_TURNS", "-1", "must be 0 (no history) or more"),
