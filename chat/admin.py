@@ -97,7 +97,7 @@ def _new_uploads(ctx, files: list[tuple[str, bytes]]) -> tuple[list[tuple[str, s
     checked, seen, skipped = [], set(), 0
     for original, data in files:  # check everything before writing anything
         if len(data) > limit:
-            raise BadInput(f"{original!r} is larger than {ctx.cfg.max_file_mb:g} MB")
+            raise BadInput(f"{original!r} is larger than {ctx.cfg.max_file_mb:g} MiB")
         name, digest = safe_upload_name(original), sha256(data)
         # stored names are random, so the ingest's own check (same path) never sees a repeat
         if digest in seen or ctx.store.one("SELECT 1 FROM documents WHERE sha256 = ?",

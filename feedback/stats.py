@@ -70,8 +70,11 @@ def format_stats(stats: dict) -> str:
     for version, s in stats["by_adapter"].items():
         lines.append(f"adapter {version}: {_thumbs(s)}")
     for s in stats["by_prompt_adapter"]:
-        lines.append(f"prompt v{s['prompt_version']} + adapter {s['adapter_version']}: "
-                     f"{_thumbs(s)}")
+        if s["prompt_version"] is not None:
+            lines.append(f"prompt v{s['prompt_version']} + adapter {s['adapter_version']}: "
+                         f"{_thumbs(s)}")
+        else:  # imported rows: their prompt came with the file, no profile of ours
+            lines.append(f"no prompt profile + adapter {s['adapter_version']}: {_thumbs(s)}")
     return "\n".join(lines)
 
 

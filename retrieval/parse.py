@@ -46,7 +46,8 @@ def read_bytes(path: Path, max_bytes: int) -> bytes:
     if size == 0:
         raise BadInput("empty file")
     if size > max_bytes:
-        raise BadInput(f"file too large ({size / 1e6:.1f} MB; limit {max_bytes / 1e6:.1f} MB)")
+        raise BadInput(f"file too large ({size / 2**20:.3g} MiB; the limit is "
+                       f"{max_bytes / 2**20:.3g} MiB)")
     try:
         return path.read_bytes()
     except OSError as exc:

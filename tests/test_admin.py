@@ -142,7 +142,7 @@ def test_symlink_upload_is_refused(tmp_path):
 
 def test_oversized_upload_is_a_clear_error_and_writes_nothing(ctx):
     big = b"x" * (int(ctx.cfg.max_file_mb * 1024 * 1024) + 1)
-    with pytest.raises(BadInput, match="larger than"):
+    with pytest.raises(BadInput, match=f"larger than {ctx.cfg.max_file_mb:g} MiB"):
         admin.upload_documents(ctx, "root", [("big.txt", big)])
     assert ctx.store.counts()["documents"] == 0
 

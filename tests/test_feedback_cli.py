@@ -178,6 +178,7 @@ def test_stats_json(cfg, tmp_path, capsys):
     assert launch.main(["feedback", "stats"]) == 0
     text = capsys.readouterr().out
     assert "adapter v1: 1 answers" in text and "prompt v3 + adapter v1: 1 answers" in text
+    assert "no prompt profile + adapter import: 3 answers" in text and "vNone" not in text
     assert "thumbs-down blame: generation 1, retrieval 1" in text
     assert "(none)" not in text  # no answer was the base model's
 

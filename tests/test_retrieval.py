@@ -259,7 +259,8 @@ def test_bad_files_are_reported_and_store_nothing(retriever, tmp_path, store, cf
     from retrieval.retriever import Retriever
 
     report = Retriever(small, store, embedder=retriever.embedder).ingest([big])
-    assert "too large" in report.errors[0]["error"] and store.counts()["documents"] == 0
+    assert report.errors[0]["error"] == "file too large (0.0238 MiB; the limit is 0.01 MiB)"
+    assert store.counts()["documents"] == 0
 
 
 def test_delete_removes_rows_and_vectors(retriever, corpus, store):
