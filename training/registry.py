@@ -107,15 +107,22 @@ def activate(store: Store, version: str, base_model: str | None = None, *,
         raise BadInput(f"adapter {version} is still training")
     if not (Path(row["path"]) / "adapter_model.safetensors").exists():
         raise NotFound(f"adapter {version}: files missing in {row['path']}")
+    _serve(store, version, expected_active)
+    return get(store, version)
+
+
+def _serve(store: Store, version: str | None, expected_active) -> None:
+    """The one place what is served changes, in one transaction: the active adapter retired,
+    `version` (None: the base model) made active, the change logged for rollback."""
     with store.write() as db:
         if expected_active is not ANY_ACTIVE:
             _check_still_active(db, expected_active)
         db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
         now = utcnow()
-        db.conn.execute("UPDATE adapters SET status = 'active', activated_at = ? "
-                        "WHERE version = ?", (now, version))
+        if version is not None:
+            db.conn.execute("UPDATE adapters SET status = 'active', activated_at = ? "
+                            "WHERE version = ?", (now, version))
         db.conn.execute("INSERT INTO serving_log (version, at) VALUES (?, ?)", (version, now))
-    return get(store, version)
 
 
 def _check_still_active(db, expected: str | None) -> None:
@@ -134,11 +141,7 @@ def deactivate(store: Store, *, expected_active: str | None | object = ANY_ACTIV
     current = active_row(store)
     if current is None:
         raise BadInput("no adapter is active; the base model is already served")
-    with store.write() as db:
-        if expected_active is not ANY_ACTIVE:
-            _check_still_active(db, expected_active)
-        db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
-        db.conn.execute("INSERT INTO serving_log (version, at) VALUES (NULL, ?)", (utcnow(),))
+    _serve(store, None, expected_active)
     return current["version"]
 
 
