@@ -32,7 +32,8 @@ def _finite_positive(v: float) -> bool:
     return 0 < v < math.inf
 
 
-FAST_PATH_SETTINGS = ("auto", "off", "fp16", "int8", "bf16", "fp32")  # chat/fastpath.MODES
+FAST_PATH_MODES = ("fp16", "int8", "bf16", "fp32")  # the weight kernels of chat/fastpath.py
+FAST_PATH_SETTINGS = ("auto", "off", *FAST_PATH_MODES)
 AUTH_MODES = ("open", "accounts")
 
 # Checked when the configuration is made, so a typo in a CHAT_* variable is one line naming

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from chat.config import FAST_PATH_MODES
 from chat.hardware import cpu_has_fast_bf16
 from chat.prefix_cache import PrefixCache
 
-MODES = ("fp16", "int8", "bf16", "fp32")
+MODES = FAST_PATH_MODES
 _PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
          "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
          "down": "mlp.down_proj"}

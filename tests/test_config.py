@@ -14,13 +14,6 @@ def test_env_overrides_defaults_and_flags_override_env(monkeypatch):
     assert cfg.max_new_tokens == 32 and cfg.data_dir == Path("elsewhere").resolve()
 
 
-def test_the_fast_path_settings_checked_are_the_ones_served():
-    from chat.config import FAST_PATH_SETTINGS
-    from chat.fastpath import MODES
-
-    assert FAST_PATH_SETTINGS == ("auto", "off", *MODES)
-
-
 def test_invalid_values_name_the_field(monkeypatch):
     monkeypatch.setenv("CHAT_TOP_P", "1.5")
     with pytest.raises(ValueError, match="top_p"):
