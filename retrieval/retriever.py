@@ -159,8 +159,10 @@ class Retriever:
 
     def search(self, query: str, k: int, min_score: float) -> list[Source]:
         """Top-k chunks with cosine similarity >= min_score, best first."""
+        if k <= 0:  # retrieval switched off (CHAT_TOP_K=0): no embedder, no first-start seeding
+            return []
         index = self.index
-        if len(index) == 0 or k <= 0:
+        if len(index) == 0:
             return []
         vector = self.embedder.encode([query], progress=False)
         hits = [(i, s) for i, s in index.search(vector, k)[0] if s >= min_score]

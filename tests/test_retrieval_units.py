@@ -214,3 +214,26 @@ def test_search_on_tiny_index_with_deletions_returns_what_exists(tmp_path):
     index.remove([1, 2, 3, 4, 5])
     hits = index.search(vecs[0], 10)[0]
     assert sorted(label for label, _ in hits) == [6, 7, 8]
+
+
+def test_no_retrieval_loads_no_embedder_and_seeds_nothing(tmp_path, cfg, store):
+    """top_k 0 is 'no retrieval': a question must not load the embedder or ingest the seed
+    folder (which would fail where the embedder is not installed)."""
+    from retrieval.retriever import Retriever
+
+    class Unloadable:
+        name = "unloadable"
+
+        @property
+        def dim(self):
+            raise AssertionError("the embedder was loaded")
+
+        def encode(self, *args, **kwargs):
+            raise AssertionError("the embedder was used")
+
+    seed = tmp_path / "seed"
+    seed.mkdir()
+    (seed / "a.md").write_text("# A\n\nSome text about lighthouses.\n")
+    retriever = Retriever(cfg, store, embedder=Unloadable(), seed_dir=seed)
+    assert retriever.search("lighthouses?", 0, 0.0) == []
+    assert store.one("SELECT count(*) AS n FROM documents")["n"] == 0
