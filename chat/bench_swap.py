@@ -127,7 +127,7 @@ def bench_train(cfg, n_pairs: int = 64) -> dict:
 
     from chat.models import resolve_base_model
     from training.config import TrainSettings
-    from training.trainers import Hooks, load_policy, lora_config, train_dpo
+    from training.trainers import Hooks, device_and_dtype, load_policy, lora_config, train_dpo
 
     base, rows, s = resolve_base_model(cfg), _pairs(n_pairs), TrainSettings()
     s.optim.epochs = 1.0
@@ -140,18 +140,21 @@ def bench_train(cfg, n_pairs: int = 64) -> dict:
         train_dpo(base, rows, s, Path(tmp) / "ours", Hooks())
         ours = n_pairs / (time.perf_counter() - start)
         start = time.perf_counter()
-        model, tok = load_policy(base)
-        args = DPOConfig(output_dir=str(Path(tmp) / "trl"), report_to=[], use_cpu=True,
-                         num_train_epochs=1.0, save_strategy="no")
+        model, tok = load_policy(base, s.optim.precision)
+        args = DPOConfig(output_dir=str(Path(tmp) / "trl"), report_to=[],
+                         use_cpu=device_and_dtype(s.optim.precision)[0] == "cpu",
+                         num_train_epochs=1.0,
+                         save_strategy="no")
         DPOTrainer(model=model, args=args, processing_class=tok, peft_config=lora_config(s),
                    train_dataset=Dataset.from_list(rows)).train()
         theirs = n_pairs / (time.perf_counter() - start)
     return {"pairs_s": round(ours, 2), "pairs_s_baseline": round(theirs, 2),
             "ratio": round(ours / theirs, 2), "pairs": n_pairs, "epochs": 1,
-            "precision": "bf16 autocast" if _cpu_bf16(s) else "fp32"}
+            "device": device_and_dtype(s.optim.precision)[0], "precision": _precision(s)}
 
 
-def _cpu_bf16(s) -> bool:
+def _precision(s) -> str:
     from training.trainers import common_args
 
-    return bool(common_args(s, Path(tempfile.gettempdir()))["bf16"])
+    args = common_args(s, Path(tempfile.gettempdir()))
+    return "bf16 autocast" if args["bf16"] else "fp16 autocast" if args["fp16"] else "fp32"

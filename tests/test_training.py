@@ -244,9 +244,11 @@ def assert_lora_moved_base_untouched(cfg, trainer) -> None:
 
     lora = {n: p for n, p in trainer.model.named_parameters() if "lora_B" in n}
     assert lora and any(float(p.abs().max()) > 0 for p in lora.values())  # B starts at zero
-    fresh = AutoModelForCausalLM.from_pretrained(base_path(cfg)).state_dict()
     trained = {k.replace(".base_layer", ""): v for k, v in
                trainer.model.get_base_model().state_dict().items() if "lora_" not in k}
+    # loaded as training loads it (bf16 on a GPU), so only training could make them differ
+    dtype = trained["model.embed_tokens.weight"].dtype
+    fresh = AutoModelForCausalLM.from_pretrained(base_path(cfg), dtype=dtype).state_dict()
     assert set(fresh) <= set(trained)
     changed = [k for k, v in fresh.items() if not (trained[k].cpu() == v).all()]
     assert changed == []

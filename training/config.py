@@ -198,8 +198,8 @@ class OptimSettings(_Checked):
     sft_weight: float = field(
         default=1.0, metadata={"help": "DPO: weight of an SFT loss on chosen answers (0: off)"})
     precision: str = field(default="auto", metadata={
-        "help": "CPU autocast: auto (bf16 where the CPU has native bf16, else fp32) | bf16 | "
-                "fp32; on CUDA the model always trains in bf16 (fp16 without bf16 support)"})
+        "help": "auto (CPU: bf16 autocast where the CPU multiplies bf16 fast, else fp32; "
+                "CUDA: bf16 weights, fp16 without bf16 support) | bf16 | fp32 (on CUDA too)"})
 
     _section = "optim"
     _rules = {"learning_rate": POSITIVE, "epochs": POSITIVE, "batch_size": POSITIVE,

@@ -26,7 +26,7 @@ def train_reward_model(base_path: str, rows: list[dict], s: TrainSettings, out_d
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from trl import RewardConfig, RewardTrainer
 
-    device, dtype = device_and_dtype()
+    device, dtype = device_and_dtype(s.optim.precision)
     tok = AutoTokenizer.from_pretrained(base_path)
     tok.pad_token = tok.pad_token or tok.eos_token
     model = AutoModelForSequenceClassification.from_pretrained(
@@ -79,7 +79,7 @@ def train_rlhf(base_path: str, data: Split, s: TrainSettings, out_dir: Path, hoo
     score = reward_scorer(rm, rm_tok)
     from training.runner import active_profile
 
-    policy, tok = load_policy(base_path)
+    policy, tok = load_policy(base_path, s.optim.precision)
     prompts = [inert_text(p, special_token_pattern(tok)) for p in  # as data.train already is
                conversation_prompts(store, active_profile(store, cfg), s.rlhf.max_prompts)]
     prompts += [r["prompt"] for r in data.train][: max(0, s.rlhf.max_prompts - len(prompts))]

@@ -43,18 +43,22 @@ def make_callback(hooks: Hooks):
     return ProgressCallback()
 
 
-def device_and_dtype():
+def device_and_dtype(precision: str = "auto"):
+    """Where training runs and the dtype its weights load in: a GPU trains in bf16 (fp16
+    without bf16 support) unless fp32 is asked for; a CPU keeps fp32 weights (autocast aside)."""
     import torch
 
     if torch.cuda.is_available():
+        if precision == "fp32":
+            return "cuda", torch.float32
         return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return "cpu", torch.float32
 
 
-def load_policy(base_path: str):
+def load_policy(base_path: str, precision: str = "auto"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    device, dtype = device_and_dtype()
+    device, dtype = device_and_dtype(precision)
     tok = AutoTokenizer.from_pretrained(base_path)
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
@@ -73,7 +77,7 @@ def lora_config(s: TrainSettings, task_type: str = "CAUSAL_LM"):
 def common_args(s: TrainSettings, out_dir: Path, lr: float | None = None,
                 epochs: float | None = None, max_steps: int | None = None) -> dict:
     """TrainingArguments shared by every method (CPU-friendly; bf16 on a GPU)."""
-    device, dtype = device_and_dtype()
+    device, dtype = device_and_dtype(s.optim.precision)
     import torch
 
     bf16 = dtype == torch.bfloat16
@@ -116,7 +120,7 @@ def train_dpo(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
     from datasets import Dataset
     from trl import DPOConfig
 
-    model, tok = load_policy(base_path)
+    model, tok = load_policy(base_path, s.optim.precision)
     losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.optim.sft_weight]} \
         if s.optim.sft_weight > 0 else {}
     args = DPOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
@@ -157,7 +161,7 @@ def train_kto(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
     from trl import KTOConfig, KTOTrainer
 
     desirable, undesirable = kto_weights(rows)
-    model, tok = load_policy(base_path)
+    model, tok = load_policy(base_path, s.optim.precision)
     args = KTOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
                      max_length=s.optim.max_length, desirable_weight=desirable,
                      undesirable_weight=undesirable)
