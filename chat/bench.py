@@ -67,7 +67,7 @@ def bench_gen(cfg, n_tokens: int = 128, rounds: int = 2) -> dict:
         return count / (time.perf_counter() - start)
 
     def run_theirs() -> float:
-        x = torch.tensor([ids])
+        x = torch.tensor([ids], device=engine.device)
         start = time.perf_counter()
         with torch.inference_mode():
             out = baseline.generate(x, attention_mask=torch.ones_like(x), do_sample=False,

@@ -14,7 +14,7 @@ from chat.errors import BadInput, NotFound
 from chat.sanitize import inert, special_token_pattern
 
 BASE = "base"  # the name under which requests ask for no adapter
-FAST_SLOTS = 3  # merged fast copies kept (base, active, one more); ~0.5 GB each
+FAST_SLOTS = 3  # merged fast copies kept (base, active, one more); ~0.3-0.6 GB each
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class Engine:
         extra = extra if isinstance(extra, (list, tuple)) else [extra]
         eos = {tokenizer.eos_token_id, *extra}
         self.stop_ids = {i for i in eos if i is not None}
-        self.fast_mode = _fast_mode(fast_path, device)
+        self.fast_mode = _fast_mode(fast_path, device, lambda: _gpu_auto(model, device))
         self._specials = special_token_pattern(tokenizer)
         # adapter name -> merged FastModel (None: this version cannot use the fast path)
         self._fast: OrderedDict[str, object] = OrderedDict()
@@ -250,7 +250,7 @@ class Engine:
             cache, logits = fast.prefill(list(ids), len(ids) + params.max_new_tokens,
                                          conversation)
         for i in range(params.max_new_tokens):
-            token = sample(logits, params, gen)
+            token = sample(logits.cpu(), params, gen)  # sampled with a CPU generator
             if token in self.stop_ids:
                 return
             yield token
@@ -297,16 +297,31 @@ class Engine:
         return "".join(self.generate(messages, params, adapter))
 
 
-def _fast_mode(setting: str, device: str) -> str:
-    """auto: fbgemm fp16 weights on CPU (greedy output matched fp32 on our prompts); off on GPU."""
-    from chat.fastpath import MODES
+def _fast_mode(setting: str, device: str, gpu_auto=lambda: "off") -> str:
+    """auto: fbgemm fp16 weights on CPU (greedy output matched fp32 on our prompts); on a GPU
+    `gpu_auto()` picks by memory. A GPU takes bf16 or fp32 only (fp16 and int8 are CPU kernels)."""
+    from chat.fastpath import GPU_MODES, MODES
 
     setting = (setting or "auto").lower()
     if setting not in ("auto", "off", *MODES):
         raise BadInput(f"fast_path must be auto, off or one of {MODES}, got {setting!r}")
-    if device != "cpu":  # its kernels (fbgemm, aten int8) are CPU ones; GPUs use transformers
-        return "off"
-    return "fp16" if setting == "auto" else setting
+    if device == "cpu":
+        return "fp16" if setting == "auto" else setting
+    if setting in ("auto", "off"):
+        return gpu_auto() if setting == "auto" else "off"
+    if setting not in GPU_MODES:
+        raise BadInput(f"fast_path {setting} uses CPU kernels; on {device} use "
+                       f"{', '.join(GPU_MODES)} or off")
+    return setting
+
+
+def _gpu_auto(model, device: str) -> str:
+    import torch
+
+    from chat.fastpath import gpu_auto_mode
+
+    total = torch.cuda.get_device_properties(torch.device(device)).total_memory
+    return gpu_auto_mode(sum(p.numel() for p in model.parameters()), total, FAST_SLOTS)
 
 
 def sample(logits, params: GenParams, generator=None) -> int:

@@ -209,3 +209,31 @@ def test_unknown_fast_path_setting_is_a_clear_error(tiny_lora):
     base, tok, _ = tiny_lora
     with pytest.raises(BadInput, match="fast_path"):
         Engine(base, tok, "cpu", 512, fast_path="int4")
+
+
+@pytest.mark.parametrize("setting, expected", [
+    ("auto", "picked by memory"), ("off", "off"), ("bf16", "bf16"), ("fp32", "fp32"),
+    ("fp16", "CPU kernels"), ("int8", "CPU kernels")])
+def test_a_gpu_takes_only_the_gpu_kinds_of_fast_path(setting, expected):
+    from chat.engine import _fast_mode
+
+    if expected == "CPU kernels":
+        with pytest.raises(BadInput, match="fast_path .* uses CPU kernels; on cuda use bf16"):
+            _fast_mode(setting, "cuda")
+    else:
+        assert _fast_mode(setting, "cuda", lambda: "picked by memory") == expected
+    assert _fast_mode(setting, "cpu") == ("fp16" if setting == "auto" else setting)
+
+
+@pytest.mark.parametrize("n_params, gpu_gib, expected", [
+    (135e6, 80, "fp32"),  # SmolLM2-135M: 3 fp32 copies take 1.6 GB of a 21.5 GB quarter
+    (1.7e9, 80, "fp32"),  # 20.4 GB: just within
+    (1.7e9, 40, "bf16"),  # fp32 20.4 GB > 10.7; bf16 10.2 GB fits
+    (1.7e9, 24, "off"),   # bf16 10.2 GB > 6.4
+    (7e9, 80, "off"),     # 84 GB in fp32, 42 in bf16, against 21.5
+    (135e6, 4, "bf16")])  # fp32 1.6 GB > 1.07; bf16 0.8 GB fits
+def test_gpu_auto_takes_fp32_where_its_copies_fit_then_bf16_then_nothing(
+        n_params, gpu_gib, expected):
+    from chat.fastpath import gpu_auto_mode
+
+    assert gpu_auto_mode(int(n_params), gpu_gib * 2**30, copies=3) == expected
