@@ -1,0 +1,66 @@
+"""GPU: greedy agreement and decode speed of the serving paths against fp32 transformers.
+6 prompts x 64 tokens; base model and a random LoRA (q/v) served per request.
+
+Run from the checkout (README, Performance, "On a GPU"):
+    `PYTHONPATH=. python tools/gpu/agreement.py`
+"""
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from chat.bench import GEN_PROMPT
+from chat.bench_corpus import QUESTIONS
+from chat.bench_swap import make_adapter
+from chat.config import load_config
+from chat.engine import Engine, GenParams
+from chat.models import load_base_model
+
+cfg = load_config()
+
+
+def engine(fast: str, fp32: bool = False) -> Engine:
+    model, tok, device = load_base_model(cfg)  # one model each: peft wraps it in place
+    return Engine(model.float() if fp32 else model, tok, device, fast_path=fast)
+
+
+engines = {"fp32 transformers (reference)": engine("off", fp32=True),
+           "bf16 transformers/peft (today)": engine("off"),
+           "fast bf16": engine("bf16"),
+           "fast fp32": engine("fp32")}
+prompts = [GEN_PROMPT] + [[{"role": "user", "content": q}] for q in QUESTIONS[:5]]
+params = GenParams(temperature=0.0, max_new_tokens=64)
+with tempfile.TemporaryDirectory() as tmp:
+    folder = make_adapter(cfg, Path(tmp) / "a", seed=1)
+    for e in engines.values():
+        e.load_adapter("a", folder)
+for adapter in ("base", "a"):
+    outs = {}
+    for name, e in engines.items():
+        e.complete(prompts[0], GenParams(temperature=0.0, max_new_tokens=8), adapter)  # warm
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        start, n = time.perf_counter(), 0
+        outs[name] = []
+        for m in prompts:
+            ids = list(e.generate_ids(e.encode(m), params, adapter))
+            outs[name].append(ids)
+            n += len(ids)
+        dt = time.perf_counter() - start
+        outs[name + "/speed"] = n / dt
+    ref = outs["fp32 transformers (reference)"]
+    for name in engines:
+        same = sum(a == b for a, b in zip(outs[name], ref, strict=True))
+        print(f"{adapter:4s} {name:32s} {outs[name + '/speed']:7.1f} tok/s (incl. prompts) "
+              f"identical to fp32: {same}/6")
+for label in ("fast bf16", "bf16 transformers/peft (today)"):
+    e2 = engines[label]
+    times = []
+    for i in range(12):  # a different first token each time: no prefix reuse
+        ids = e2.encode([{"role": "user", "content": f"({i}) {QUESTIONS[0]}"}])
+        start = time.perf_counter()
+        next(iter(e2.generate_ids(ids, GenParams(temperature=0.0, max_new_tokens=1))))
+        times.append((time.perf_counter() - start) * 1000)
+    times.sort()
+    print(f"first token, {len(ids)}-token prompt, {label}: p50 {times[6]:.1f} ms")
