@@ -52,7 +52,8 @@ def build_server(rt):
     from fastapi import FastAPI
 
     from chat.api import ApiContext, install_api
-    from chat.app import AppContext, build_app
+    from chat.app import build_app
+    from chat.app_chat import AppContext
     from chat.limits import InFlight
 
     cfg = rt.cfg

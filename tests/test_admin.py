@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 
 from chat import admin
-from chat.app import AppContext
+from chat.app_chat import AppContext
 from chat.auth import add_user
 from chat.errors import BadInput, Forbidden, NotEnoughData, NotFound
 

@@ -1,6 +1,7 @@
 import pytest
 
-from chat.app import AppContext, build_app
+from chat.app import build_app
+from chat.app_chat import AppContext
 from chat.views import text_of as _text
 
 

@@ -7,20 +7,16 @@ import gradio as gr
 import httpx
 import pytest
 
-from chat.app import (
+from chat.app import build_app
+from chat.app_chat import (
     AppContext,
-    build_app,
-    compare,
-    edit,
-    like,
     my_conversations,
     new_session,
     open_conversation,
-    pick,
     respond,
     retry,
-    save_reason,
 )
+from chat.app_feedback import compare, edit, like, pick, save_reason
 from chat.config import replace
 from chat.limits import RateLimiter
 from chat.service import ChatService
