@@ -202,7 +202,7 @@ def test_client_disconnect_mid_stream_records_the_answer_and_frees_the_slot(live
 
 
 def test_oversized_body_is_413_before_parsing(live):
-    from chat.api import MAX_BODY_BYTES
+    from chat.api_errors import MAX_BODY_BYTES
 
     before = live["store"].counts()
     body = {"messages": [{"role": "user", "content": "x" * (MAX_BODY_BYTES + 10)}]}
@@ -213,7 +213,7 @@ def test_oversized_body_is_413_before_parsing(live):
 
 def test_oversized_chunked_body_is_413_while_it_arrives(live):
     """A body without Content-Length (chunked) is counted as it arrives, not read whole."""
-    from chat.api import MAX_BODY_BYTES
+    from chat.api_errors import MAX_BODY_BYTES
 
     before = live["store"].counts()
     big = "x" * MAX_BODY_BYTES
