@@ -179,7 +179,7 @@ def delete_document(ctx, user: str | None, document_id: int) -> int:
 
 def start_training(ctx, user: str | None, method: str = "auto", activate: bool = True) -> int:
     """Create a run and start it in its own process; returns the run id."""
-    from training import runner
+    from training import runner, runs
     from training.config import TrainSettings
 
     name = check_admin(ctx, user)
@@ -188,20 +188,20 @@ def start_training(ctx, user: str | None, method: str = "auto", activate: bool =
     except ValueError as exc:
         raise BadInput(str(exc)) from None
     runner.prepare(ctx.store, ctx.cfg, settings)  # NotEnoughData before anything starts
-    run_id, _ = runner.start_run(ctx.store, ctx.cfg, settings, name)
+    run_id, _ = runs.start_run(ctx.store, ctx.cfg, settings, name)
     return run_id
 
 
 def cancel_training(ctx, user: str | None, run_id: int) -> None:
-    from training import runner
+    from training import runs
 
     check_admin(ctx, user)
-    runner.request_cancel(ctx.store, int(run_id))
+    runs.request_cancel(ctx.store, int(run_id))
 
 
 def training_status(ctx, user: str | None, run_id: int | None = None) -> dict | None:
     """The run (latest if none given) with its progress and the loss/reward curve points."""
-    from training import runner
+    from training import runs
 
     check_admin(ctx, user)
     if run_id is None:
@@ -209,7 +209,7 @@ def training_status(ctx, user: str | None, run_id: int | None = None) -> dict | 
         if row is None:
             return None
         run_id = row["id"]
-    run = runner.get_run(ctx.store, int(run_id))
+    run = runs.get_run(ctx.store, int(run_id))
     events = ctx.store.query("SELECT step, total, metrics_json FROM training_events "
                              "WHERE run_id = ? ORDER BY id", (run_id,))
     run["curve"] = [{"step": e["step"], **json.loads(e["metrics_json"])} for e in events]

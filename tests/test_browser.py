@@ -58,7 +58,7 @@ def live(monkeypatch, real_engine):
 
 def stop_training(store) -> None:
     """A run this test started must not outlive it: ask it to stop, then end its process."""
-    from training.runner import request_cancel
+    from training.runs import request_cancel
 
     for run in store.query("SELECT id, pid FROM training_runs WHERE status IN "
                            "('queued', 'running')"):

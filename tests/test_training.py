@@ -336,7 +336,7 @@ def register_adapter(cfg, store, scale=0.0, seed=0, passed=True) -> str:
 def test_killed_training_process_changes_nothing_served(cfg, store):
     from chat.engine import GenParams
     from chat.runtime import build_runtime
-    from training import registry, runner
+    from training import registry, runs
 
     v1 = register_adapter(cfg, store)
     registry.activate(store, v1)
@@ -344,15 +344,15 @@ def test_killed_training_process_changes_nothing_served(cfg, store):
     rt = build_runtime(cfg)
     params = GenParams(max_new_tokens=8)
     before = rt.service.ask("What is 3 plus 3?", "u", params=params)
-    run_id = runner.create_run(store, tiny_settings(max_steps=500), "test")
-    proc = runner.spawn(cfg, run_id)
+    run_id = runs.create_run(store, tiny_settings(max_steps=500), "test")
+    proc = runs.spawn(cfg, run_id)
     deadline = time.time() + 300
     while not store.one("SELECT id FROM training_events WHERE run_id = ?", (run_id,)):
-        assert proc.poll() is None and time.time() < deadline, runner.log_path(cfg, run_id)
+        assert proc.poll() is None and time.time() < deadline, runs.log_path(cfg, run_id)
         time.sleep(0.5)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    run = runner.get_run(store, run_id)
+    run = runs.get_run(store, run_id)
     assert run["status"] == "failed" and "died" in run["error"]
     assert registry.active_version(store) == v1
     assert [r["version"] for r in registry.list_adapters(store)] == [v1]

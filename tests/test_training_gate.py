@@ -77,17 +77,17 @@ def test_kto_accuracy_weighs_each_thumb_the_same():
 
 def test_auto_trigger_counts_new_feedback(cfg, store, monkeypatch):
     from chat.config import replace
-    from training import runner
+    from training import runner, runs
 
     started = []
     # a stand-in process that stays alive: this test's own
-    monkeypatch.setattr(runner, "spawn", lambda c, run_id: started.append(run_id) or
+    monkeypatch.setattr(runs, "spawn", lambda c, run_id: started.append(run_id) or
                         SimpleNamespace(pid=os.getpid()))
     import_pairs(store, short_pairs(10))
     assert runner.maybe_autotrain(store, cfg) is None  # off by default
     on = replace(cfg, auto_train_every=10)
     run_id = runner.maybe_autotrain(store, on)
-    assert started == [run_id] and runner.get_run(store, run_id)["requested_by"] == "auto"
+    assert started == [run_id] and runs.get_run(store, run_id)["requested_by"] == "auto"
     assert runner.maybe_autotrain(store, on) is None  # one run at a time
-    runner.update_run(store, run_id, status="failed")
+    runs.update_run(store, run_id, status="failed")
     assert runner.maybe_autotrain(store, on) is None  # nothing new since that run

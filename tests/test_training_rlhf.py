@@ -8,7 +8,7 @@ from tests.test_training import import_pairs, short_pairs
 
 
 def test_rlhf_run_trains_reward_model_and_policy(cfg, store):
-    from training import registry, runner
+    from training import registry, runner, runs
     from training.config import TrainSettings
 
     import_pairs(store, short_pairs(12))
@@ -19,9 +19,9 @@ def test_rlhf_run_trains_reward_model_and_policy(cfg, store):
         "method": "rlhf", "optim": {"max_steps": 2, "batch_size": 4, "max_length": 96},
         "rlhf": {"rl_steps": 2, "num_generations": 2, "max_completion_length": 8},
         "lora": {"r": 4, "alpha": 8}})
-    run_id = runner.create_run(store, settings, "test")
+    run_id = runs.create_run(store, settings, "test")
     result = runner.run(run_id, cfg)
-    row = runner.get_run(store, run_id)
+    row = runs.get_run(store, run_id)
     assert row["status"] in ("succeeded", "rejected"), row["error"]
     gate = row["metrics"]["gate"]
     assert gate["reward_candidate"] is not None and gate["reward_active"] is not None

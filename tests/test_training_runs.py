@@ -39,47 +39,47 @@ def status(store, run_id: int) -> dict:
 
 
 def test_a_second_run_is_refused_while_one_is_going(store, cfg, settings, monkeypatch):
-    from training import runner
+    from training import runs
 
     started = []
-    monkeypatch.setattr(runner, "spawn", lambda cfg, run_id: started.append(run_id) or
+    monkeypatch.setattr(runs, "spawn", lambda cfg, run_id: started.append(run_id) or
                         subprocess.Popen(["sleep", "30"]))
-    run_id, proc = runner.start_run(store, cfg, settings, "root")
+    run_id, proc = runs.start_run(store, cfg, settings, "root")
     try:
         with pytest.raises(BadInput, match=f"training run {run_id} is still going"):
-            runner.start_run(store, cfg, settings, "root")
+            runs.start_run(store, cfg, settings, "root")
         assert started == [run_id] and store.counts()["training_runs"] == 1
         assert store.one("SELECT pid FROM training_runs")["pid"] == proc.pid
     finally:
         proc.kill()
         proc.wait()
-    assert runner.reap_stale(store) == 1  # its process is gone: the next run may start
+    assert runs.reap_stale(store) == 1  # its process is gone: the next run may start
     assert status(store, run_id)["status"] == "failed"
 
 
 def test_a_process_that_cannot_start_fails_its_run_at_once(store, cfg, settings, monkeypatch):
-    from training import runner
+    from training import runs
 
     def broken(cfg, run_id):
         raise OSError("no such interpreter")
 
-    monkeypatch.setattr(runner, "spawn", broken)
+    monkeypatch.setattr(runs, "spawn", broken)
     with pytest.raises(ChatError, match="could not start training run 1"):
-        runner.start_run(store, cfg, settings, "root")
+        runs.start_run(store, cfg, settings, "root")
     row = status(store, 1)
     assert row["status"] == "failed" and "no such interpreter" in row["error"]
 
 
 def test_queued_runs_whose_process_is_gone_are_reaped(store, settings):
-    from training import runner
+    from training import runs
 
-    spawned_and_died = runner.create_run(store, settings, "a")
+    spawned_and_died = runs.create_run(store, settings, "a")
     set_run(store, spawned_and_died, pid=dead_pid())
-    just_queued = runner.create_run(store, settings, "b")
-    never_spawned = runner.create_run(store, settings, "c")
-    long_ago = datetime.now(UTC) - timedelta(seconds=runner.SPAWN_GRACE_S + 5)
+    just_queued = runs.create_run(store, settings, "b")
+    never_spawned = runs.create_run(store, settings, "c")
+    long_ago = datetime.now(UTC) - timedelta(seconds=runs.SPAWN_GRACE_S + 5)
     set_run(store, never_spawned, started_at=long_ago.isoformat(timespec="milliseconds"))
-    assert runner.reap_stale(store) == 2
+    assert runs.reap_stale(store) == 2
     assert status(store, spawned_and_died)["status"] == "failed"
     assert status(store, never_spawned)["status"] == "failed"
     assert status(store, just_queued)["status"] == "queued"
@@ -89,15 +89,15 @@ def test_queued_runs_whose_process_is_gone_are_reaped(store, settings):
                                                        ("rejected", "rejected")])
 def test_a_run_that_died_after_registering_reports_its_adapter(store, settings,
                                                                 adapter_status, run_status):
-    from training import runner
+    from training import runs
 
-    run_id = runner.create_run(store, settings, "root")
+    run_id = runs.create_run(store, settings, "root")
     set_run(store, run_id, status="running", pid=dead_pid())
     with store.write() as db:
         db.conn.execute("INSERT INTO adapters (version, path, method, status, run_id, "
                         "created_at) VALUES ('v0007', '/x', 'dpo', ?, ?, ?)",
                         (adapter_status, run_id, utcnow()))
-    assert runner.reap_stale(store) == 1
+    assert runs.reap_stale(store) == 1
     row = status(store, run_id)
     assert (row["status"], row["adapter_version"]) == (run_status, "v0007")
     assert "after registering v0007" in row["error"]
@@ -106,13 +106,13 @@ def test_a_run_that_died_after_registering_reports_its_adapter(store, settings,
 def test_a_killed_child_of_this_process_is_settled(store, cfg, settings, monkeypatch):
     """The server keeps no handle on its child: SIGKILLed, it stays a zombie, and a zombie
     still answers kill(pid, 0); the run must not stay running (and block training) forever."""
-    from training import runner
+    from training import runs
 
-    monkeypatch.setattr(runner, "spawn", lambda cfg, run_id: subprocess.Popen(["sleep", "30"]))
-    run_id, proc = runner.start_run(store, cfg, settings, "root")
+    monkeypatch.setattr(runs, "spawn", lambda cfg, run_id: subprocess.Popen(["sleep", "30"]))
+    run_id, proc = runs.start_run(store, cfg, settings, "root")
     proc.kill()
     os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOWAIT)  # dead but not reaped: a zombie
-    assert runner.get_run(store, run_id)["status"] == "failed"
+    assert runs.get_run(store, run_id)["status"] == "failed"
     proc.wait()
 
 
@@ -120,16 +120,16 @@ def test_a_run_whose_pid_now_names_another_process_is_settled(store, cfg, settin
                                                               monkeypatch):
     """After a reboot the recorded pid may be some other live process: the run must not look
     alive forever (blocking every later run)."""
-    from training import runner
+    from training import runs
 
-    monkeypatch.setattr(runner, "spawn", lambda cfg, run_id: subprocess.Popen(["sleep", "30"]))
-    run_id, proc = runner.start_run(store, cfg, settings, "root")
+    monkeypatch.setattr(runs, "spawn", lambda cfg, run_id: subprocess.Popen(["sleep", "30"]))
+    run_id, proc = runs.start_run(store, cfg, settings, "root")
     row = store.one("SELECT pid, pid_identity FROM training_runs WHERE id = ?", (run_id,))
-    assert row["pid"] == proc.pid and row["pid_identity"] == runner.process_identity(proc.pid)
-    assert runner.get_run(store, run_id)["status"] == "queued"  # its process lives
+    assert row["pid"] == proc.pid and row["pid_identity"] == runs.process_identity(proc.pid)
+    assert runs.get_run(store, run_id)["status"] == "queued"  # its process lives
     set_run(store, run_id, pid=os.getpid(),  # alive, but started at another time
             pid_identity=f"{row['pid_identity'].split(':')[0]}:1")
-    assert runner.reap_stale(store) == 1 and status(store, run_id)["status"] == "failed"
+    assert runs.reap_stale(store) == 1 and status(store, run_id)["status"] == "failed"
     proc.kill()
     proc.wait()
 
@@ -137,9 +137,9 @@ def test_a_run_whose_pid_now_names_another_process_is_settled(store, cfg, settin
 def test_the_training_process_has_its_own_session(store, cfg, settings):
     """Ctrl-C signals the terminal's whole foreground group: the child must not get it (the
     CLI asks the run to cancel instead); SIGTERM still ends it."""
-    from training import runner
+    from training import runs
 
-    proc = runner.spawn(cfg, runner.create_run(store, settings, "root"))
+    proc = runs.spawn(cfg, runs.create_run(store, settings, "root"))
     try:
         assert os.getsid(proc.pid) == proc.pid != os.getsid(0)
     finally:
@@ -177,7 +177,7 @@ def fake_heavy_steps(monkeypatch, during_gate) -> None:
 ])
 def test_what_an_admin_serves_during_the_gate_stands(store, cfg, settings, monkeypatch, action,
                                                      served, why_not):
-    from training import registry, runner
+    from training import registry, runner, runs
 
     v1, v2 = add(cfg, store), add(cfg, store)
     registry.activate(store, v1)
@@ -191,24 +191,24 @@ def test_what_an_admin_serves_during_the_gate_stands(store, cfg, settings, monke
             registry.activate(store, v2)
 
     fake_heavy_steps(monkeypatch, admin)
-    result = runner.run(runner.create_run(store, settings, "auto"), cfg)
+    result = runner.run(runs.create_run(store, settings, "auto"), cfg)
     assert result["status"] == "succeeded" and result["adapter_version"] == "v0003"
     assert registry.active_version(store) == served
     assert registry.get(store, "v0003")["status"] == ("active" if why_not is None else "candidate")
-    metrics = runner.get_run(store, result["run_id"])["metrics"]
+    metrics = runs.get_run(store, result["run_id"])["metrics"]
     assert metrics["activated"] is (why_not is None)
     assert why_not is None or why_not in metrics["not_activated_because"]
 
 
 def test_a_cancel_during_the_gate_registers_and_serves_nothing(store, cfg, settings,
                                                                monkeypatch):
-    from training import registry, runner
+    from training import registry, runner, runs
 
     v1 = add(cfg, store)
     registry.activate(store, v1)
     import_pairs(store, short_pairs(12))
-    run_id = runner.create_run(store, settings, "auto")
-    fake_heavy_steps(monkeypatch, lambda active: runner.request_cancel(store, run_id))
+    run_id = runs.create_run(store, settings, "auto")
+    fake_heavy_steps(monkeypatch, lambda active: runs.request_cancel(store, run_id))
     assert runner.run(run_id, cfg) == {"run_id": run_id, "status": "cancelled"}
     assert registry.active_version(store) == v1
     assert [r["version"] for r in registry.list_adapters(store)] == [v1]
@@ -216,7 +216,7 @@ def test_a_cancel_during_the_gate_registers_and_serves_nothing(store, cfg, setti
 
 def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run(store, cfg, settings,
                                                                  monkeypatch):
-    from training import runner
+    from training import runner, runs
     from training.trainers import Cancelled
 
     leftover = cfg.adapters_dir / ".tmp-run-killed"
@@ -229,24 +229,24 @@ def test_a_killed_runs_scratch_folder_is_removed_by_the_next_run(store, cfg, set
         raise Cancelled
 
     monkeypatch.setattr(runner, "_train_and_register", train)
-    assert runner.run(runner.create_run(store, settings, "root"), cfg)["status"] == "cancelled"
+    assert runner.run(runs.create_run(store, settings, "root"), cfg)["status"] == "cancelled"
     assert len(seen[0]) == 1 and seen[0][0] != leftover.name  # only the run's own scratch
     assert not list(cfg.adapters_dir.glob(".tmp-run-*"))  # and that one is gone at the end
 
 
 def test_a_cancel_just_before_activation_keeps_a_candidate(store, cfg, settings, monkeypatch):
-    from training import registry, runner
+    from training import registry, runner, runs
 
     v1 = add(cfg, store)
     registry.activate(store, v1)
     import_pairs(store, short_pairs(12))
-    run_id = runner.create_run(store, settings, "auto")
+    run_id = runs.create_run(store, settings, "auto")
     fake_heavy_steps(monkeypatch, lambda active: None)
     register = registry.register
 
     def register_then_cancel(*args, **kwargs):
         version = register(*args, **kwargs)
-        runner.request_cancel(store, run_id)
+        runs.request_cancel(store, run_id)
         return version
 
     monkeypatch.setattr(registry, "register", register_then_cancel)
@@ -254,4 +254,4 @@ def test_a_cancel_just_before_activation_keeps_a_candidate(store, cfg, settings,
     assert result == {"run_id": run_id, "status": "cancelled", "adapter_version": "v0002"}
     assert registry.active_version(store) == v1
     assert registry.get(store, "v0002")["status"] == "candidate"
-    assert runner.get_run(store, run_id)["metrics"]["activated"] is False
+    assert runs.get_run(store, run_id)["metrics"]["activated"] is False

@@ -52,14 +52,14 @@ def settings_from_args(cfg: Config, args):
 
 def cmd_train(cfg: Config, args) -> int:
     from feedback.store import Store
-    from training import runner
+    from training import runner, runs
 
     settings = settings_from_args(cfg, args)
     store = Store(cfg.db_path)
     runner.prepare(store, cfg, settings)  # NotEnoughData here, before a process starts
-    run_id, proc = runner.start_run(store, cfg, settings, args.user)
+    run_id, proc = runs.start_run(store, cfg, settings, args.user)
     row = wait(store, run_id, proc, show_bar=not args.json and sys.stderr.isatty(),
-               log_file=runner.log_path(cfg, run_id))
+               log_file=runs.log_path(cfg, run_id))
     out = summary(row)
     if args.json:
         print(json.dumps(out, ensure_ascii=False))
@@ -70,25 +70,25 @@ def cmd_train(cfg: Config, args) -> int:
 
 def wait(store, run_id: int, proc, show_bar: bool, log_file=None, poll_s: float = 0.5) -> dict:
     """Follow the run's progress in the database until its process ends; Ctrl-C cancels."""
-    from training import runner
+    from training import runs
 
     bar = None
     try:
         while proc.poll() is None:
-            row = runner.get_run(store, run_id)
+            row = runs.get_run(store, run_id)
             bar = _draw(bar, row["progress"]) if show_bar else None
             time.sleep(poll_s)
     except KeyboardInterrupt:
-        runner.request_cancel(store, run_id)
+        runs.request_cancel(store, run_id)
         print("cancelling...", file=sys.stderr)
         proc.wait()
     if bar is not None:
         bar.close()
-    row = runner.get_run(store, run_id)
-    if row["status"] not in runner.FINISHED:
+    row = runs.get_run(store, run_id)
+    if row["status"] not in runs.FINISHED:
         err = log_file.read_text(errors="replace")[-2000:] if log_file else ""
-        runner.update_run(store, run_id, status="failed", error=err or "process ended early")
-        row = runner.get_run(store, run_id)
+        runs.update_run(store, run_id, status="failed", error=err or "process ended early")
+        row = runs.get_run(store, run_id)
     return row
 
 
