@@ -185,6 +185,22 @@ def test_too_little_feedback_is_a_clear_error(cfg, store):
         prepare(store, cfg, TrainSettings(method="kto"))
 
 
+@pytest.mark.parametrize("method, unread", [("dpo", "kto_rows"), ("rlhf", "kto_rows"),
+                                             ("kto", "dpo_rows")])
+def test_a_given_method_reads_only_its_own_feedback(cfg, store, monkeypatch, method, unread):
+    from training import runner
+    from training.config import TrainSettings
+
+    import_pairs(store, short_pairs(10))
+    rated_answers(store, 10, 5)
+
+    def unexpected(*args):
+        raise AssertionError(f"{method} read {unread}")
+
+    monkeypatch.setattr(runner, unread, unexpected)
+    assert runner.prepare(store, cfg, TrainSettings(method=method))["method"] == method
+
+
 def test_auto_picks_kto_when_ratings_dominate(cfg, store):
     from training.config import TrainSettings
     from training.datasets import kto_weights

@@ -81,10 +81,10 @@ def choose_method(n_pairs: int, n_up: int, n_down: int, s: TrainSettings) -> tup
 def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
     """Pick the method, build and split its dataset; NotEnoughData before any heavy work."""
     profile = active_profile(store, cfg)
-    pairs = dpo_rows(store, profile)
-    ratings = kto_rows(store, profile)
-    pair_split = split(pairs, s.data, "source")
-    rating_split = split(ratings, s.data, "label")
+    uses_pairs = s.method in ("dpo", "rlhf", "auto")
+    uses_ratings = s.method in ("kto", "auto")  # a given method reads only its own data
+    pair_split = split(dpo_rows(store, profile), s.data, "source") if uses_pairs else None
+    rating_split = split(kto_rows(store, profile), s.data, "label") if uses_ratings else None
     method, why = s.method, f"requested {s.method}"
     if method == "auto":
         n_up = sum(1 for r in rating_split.train if r["label"])
