@@ -321,7 +321,9 @@ def _gpu_auto(model, device: str) -> str:
     from chat.fastpath import gpu_auto_mode
 
     total = torch.cuda.get_device_properties(torch.device(device)).total_memory
-    return gpu_auto_mode(sum(p.numel() for p in model.parameters()), total, FAST_SLOTS)
+    embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
+    return gpu_auto_mode(sum(p.numel() for p in model.parameters()), embed.numel(),
+                         head.data_ptr() == embed.data_ptr(), total, FAST_SLOTS)
 
 
 def sample(logits, params: GenParams, generator=None) -> int:

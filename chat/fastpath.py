@@ -75,13 +75,19 @@ def make_linear(weight: torch.Tensor, mode: str, prefill: bool = True):
     return lambda x, prompt=False: mm(x.to(torch.bfloat16), q, scale).float()
 
 
-def gpu_auto_mode(n_params: int, gpu_bytes: int, copies: int) -> str:
+def copy_bytes(n_params: int, n_embed: int, tied: bool, size: int) -> int:
+    """One served version's copy with `size`-byte weights: the embedding stays fp32, and the
+    LM head is a copy of its own even where the model ties it to the embedding."""
+    return (n_params - n_embed) * size + n_embed * 4 + (n_embed * size if tied else 0)
+
+
+def gpu_auto_mode(n_params: int, n_embed: int, tied: bool, gpu_bytes: int, copies: int) -> str:
     """`auto` on a GPU: fp32 copies where they fit, else bf16, else no fast path. fp32 gave
     fp32's greedy answers and was no slower: a small model's decode step waits on kernel
     launches, not bytes (H200, SmolLM2, 6 prompts x 64 tokens: 78 tok/s with fp32 copies, 52
     with bf16 ones, whose casts around each matmul are more launches; 24 through transformers)."""
     for mode, size in (("fp32", 4), ("bf16", 2)):
-        if n_params * size * copies <= GPU_SHARE * gpu_bytes:
+        if copy_bytes(n_params, n_embed, tied, size) * copies <= GPU_SHARE * gpu_bytes:
             return mode
     return "off"
 
@@ -104,7 +110,9 @@ def _effective_weight(module, adapter: str | None, merged: set[int]) -> torch.Te
             adapter) is not None:
         raise Unsupported(f"adapter {adapter} uses a LoRA variant (DoRA...) that cannot merge")
     merged.add(id(module))
-    return base + module.get_delta_weight(adapter).to(base.dtype)
+    # in fp32 whatever the served dtype: added in bf16 (a GPU's), 30% of the LoRA's change (L2)
+    # was rounded away, and fp32 copies gave peft's greedy answers 5 times in 6 instead of 6
+    return base.float() + module.get_delta_weight(adapter).float()
 
 
 def _check_all_merged(model, adapter: str | None, merged: set[int]) -> None:

@@ -225,15 +225,20 @@ def test_a_gpu_takes_only_the_gpu_kinds_of_fast_path(setting, expected):
     assert _fast_mode(setting, "cpu") == ("fp16" if setting == "auto" else setting)
 
 
-@pytest.mark.parametrize("n_params, gpu_gib, expected", [
-    (135e6, 80, "fp32"),  # SmolLM2-135M: 3 fp32 copies take 1.6 GB of a 21.5 GB quarter
-    (1.7e9, 80, "fp32"),  # 20.4 GB: just within
-    (1.7e9, 40, "bf16"),  # fp32 20.4 GB > 10.7; bf16 10.2 GB fits
-    (1.7e9, 24, "off"),   # bf16 10.2 GB > 6.4
-    (7e9, 80, "off"),     # 84 GB in fp32, 42 in bf16, against 21.5
-    (135e6, 4, "bf16")])  # fp32 1.6 GB > 1.07; bf16 0.8 GB fits
-def test_gpu_auto_takes_fp32_where_its_copies_fit_then_bf16_then_nothing(
-        n_params, gpu_gib, expected):
+SMOLLM2_135M = (134_515_008, 28_311_552, True)  # parameters, embedding (49152 x 576), tied
+BIG_TIED = (1_700_000_000, 100_663_296, True)     # a 1.7B model with a 49152 x 2048 embedding
+
+
+@pytest.mark.parametrize("model, gpu_gib, expected", [
+    (SMOLLM2_135M, 80, "fp32"),  # 3 fp32 copies of 651 MB: 2.0 GB of a 21.5 GB quarter
+    (SMOLLM2_135M, 5, "bf16"),   # fp32 2.0 GB > 1.34 GB; bf16 3 x 382 MB fits
+    (SMOLLM2_135M, 4, "off"),    # bf16 1.15 GB > 1.07 GB
+    (BIG_TIED, 80, "bf16"),      # fp32 3 x 7.20 GB = 21.61 GB > 21.47 GB (the embedding in fp32
+                                 # and the tied head's own copy tip it over); bf16 11.4 GB fits
+    (BIG_TIED, 160, "fp32"),
+    ((7_000_000_000, 131_072_000, False), 80, "off")])  # 84 GB in fp32, 42.8 GB in bf16
+def test_gpu_auto_takes_fp32_where_its_copies_fit_then_bf16_then_nothing(model, gpu_gib,
+                                                                        expected):
     from chat.fastpath import gpu_auto_mode
 
-    assert gpu_auto_mode(int(n_params), gpu_gib * 2**30, copies=3) == expected
+    assert gpu_auto_mode(*model, gpu_gib * 2**30, copies=3) == expected
