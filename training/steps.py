@@ -34,7 +34,7 @@ def train_method(method: str, base_path: str, data: Split, s: TrainSettings, out
 def gate_candidate(base_path: str, folder: Path, active: dict | None, heldout: list[dict],
                    s: TrainSettings, system_prompt: str | None, reward=None) -> GateResult:
     """Load the saved candidate (and the active adapter) from safetensors and judge it."""
-    device, dtype = device_and_dtype()
+    device, dtype = device_and_dtype(s.optim.precision)
     active_folder = Path(active["path"]) if active else None
     model = load_for_gate(base_path, folder, active_folder, device, dtype)
     from transformers import AutoTokenizer
