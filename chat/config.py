@@ -79,7 +79,8 @@ class Config:
     device: str = field(default="auto", metadata={"help": "auto|cpu|cuda"})
     dtype: str = field(default="auto", metadata={"help": "auto|float32|bfloat16|float16"})
     fast_path: str = field(
-        default="auto", metadata={"help": "CPU decode: auto (fp16)|off|fp16|bf16|int8|fp32"})
+        default="auto", metadata={"help": "auto (CPU: fp16; GPU: fp32 or bf16 copies by memory)"
+                                          "|off|fp16|int8 (CPU only)|bf16|fp32"})
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     temperature: float = field(default=0.0, metadata={"help": "0 means greedy"})
     top_p: float = 0.9

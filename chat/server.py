@@ -90,7 +90,7 @@ def serve(cfg: Config, host: str, port: int) -> None:
     check_auth_mode(cfg, host, Store(cfg.db_path))  # fail before loading the model
     rt = build_runtime(cfg)
     rt.service.adapters.start()  # follow activations made elsewhere (CLI, admin) within ~1 s
-    if rt.service.retriever is not None:
+    if rt.service.retriever is not None and cfg.top_k > 0:  # CHAT_TOP_K=0: no retrieval
         print("Loading the embedder and the knowledge base index...", flush=True)
         rt.service.retriever.refresh()  # so the first question does not pay for it
     app = build_server(rt)

@@ -237,3 +237,24 @@ def test_no_retrieval_loads_no_embedder_and_seeds_nothing(tmp_path, cfg, store):
     retriever = Retriever(cfg, store, embedder=Unloadable(), seed_dir=seed)
     assert retriever.search("lighthouses?", 0, 0.0) == []
     assert store.one("SELECT count(*) AS n FROM documents")["n"] == 0
+
+
+@pytest.mark.parametrize("top_k, loads", [(0, False), (4, True)])
+def test_serve_loads_the_index_at_start_only_when_retrieval_is_on(cfg, monkeypatch, top_k,
+                                                                  loads):
+    from types import SimpleNamespace
+
+    import uvicorn
+
+    from chat import runtime, server
+    from chat.config import replace
+
+    refreshed = []
+    fake = SimpleNamespace(service=SimpleNamespace(
+        retriever=SimpleNamespace(refresh=lambda: refreshed.append(True)),
+        adapters=SimpleNamespace(start=lambda: None)))
+    monkeypatch.setattr(runtime, "build_runtime", lambda cfg: fake)
+    monkeypatch.setattr(server, "build_server", lambda rt: None)
+    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    server.serve(replace(cfg, top_k=top_k), "127.0.0.1", 7860)
+    assert refreshed == ([True] if loads else [])
