@@ -1,14 +1,20 @@
 """The public efficacy scenario on the GPU path: 60 pairs, real DPO through the CLI, the gate,
 then greedy answers to 20 new questions from the newly active adapter (retrieval off: the
-embedder does not travel to the device).
+embedder does not travel to the device). It works in a fresh temporary data folder unless
+CHAT_DATA_DIR names one, so a checkout's own database is never touched.
 
 Run from the checkout (README, Performance, "On a GPU"):
     `CHAT_TOP_K=0 PYTHONPATH=. python tools/gpu/efficacy.py`
 """
 import json
+import os
 import subprocess
 import sys
+import tempfile
 import time
+
+os.environ.setdefault("CHAT_MODEL_CACHE", os.path.abspath("data/models"))  # as make fills it
+os.environ.setdefault("CHAT_DATA_DIR", tempfile.mkdtemp(prefix="efficacy-"))
 
 from chat.config import load_config
 from chat.engine import GenParams
@@ -30,6 +36,8 @@ t = time.time()
 proc = subprocess.run([sys.executable, "launch.py", "train", "--method", "dpo", "--json"],
                       capture_output=True, text=True)
 print(f"train rc {proc.returncode} in {time.time() - t:.1f}s")
+if proc.returncode != 0:
+    sys.exit(proc.stderr[-3000:])
 print(proc.stdout[-2500:])
 print(proc.stderr[-2500:])
 after = short_share(rt.service, HELDOUT, None)
