@@ -131,6 +131,7 @@ def bench_train(cfg, n_pairs: int = 64) -> dict:
 
     base, rows, s = resolve_base_model(cfg), _pairs(n_pairs), TrainSettings()
     s.optim.epochs = 1.0
+    device = device_and_dtype(s.optim.precision)[0]
     with tempfile.TemporaryDirectory() as tmp:
         # warm-up, so neither side pays for first imports and a cold page cache: a 1-step run
         warm = TrainSettings()
@@ -142,15 +143,13 @@ def bench_train(cfg, n_pairs: int = 64) -> dict:
         start = time.perf_counter()
         model, tok = load_policy(base, s.optim.precision)
         args = DPOConfig(output_dir=str(Path(tmp) / "trl"), report_to=[],
-                         use_cpu=device_and_dtype(s.optim.precision)[0] == "cpu",
-                         num_train_epochs=1.0,
-                         save_strategy="no")
+                         use_cpu=device == "cpu", num_train_epochs=1.0, save_strategy="no")
         DPOTrainer(model=model, args=args, processing_class=tok, peft_config=lora_config(s),
                    train_dataset=Dataset.from_list(rows)).train()
         theirs = n_pairs / (time.perf_counter() - start)
     return {"pairs_s": round(ours, 2), "pairs_s_baseline": round(theirs, 2),
             "ratio": round(ours / theirs, 2), "pairs": n_pairs, "epochs": 1,
-            "device": device_and_dtype(s.optim.precision)[0], "precision": _precision(s)}
+            "device": device, "precision": _precision(s)}
 
 
 def _precision(s) -> str:

@@ -305,10 +305,10 @@ def _fast_mode(setting: str, device: str, gpu_auto=lambda: "off") -> str:
     setting = (setting or "auto").lower()
     if setting not in ("auto", "off", *MODES):
         raise BadInput(f"fast_path must be auto, off or one of {MODES}, got {setting!r}")
-    if device == "cpu":
-        return "fp16" if setting == "auto" else setting
-    if setting in ("auto", "off"):
-        return gpu_auto() if setting == "auto" else "off"
+    if setting == "auto":
+        return "fp16" if device == "cpu" else gpu_auto()
+    if device == "cpu" or setting == "off":
+        return setting
     if setting not in GPU_MODES:
         raise BadInput(f"fast_path {setting} uses CPU kernels; on {device} use "
                        f"{', '.join(GPU_MODES)} or off")
