@@ -1,4 +1,5 @@
-"""Chat-tab feedback: like/dislike + reason, edit -> correction, compare A/B, my conversations."""
+"""Chat-tab feedback: like/dislike + reason, edit -> correction, stopped answers, my
+conversations (compare A/B: tests/test_app_compare.py)."""
 
 import json
 from types import SimpleNamespace
@@ -20,27 +21,16 @@ from chat.app_feedback import compare, edit, like, pick, save_reason
 from chat.config import replace
 from chat.limits import RateLimiter
 from chat.service import ChatService
-from chat.views import badge, shown_answer, strip_badge, text_of
+from chat.views import strip_badge, text_of
+from tests import app_support
+from tests.app_support import ask, like_event
 
-
-@pytest.fixture
-def ctx(cfg, store, tiny_engine):
-    """The real store and service around a tiny random model: the words do not matter here."""
-    return AppContext(ChatService(replace(cfg, max_new_tokens=6), tiny_engine, store))
-
-
-def _ask(ctx, question, history=None, session=None):
-    *_, (_, history, session) = respond(ctx, question, history or [], session or new_session())
-    return history, session
-
-
-def _like(index, liked):
-    return SimpleNamespace(index=index, value=None, liked=liked)
+ctx = app_support.ctx  # the shared fixture, bound here as api_support.live is
 
 
 def test_answers_carry_a_version_badge_and_aligned_ids(ctx, store):
-    history, session = _ask(ctx, "first?")
-    history, session = _ask(ctx, "second?", history, session)
+    history, session = ask(ctx, "first?")
+    history, session = ask(ctx, "second?", history, session)
     answers = store.query("SELECT id, content FROM messages WHERE role = 'assistant' ORDER BY id")
     assert session["message_ids"] == [a["id"] for a in answers]
     assert history[1]["content"].endswith("<sub>adapter: base</sub>")
@@ -59,7 +49,7 @@ def test_the_question_shows_at_once_then_the_box_is_left_to_the_typist(ctx):
 
 
 def test_a_refused_question_goes_back_into_the_box(ctx, store):
-    history, session = _ask(ctx, "first?")
+    history, session = ask(ctx, "first?")
     before = store.counts()
     too_long = "x" * (ctx.cfg.max_message_chars + 1)
     with pytest.warns(UserWarning, match="too long"):  # a toast in the browser
@@ -74,12 +64,12 @@ def test_a_question_at_the_limit_with_a_newline_keeps_the_chat_going(ctx, store)
     cfg = replace(ctx.cfg, max_message_chars=60, max_history_turns=2)
     ctx = AppContext(ChatService(cfg, ctx.service.engine, store))
     question = "x" * cfg.max_message_chars + "\n\n"
-    history, session = _ask(ctx, question)
+    history, session = ask(ctx, question)
     assert text_of(history[0]["content"]) == question.strip()
     long_ago = [{"role": "user", "content": "y" * (cfg.max_message_chars + 1)},
                 {"role": "assistant", "content": "z"},
                 {"role": "user", "content": "ok?"}, {"role": "assistant", "content": "ok"}]
-    history, session = _ask(ctx, "and then?", long_ago + history, session)
+    history, session = ask(ctx, "and then?", long_ago + history, session)
     assert [m["role"] for m in history[-4:]] == ["user", "assistant"] * 2
     assert store.counts()["messages"] == 4  # the too-long turn was past the window: not read
 
@@ -101,7 +91,7 @@ def test_a_stopped_answer_is_stored_as_stopped_and_can_be_rated(ctx, store):
     (row,) = store.query("SELECT * FROM messages WHERE role = 'assistant'")
     assert json.loads(row["params_json"])["stopped"] is True
     assert session["message_ids"] == []  # the session never got the id...
-    liked = like(ctx, history, session, _like(1, False))[0]
+    liked = like(ctx, history, session, like_event(1, False))[0]
     (rating,) = store.query("SELECT * FROM ratings")  # ...yet the rating lands on it
     assert (rating["message_id"], rating["value"]) == (row["id"], -1)
     assert liked["pending_rating"] == row["id"]
@@ -118,7 +108,7 @@ def test_a_stopped_answer_is_found_when_the_stream_ran_on_past_the_browser(ctx, 
     (row,) = store.query("SELECT * FROM messages WHERE role = 'assistant'")
     shown = strip_badge(text_of(shown_history[-1]["content"]))
     assert len(shown) < len(row["content"]) and row["content"].startswith(shown)
-    like(ctx, shown_history, session, _like(1, True))
+    like(ctx, shown_history, session, like_event(1, True))
     assert store.query("SELECT message_id, value FROM ratings") == [
         {"message_id": row["id"], "value": 1}]
 
@@ -136,12 +126,12 @@ def _stop_after(updates, n):
 
 @pytest.mark.parametrize("how", ["retry", "edit"])
 def test_a_stopped_retry_or_edit_is_rated_not_the_answer_it_replaced(ctx, store, how):
-    history, session = _ask(ctx, "Tell me a long story.")
+    history, session = ask(ctx, "Tell me a long story.")
     updates = (retry(ctx, history, session, SimpleNamespace(index=0)) if how == "retry" else
                edit(ctx, history, session, SimpleNamespace(index=0, value="Another story.")))
     shown, state = _stop_after(updates, 3)  # the question, then two pieces
     new = store.query("SELECT max(id) AS id FROM messages WHERE role = 'assistant'")[0]["id"]
-    like(ctx, shown, state, _like(1, True))
+    like(ctx, shown, state, like_event(1, True))
     assert store.query("SELECT message_id FROM ratings") == [{"message_id": new}]
 
 
@@ -150,8 +140,8 @@ def test_two_stopped_answers_that_start_alike_are_told_apart(ctx, store):
     both, session = _stop_after(respond(ctx, "Tell me a story.", first, session), 5)
     rows = store.query("SELECT id, content FROM messages WHERE role = 'assistant' ORDER BY id")
     assert rows[1]["content"].startswith(rows[0]["content"])  # the same seed, stopped later
-    like(ctx, both, session, _like(1, True))  # the first answer
-    like(ctx, both, session, _like(3, False))  # the second
+    like(ctx, both, session, like_event(1, True))  # the first answer
+    like(ctx, both, session, like_event(3, False))  # the second
     assert store.query("SELECT message_id, value FROM ratings ORDER BY message_id") == [
         {"message_id": rows[0]["id"], "value": 1}, {"message_id": rows[1]["id"], "value": -1}]
 
@@ -159,15 +149,15 @@ def test_two_stopped_answers_that_start_alike_are_told_apart(ctx, store):
 def test_a_failed_answer_cannot_be_rated(ctx, store):
     history = [{"role": "user", "content": "q"}, {"role": "assistant", "content": "never saved"}]
     with pytest.raises(gr.Error, match="not saved"):
-        like(ctx, history, new_session(), _like(1, True))
+        like(ctx, history, new_session(), like_event(1, True))
     assert store.query("SELECT * FROM ratings") == []
 
 
 def test_thumbs_up_then_down_with_reason_keeps_one_row(ctx, store):
-    history, session = _ask(ctx, "Why is the sky blue?")
-    session, _ = like(ctx, history, session, _like(1, True))
+    history, session = ask(ctx, "Why is the sky blue?")
+    session, _ = like(ctx, history, session, like_event(1, True))
     assert store.query("SELECT value FROM ratings") == [{"value": 1}]
-    session, panel = like(ctx, history, session, _like(1, False))
+    session, panel = like(ctx, history, session, like_event(1, False))
     assert panel["visible"] is True and session["pending_rating"] == session["message_ids"][0]
     assert store.query("SELECT value, reason FROM ratings") == [{"value": -1, "reason": None}]
     session, panel, *_ = save_reason(ctx, "too long", " shorter ", session)
@@ -178,32 +168,32 @@ def test_thumbs_up_then_down_with_reason_keeps_one_row(ctx, store):
 
 
 def test_liking_a_user_message_or_without_reason_is_refused(ctx, store):
-    history, session = _ask(ctx, "hi")
+    history, session = ask(ctx, "hi")
     with pytest.raises(gr.Error):
-        like(ctx, history, session, _like(0, True))
+        like(ctx, history, session, like_event(0, True))
     with pytest.raises(gr.Error):
         save_reason(ctx, "too long", "", session)  # no thumbs down yet
-    _, session = like(ctx, history, session, _like(1, False))
+    _, session = like(ctx, history, session, like_event(1, False))
     with pytest.raises(gr.Error):
         save_reason(ctx, None, "", session)
     assert store.query("SELECT reason FROM ratings") == [{"reason": None}]
 
 
 def test_rating_targets_the_right_answer_after_an_unsaved_one(ctx, store):
-    history, session = _ask(ctx, "one?")
+    history, session = ask(ctx, "one?")
     # an answer shown but never saved (stopped): its slot is None, the next one still lines up
     history = history + [{"role": "user", "content": "two?"},
                          {"role": "assistant", "content": "partial"}]
-    history, session = _ask(ctx, "three?", history, session)
+    history, session = ask(ctx, "three?", history, session)
     with pytest.raises(gr.Error):
-        like(ctx, history, session, _like(3, True))
-    like(ctx, history, session, _like(5, True))
+        like(ctx, history, session, like_event(3, True))
+    like(ctx, history, session, like_event(5, True))
     last = store.query("SELECT max(id) AS id FROM messages WHERE role = 'assistant'")[0]["id"]
     assert store.query("SELECT message_id FROM ratings") == [{"message_id": last}]
 
 
 def test_edit_stores_a_correction_and_a_preference(ctx, store):
-    history, session = _ask(ctx, "Capital of France?")
+    history, session = ask(ctx, "Capital of France?")
     original = store.message(session["message_ids"][0])
     data = SimpleNamespace(index=1, previous_value=history[1]["content"],
                            value=[{"type": "text", "text": "Paris. <sub>adapter: base</sub>"}])
@@ -218,8 +208,8 @@ def test_edit_stores_a_correction_and_a_preference(ctx, store):
 
 
 def test_a_refused_edit_or_retry_leaves_the_chat_as_it_was(ctx, store):
-    history, session = _ask(ctx, "first?")
-    history, session = _ask(ctx, "second?", history, session)
+    history, session = ask(ctx, "first?")
+    history, session = ask(ctx, "second?", history, session)
     before = store.counts()
     too_long = "y" * (ctx.cfg.max_message_chars + 1)
     with pytest.warns(UserWarning, match="too long"):
@@ -233,46 +223,10 @@ def test_a_refused_edit_or_retry_leaves_the_chat_as_it_was(ctx, store):
     assert store.counts() == before
 
 
-def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
-    history, session = _ask(ctx, "Name a colour.")
-    before = store.counts()["messages"]
-    *_, (a, b, session, row) = compare(ctx, history, session)
-    assert row["visible"] is True and store.counts()["messages"] == before  # nothing added
-    pending = session["compare"]
-    assert pending["prompt"][-1] == {"role": "user", "content": "Name a colour."}
-    # shown as the chat shows an answer (strip_badge would also eat trailing whitespace)
-    assert a == shown_answer(pending["a"], pending["adapter_a"])["content"]
-    assert b == shown_answer(pending["b"], pending["adapter_b"])["content"]
-    session, row = pick(ctx, "A", session)
-    (cmp,) = store.query("SELECT * FROM comparisons")
-    assert (cmp["choice"], cmp["answer_a"], cmp["user"]) == ("a", pending["a"], session["user"])
-    (pref,) = store.query("SELECT * FROM preferences")
-    assert (pref["chosen"], pref["rejected"], pref["source"]) == (
-        pending["a"], pending["b"], "compare")
-    assert session["compare"] is None and row["visible"] is False
-    with pytest.raises(gr.Error):
-        pick(ctx, "B", session)  # one pick per comparison
-
-
-def test_compare_tie_and_both_bad_make_no_pair(ctx, store):
-    history, session = _ask(ctx, "Say something.")
-    for choice in ("Tie", "Both bad"):
-        *_, (_, _, session, _) = compare(ctx, history, session)
-        session, _ = pick(ctx, choice, session)
-    assert [r["choice"] for r in store.query("SELECT choice FROM comparisons")] == [
-        "tie", "both_bad"]
-    assert store.counts()["preferences"] == 0
-
-
-def test_compare_needs_a_question(ctx):
-    with pytest.raises(gr.Error):
-        list(compare(ctx, [], new_session()))
-
-
 def test_users_reopen_only_their_own_conversations(ctx, store):
-    history, alice = _ask(ctx, "alice asks", session=new_session("alice"))
-    like(ctx, history, alice, _like(1, True))
-    _, bob = _ask(ctx, "bob asks", session=new_session("bob"))
+    history, alice = ask(ctx, "alice asks", session=new_session("alice"))
+    like(ctx, history, alice, like_event(1, True))
+    _, bob = ask(ctx, "bob asks", session=new_session("bob"))
     _, picker = my_conversations(ctx, new_session("alice"))
     assert [cid for _, cid in picker["choices"]] == [alice["conversation_id"]]
     with pytest.raises(gr.Error):
@@ -282,7 +236,7 @@ def test_users_reopen_only_their_own_conversations(ctx, store):
     assert session["message_ids"] == alice["message_ids"]
     assert update["feedback_value"] == ["Like"]
     # the reopened chat continues in the same conversation
-    _, session = _ask(ctx, "and more", update["value"], session)
+    _, session = ask(ctx, "and more", update["value"], session)
     assert session["conversation_id"] == alice["conversation_id"]
     assert len(store.messages(alice["conversation_id"])) == 4
 
@@ -343,11 +297,11 @@ def test_feedback_through_the_running_app(running, store):
 def test_real_model_answer_rated_and_compared(cfg, store, real_engine):
     """The real path once: the shipped model answers, is rated, and two samples are compared."""
     ctx = AppContext(ChatService(replace(cfg, max_new_tokens=12), real_engine, store))
-    history, session = _ask(ctx, "What is the capital of France?")
+    history, session = ask(ctx, "What is the capital of France?")
     assert "Paris" in history[1]["content"]
-    like(ctx, history, session, _like(1, True))
+    like(ctx, history, session, like_event(1, True))
     # an open question: two samples of a one-fact answer are often the same words
-    history, session = _ask(ctx, "Describe the sea in one sentence.", history, session)
+    history, session = ask(ctx, "Describe the sea in one sentence.", history, session)
     *_, (_, _, session, _) = compare(ctx, history, session)
     assert session["compare"]["a"] != session["compare"]["b"]
     pick(ctx, "B", session)
@@ -376,52 +330,15 @@ def test_reopen_through_the_running_app(running, store):
 def test_unpaired_surrogates_are_a_clear_error_and_write_nothing(ctx, store):
     before = store.counts()
     with pytest.warns(UserWarning, match="not valid Unicode"):
-        _ask(ctx, "Capital \ud800?")
+        ask(ctx, "Capital \ud800?")
     assert store.counts() == before
-    history, session = _ask(ctx, "Capital of France?")
+    history, session = ask(ctx, "Capital of France?")
     before = store.counts()
     data = SimpleNamespace(index=1, previous_value=history[1]["content"],
                            value=[{"type": "text", "text": "Paris \udc00."}])
     with pytest.raises(gr.Error, match="not valid Unicode"):
         list(edit(ctx, history, session, data))
     assert store.counts() == before
-
-
-def test_compare_shows_answers_as_the_chat_does(ctx, monkeypatch):
-    """A sample cut inside a code block, or holding HTML, is shown like a chat answer: the
-    fence is closed so the version badge stays outside it, and tags are escaped."""
-    history, session = _ask(ctx, "Show code.")
-    replies = iter(["Here:\n```python\nprint(1)", "<b>bold</b> text"])
-
-    def stream(*args, **kwargs):
-        yield SimpleNamespace(text=next(replies), adapter_version="v0002", prompt_version=1,
-                              prompt=[{"role": "user", "content": "Show code."}])
-    monkeypatch.setattr(ctx.service, "stream", stream)
-    *_, (a, b, session, _) = compare(ctx, history, session)
-    assert a == "Here:\n```python\nprint(1)\n```" + badge("v0002")
-    assert b == "&lt;b>bold&lt;/b> text" + badge("v0002")
-    assert session["compare"]["a"] == "Here:\n```python\nprint(1)"  # stored as written
-
-
-@pytest.mark.parametrize("texts,calls", [(["Paris.", "Paris.", "Paris!"], 3),
-                                         (["Paris."] * 4, 4)])
-def test_compare_samples_b_again_while_it_repeats_a(ctx, store, monkeypatch, texts, calls):
-    history, session = _ask(ctx, "Capital of France?")
-    replies = iter(texts)
-
-    def stream(*args, **kwargs):
-        yield SimpleNamespace(text=next(replies), adapter_version=None, prompt_version=1,
-                              prompt=[{"role": "user", "content": "Capital of France?"}])
-    monkeypatch.setattr(ctx.service, "stream", stream)
-    *_, (_, _, session, _) = compare(ctx, history, session)
-    assert next(replies, None) is None and len(texts) == calls
-    a, b = session["compare"]["a"], session["compare"]["b"]
-    assert (a, b) == (texts[0], texts[-1])
-    if a == b:  # still the same after every attempt: only a tie can be recorded
-        with pytest.raises(gr.Error, match="same text"):
-            pick(ctx, "B", session)
-        pick(ctx, "Tie", session)
-        assert store.counts()["comparisons"] == 1 and store.counts()["preferences"] == 0
 
 
 @pytest.mark.parametrize("turn,error", [
@@ -432,7 +349,7 @@ def test_compare_samples_b_again_while_it_repeats_a(ctx, store, monkeypatch, tex
 def test_history_from_the_browser_is_held_to_the_api_limits(ctx, store, turn, error):
     """The chat history comes from the browser: each turn is checked as the API checks it,
     on asking and on comparing, and a refused one writes nothing."""
-    history, session = _ask(ctx, "first?")
+    history, session = ask(ctx, "first?")
     history = [turn, *history]
     before = store.counts()
     with pytest.warns(UserWarning, match=error):  # a toast in the browser
@@ -445,14 +362,14 @@ def test_history_from_the_browser_is_held_to_the_api_limits(ctx, store, turn, er
 
 
 def test_web_corrections_and_comments_are_held_to_the_api_limits(ctx, store):
-    history, session = _ask(ctx, "Capital of France?")
+    history, session = ask(ctx, "Capital of France?")
     limit = ctx.cfg.max_message_chars
     before = store.counts()
     data = SimpleNamespace(index=1, previous_value=history[1]["content"],
                            value="Paris " * (4 * limit // 6 + 1))
     with pytest.raises(gr.Error, match="the correction is too long"):
         list(edit(ctx, history, session, data))
-    session, _ = like(ctx, history, session, _like(1, False))
+    session, _ = like(ctx, history, session, like_event(1, False))
     with pytest.raises(gr.Error, match="the comment is too long"):
         save_reason(ctx, "too long", "y" * (limit + 1), session)
     assert store.query("SELECT reason, comment FROM ratings") == [

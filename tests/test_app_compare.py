@@ -1,0 +1,87 @@
+"""Two answers side by side: compare samples them, pick stores the choice (and a pair)."""
+
+from types import SimpleNamespace
+
+import gradio as gr
+import pytest
+
+from chat.app_chat import new_session
+from chat.app_feedback import compare, pick
+from chat.views import badge, shown_answer
+from tests import app_support
+from tests.app_support import ask
+
+ctx = app_support.ctx  # the shared fixture, bound here as api_support.live is
+
+
+def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
+    history, session = ask(ctx, "Name a colour.")
+    before = store.counts()["messages"]
+    *_, (a, b, session, row) = compare(ctx, history, session)
+    assert row["visible"] is True and store.counts()["messages"] == before  # nothing added
+    pending = session["compare"]
+    assert pending["prompt"][-1] == {"role": "user", "content": "Name a colour."}
+    # shown as the chat shows an answer (strip_badge would also eat trailing whitespace)
+    assert a == shown_answer(pending["a"], pending["adapter_a"])["content"]
+    assert b == shown_answer(pending["b"], pending["adapter_b"])["content"]
+    session, row = pick(ctx, "A", session)
+    (cmp,) = store.query("SELECT * FROM comparisons")
+    assert (cmp["choice"], cmp["answer_a"], cmp["user"]) == ("a", pending["a"], session["user"])
+    (pref,) = store.query("SELECT * FROM preferences")
+    assert (pref["chosen"], pref["rejected"], pref["source"]) == (
+        pending["a"], pending["b"], "compare")
+    assert session["compare"] is None and row["visible"] is False
+    with pytest.raises(gr.Error):
+        pick(ctx, "B", session)  # one pick per comparison
+
+
+def test_compare_tie_and_both_bad_make_no_pair(ctx, store):
+    history, session = ask(ctx, "Say something.")
+    for choice in ("Tie", "Both bad"):
+        *_, (_, _, session, _) = compare(ctx, history, session)
+        session, _ = pick(ctx, choice, session)
+    assert [r["choice"] for r in store.query("SELECT choice FROM comparisons")] == [
+        "tie", "both_bad"]
+    assert store.counts()["preferences"] == 0
+
+
+def test_compare_needs_a_question(ctx):
+    with pytest.raises(gr.Error):
+        list(compare(ctx, [], new_session()))
+
+
+def test_compare_shows_answers_as_the_chat_does(ctx, monkeypatch):
+    """A sample cut inside a code block, or holding HTML, is shown like a chat answer: the
+    fence is closed so the version badge stays outside it, and tags are escaped."""
+    history, session = ask(ctx, "Show code.")
+    replies = iter(["Here:\n```python\nprint(1)", "<b>bold</b> text"])
+
+    def stream(*args, **kwargs):
+        yield SimpleNamespace(text=next(replies), adapter_version="v0002", prompt_version=1,
+                              prompt=[{"role": "user", "content": "Show code."}])
+    monkeypatch.setattr(ctx.service, "stream", stream)
+    *_, (a, b, session, _) = compare(ctx, history, session)
+    assert a == "Here:\n```python\nprint(1)\n```" + badge("v0002")
+    assert b == "&lt;b>bold&lt;/b> text" + badge("v0002")
+    assert session["compare"]["a"] == "Here:\n```python\nprint(1)"  # stored as written
+
+
+@pytest.mark.parametrize("texts,calls", [(["Paris.", "Paris.", "Paris!"], 3),
+                                         (["Paris."] * 4, 4)])
+def test_compare_samples_b_again_while_it_repeats_a(ctx, store, monkeypatch, texts, calls):
+    history, session = ask(ctx, "Capital of France?")
+    replies = iter(texts)
+
+    def stream(*args, **kwargs):
+        yield SimpleNamespace(text=next(replies), adapter_version=None, prompt_version=1,
+                              prompt=[{"role": "user", "content": "Capital of France?"}])
+    monkeypatch.setattr(ctx.service, "stream", stream)
+    *_, (_, _, session, _) = compare(ctx, history, session)
+    assert next(replies, None) is None and len(texts) == calls
+    a, b = session["compare"]["a"], session["compare"]["b"]
+    assert (a, b) == (texts[0], texts[-1])
+    if a == b:  # still the same after every attempt: only a tie can be recorded
+        with pytest.raises(gr.Error, match="same text"):
+            pick(ctx, "B", session)
+        pick(ctx, "Tie", session)
+        assert store.counts()["comparisons"] == 1 and store.counts()["preferences"] == 0
