@@ -81,6 +81,9 @@ class Config:
     fast_path: str = field(
         default="auto", metadata={"help": "auto (CPU: fp16; GPU: fp32 or bf16 copies by memory)"
                                           "|off|fp16|int8 (CPU only)|bf16|fp32"})
+    block_kernels: bool = field(default=True, metadata={
+        "help": "CPU decode reads weights that lie exactly on a GGUF 4/8-bit grid (the shipped "
+                "model's) through exact block kernels built with the C compiler (0: off)"})
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     temperature: float = field(default=0.0, metadata={"help": "0 means greedy"})
     top_p: float = 0.9

@@ -7,6 +7,10 @@ architecture, rope scaling, DoRA, LoRA on embeddings) raises `Unsupported` and t
 serving that version through the ordinary transformers/peft path. The tensors live on the
 model's device; on a GPU only the plain-matmul kinds (bf16, fp32) apply, the others being
 CPU kernels (fbgemm, aten's int8 GEMV).
+
+On a CPU, decode steps read the base weights through exact GGUF block kernels where the base
+weights lie on such a grid (chat/blockquant.py; the shipped model does), with the version's
+LoRA applied beside them as two thin matmuls; prompts keep the copy of `mode`.
 """
 
 from __future__ import annotations
@@ -16,9 +20,22 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from chat import blockquant
 from chat.config import FAST_PATH_MODES
-from chat.hardware import cpu_has_fast_bf16
+from chat.fast_linear import (
+    Linear,
+    Norm,
+    Unsupported,
+    base_blocks,
+    base_product,
+    lora_factors,
+    make_linear,
+    merged_weight,
+    prompt_kernel,
+)
 from chat.prefix_cache import PrefixCache
+
+__all__ = ["FastModel", "KVCache", "Unsupported", "prompt_kernel"]
 
 MODES = FAST_PATH_MODES
 GPU_MODES = ("bf16", "fp32")  # F.linear on any device; fp16 (fbgemm) and int8 are CPU kernels
@@ -26,53 +43,11 @@ GPU_SHARE = 0.25  # of a GPU's memory that the merged copies of the served versi
 _PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
          "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
          "down": "mlp.down_proj"}
+# the projections each fused matrix of a layer is made of
+_GROUPS = {"qkv": ("q", "k", "v"), "o": ("o",), "gate_up": ("gate", "up"), "down": ("down",)}
 
 
-class Unsupported(Exception):
-    """This model or adapter cannot be served by the fast path (the engine falls back)."""
-
-
-# ---------------------------------------------------------------------------- linear layers
-
-
-def prompt_kernel(mode: str) -> str:
-    """The weights prompts run through in `mode`: fp16 mode keeps a bf16 prompt copy only
-    where this CPU measured bf16 faster than fp32 (chat/hardware.py)."""
-    return "bf16" if mode == "fp16" and cpu_has_fast_bf16() else mode
-
-
-def make_linear(weight: torch.Tensor, mode: str, prefill: bool = True):
-    """A function (x fp32 [T, in], prompt: bool) -> fp32 [T, out] over `weight` stored as
-    `mode`. `prompt` marks a prefill call; with `prefill` False (the LM head, which only sees
-    the last position) no prompt copy is kept."""
-    weight = weight.detach().float().contiguous()
-    if mode == "fp32":
-        return lambda x, prompt=False: F.linear(x, weight)
-    if mode == "bf16":
-        wb = weight.to(torch.bfloat16)
-        return lambda x, prompt=False: F.linear(x.to(torch.bfloat16), wb).float()
-    if mode == "fp16":
-        # Decode (one row) is memory-bound: fbgemm's fp16 GEMM reads half the bytes of fp32.
-        # Prefill is compute-bound, where fbgemm fp16 is no faster than fp32, but oneDNN's
-        # bf16 GEMM (AVX512-BF16) runs ~2x fp32: prompts go through a bf16 copy. The choice
-        # follows the call (prefill or decode), not its row count, so a prompt whose prefix
-        # came from the cache gets the same numbers as one computed whole.
-        packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
-        op16 = torch.ops.quantized.linear_dynamic_fp16
-        wide = weight.to(torch.bfloat16) if prefill and prompt_kernel(mode) == "bf16" else None
-
-        def linear(x, prompt=False):
-            if wide is not None and prompt:
-                return F.linear(x.to(torch.bfloat16), wide).float()
-            return op16(x, packed)
-        return linear
-    # int8 weight-only, one symmetric scale per output channel; activations stay bf16, so
-    # only the weights are rounded (the kernel is aten's, the one gpt-fast uses on CPU).
-    scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
-    q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
-    scale = scale.to(torch.bfloat16)
-    mm = torch.ops.aten._weight_int8pack_mm
-    return lambda x, prompt=False: mm(x.to(torch.bfloat16), q, scale).float()
+# ---------------------------------------------------------------------------- copies
 
 
 def copy_bytes(n_params: int, n_embed: int, tied: bool, size: int) -> int:
@@ -93,26 +68,6 @@ def gpu_auto_mode(n_params: int, n_embed: int, tied: bool, gpu_bytes: int, copie
 
 
 # ---------------------------------------------------------------------------- weights
-
-
-def _effective_weight(module, adapter: str | None, merged: set[int]) -> torch.Tensor:
-    """The module's weight with `adapter`'s LoRA delta added (peft's own delta formula)."""
-    from peft.tuners.lora import LoraLayer
-
-    if not isinstance(module, LoraLayer):
-        return module.weight.detach()
-    base = module.get_base_layer().weight.detach()
-    if module.merged_adapters:
-        raise Unsupported("an adapter is merged into the base weights")
-    if adapter is None or adapter not in module.lora_A:
-        return base
-    if getattr(module, "use_dora", {}).get(adapter) or getattr(module, "lora_variant", {}).get(
-            adapter) is not None:
-        raise Unsupported(f"adapter {adapter} uses a LoRA variant (DoRA...) that cannot merge")
-    merged.add(id(module))
-    # in fp32 whatever the served dtype: added in bf16 (a GPU's), 30% of the LoRA's change (L2)
-    # was rounded away, and fp32 copies gave peft's greedy answers 5 times in 6 instead of 6
-    return base.float() + module.get_delta_weight(adapter).float()
 
 
 def _check_all_merged(model, adapter: str | None, merged: set[int]) -> None:
@@ -142,12 +97,12 @@ def _base_and_config(model):
 
 @dataclass
 class _Layer:
-    ln1: torch.Tensor
-    ln2: torch.Tensor
-    qkv: object
-    o: object
-    gate_up: object
-    down: object
+    ln1: Norm
+    ln2: Norm
+    qkv: Linear
+    o: Linear
+    gate_up: Linear
+    down: Linear
 
 
 # ---------------------------------------------------------------------------- the model
@@ -156,7 +111,8 @@ class _Layer:
 class FastModel:
     """One served version (base or base+merged adapter) as plain tensors; thread-safe reads."""
 
-    def __init__(self, model, adapter: str | None = None, mode: str = "int8"):
+    def __init__(self, model, adapter: str | None = None, mode: str = "int8",
+                 blocks: bool = True):
         if mode not in MODES:
             raise ValueError(f"fast path mode must be one of {MODES}, got {mode!r}")
         base, cfg, theta = _base_and_config(model)
@@ -164,6 +120,12 @@ class FastModel:
         if self.device.type != "cpu" and mode not in GPU_MODES:
             raise Unsupported(f"fast path mode {mode} runs on CPUs only, not {self.device}")
         self.adapter, self.mode = adapter, mode
+        # why decode steps cannot read exact GGUF blocks, where they cannot (None: they can)
+        self.no_blocks = ("turned off" if not blocks else "CPU only"
+                          if self.device.type != "cpu" else blockquant.problem())
+        self.use_blocks = self.no_blocks is None
+        self.block_linears = 0  # linears whose decode reads exact GGUF blocks
+        self.shared_linears = 0  # of those, linears whose prompts read the base's fp32 weights
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         self.eps, self.max_pos = cfg.rms_norm_eps, cfg.max_position_embeddings
@@ -171,9 +133,8 @@ class FastModel:
         with torch.no_grad():
             self.layers = [self._layer(layer, adapter, mode, merged) for layer in base.model.layers]
             self.embed = base.model.embed_tokens.weight.detach().float()
-            self.norm = base.model.norm.weight.detach().float()
-            self.lm_head = make_linear(_effective_weight(base.lm_head, adapter, merged),
-                                       mode, prefill=False)
+            self.norm = Norm(base.model.norm.weight.detach().float(), self.eps)
+            self.lm_head = self._linear([base.lm_head], adapter, mode, merged, prefill=False)
         _check_all_merged(model, adapter, merged)
         inv = 1.0 / theta ** (torch.arange(0, self.head_dim, 2).float() / self.head_dim)
         freqs = torch.outer(torch.arange(self.max_pos).float(), inv)
@@ -182,20 +143,46 @@ class FastModel:
         self.prefixes = PrefixCache()  # earlier prompts' keys/values, for prefix reuse
 
     def _layer(self, layer, adapter, mode, merged) -> _Layer:
-        w = {k: _effective_weight(layer.get_submodule(p), adapter, merged).float()
-             for k, p in _PROJ.items()}
-        return _Layer(
-            ln1=layer.input_layernorm.weight.detach().float(),
-            ln2=layer.post_attention_layernorm.weight.detach().float(),
-            qkv=make_linear(torch.cat([w["q"], w["k"], w["v"]]), mode),
-            o=make_linear(w["o"], mode),
-            gate_up=make_linear(torch.cat([w["gate"], w["up"]]), mode),
-            down=make_linear(w["down"], mode))
+        linears = {group: self._linear([layer.get_submodule(_PROJ[name]) for name in names],
+                                       adapter, mode, merged)
+                   for group, names in _GROUPS.items()}
+        return _Layer(ln1=Norm(layer.input_layernorm.weight.detach().float(), self.eps),
+                      ln2=Norm(layer.post_attention_layernorm.weight.detach().float(), self.eps),
+                      **linears)
+
+    def _linear(self, modules, adapter, mode, merged, prefill=True) -> Linear:
+        """The modules stacked into one matrix. Where the base weights lie on a GGUF grid,
+        decode steps read the shared base blocks plus the adapter in low rank (exact), and
+        so do prompts over the base's own fp32 weights unless this mode keeps another kind
+        for them (bf16 where it is faster, int8): no per-version copy at all. Elsewhere
+        prompts and decode steps read a copy of the merged weight stored as `mode`."""
+        blocks = base_blocks(modules) if self.use_blocks else None
+        lora = None
+        if blocks is not None:
+            self.block_linears += 1
+            lora = lora_factors(modules, adapter, merged)
+            if not prefill or prompt_kernel(mode) in ("fp16", "fp32"):
+                self.shared_linears += prefill
+                return Linear(base_product(modules) if prefill else None, blocks=blocks,
+                              lora=lora, prompt_lora=lora)
+        weight = torch.cat([merged_weight(m, adapter, merged).float() for m in modules])
+        return make_linear(weight, mode, prefill, blocks, lora)
+
+    @property
+    def kernels(self) -> dict[str, str]:
+        """Which weights decode steps and prompts read, for benchmarks and logs."""
+        total = 4 * len(self.layers) + 1
+        if not self.block_linears:
+            why = self.no_blocks or "weights on no GGUF grid"
+            return {"decode": f"{self.mode} (block kernels: {why})",
+                    "prompts": prompt_kernel(self.mode)}
+        rest = f", the rest {self.mode}" if self.block_linears < total else ""
+        prompts = (prompt_kernel(self.mode) if not self.shared_linears else
+                   f"fp32 base + LoRA ({self.shared_linears} of {total - 1} linears{rest})")
+        return {"decode": f"exact GGUF blocks ({self.block_linears} of {total} linears{rest})",
+                "prompts": prompts}
 
     # ------------------------------------------------------------------ forward
-
-    def _rms(self, x, weight):
-        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * weight
 
     def _rope(self, x, cos, sin):
         half = x.shape[-1] // 2
@@ -213,7 +200,7 @@ class FastModel:
         nq, nkv, hd = self.n_heads * self.head_dim, self.n_kv * self.head_dim, self.head_dim
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
-            qkv = layer.qkv(self._rms(x, layer.ln1), prompt)
+            qkv = layer.qkv(x, prompt, norm=layer.ln1)
             q = qkv[:, :nq].view(n, self.n_heads, hd).transpose(0, 1)
             k = qkv[:, nq:nq + nkv].view(n, self.n_kv, hd).transpose(0, 1)
             v = qkv[:, nq + nkv:].view(n, self.n_kv, hd).transpose(0, 1)
@@ -225,12 +212,12 @@ class FastModel:
                 q, cos, sin, x = q[:, -1:], cos[-1:], sin[-1:], x[-1:]
                 q_start, q_n = start + n - 1, 1
             attn = self._attend(self._rope(q, cos, sin), keys, values, q_start, q_n)
-            x = x + layer.o(attn, prompt)
-            gu = layer.gate_up(self._rms(x, layer.ln2), prompt)
+            x = layer.o(attn, prompt, into=x.contiguous())  # x += o(attn)
+            gu = layer.gate_up(x, prompt, norm=layer.ln2)
             half = gu.shape[-1] // 2
-            x = x + layer.down(F.silu(gu[:, :half]) * gu[:, half:], prompt)
+            x = layer.down(F.silu(gu[:, :half]) * gu[:, half:], prompt, into=x)
         cache.length = start + n
-        return self.lm_head(self._rms(x[-1:], self.norm))[0]
+        return self.lm_head(x[-1:], norm=self.norm)[0]
 
     def _attend(self, q, keys, values, start, n):
         """Grouped-query attention of n new queries over the cache; returns [n, heads*hd]."""

@@ -55,18 +55,11 @@ def real_engine():
 @pytest.fixture(scope="session")
 def tiny_engine(real_engine):
     """A randomly initialised 2-layer llama with the real tokenizer: fast, for unit tests."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     from chat.engine import Engine
+    from tests.model_support import tiny_llama
 
-    tok = real_engine.tokenizer
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=2048, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
-    torch.manual_seed(0)
-    return Engine(LlamaForCausalLM(config).eval(), tok, "cpu", max_context_tokens=512)
+    return Engine(tiny_llama(real_engine.tokenizer, max_positions=2048),
+                  real_engine.tokenizer, "cpu", max_context_tokens=512)
 
 
 @pytest.fixture

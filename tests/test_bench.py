@@ -65,13 +65,14 @@ def test_gen_bench_reports_ratio_against_plain_generate(cfg):
     result = run_bench("gen", cfg)
     assert result["tok_s"] > 0 and result["tok_s_baseline"] > 0
     assert result["ratio"] == pytest.approx(result["tok_s"] / result["tok_s_baseline"], 0.02)
+    assert result["decode_kernel"]  # which weights the figure came from
 
 
 @pytest.mark.slow
 def test_ttft_bench_uses_four_retrieved_chunks(cfg):
     result = run_bench("ttft", cfg)
     assert result["chunks"] == 4 and result["runs"] >= 20
-    assert result["prompt_kernel"] in ("bf16", "fp16", "int8", "fp32", "off")
+    assert result["prompt_kernel"].startswith(("bf16", "fp16", "int8", "fp32", "off"))
     assert 0 < result["ttft_p50_ms"] <= result["ttft_p90_ms"]
     # the fifth turn carries four earlier exchanges: a longer prompt than a first question
     assert result["turn5_prompt_tokens"] > result["prompt_tokens"] + 4 * 100

@@ -7,6 +7,7 @@ import torch
 from chat.engine import BASE, Engine, GenParams
 from chat.errors import BadInput
 from chat.fastpath import FastModel
+from tests.model_support import tiny_llama
 
 PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.",
            "How do I reverse a list in Python?"]
@@ -21,14 +22,9 @@ def _msgs(q: str) -> list[dict]:
 def tiny_lora(real_engine, tmp_path_factory):
     """A tiny random llama and two saved LoRA adapters with non-zero B (q/v and MLP)."""
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
 
     tok = real_engine.tokenizer
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=1024, eos_token_id=tok.eos_token_id)
-    torch.manual_seed(0)
-    base = LlamaForCausalLM(config).eval()
+    base = tiny_llama(tok)
     folders = {}
     for name, targets in [("a", ["q_proj", "v_proj"]), ("b", ["gate_proj", "down_proj"])]:
         peft_model = get_peft_model(copy.deepcopy(base), LoraConfig(

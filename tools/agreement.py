@@ -1,9 +1,13 @@
-"""GPU: greedy agreement and decode speed of the serving paths against fp32 transformers.
+"""Greedy agreement and decode speed of serving paths against fp32 transformers.
 6 prompts x 64 tokens; base model and a random LoRA (q/v) served per request.
 
-Run from the checkout (README, Performance, "On a GPU"):
-    `PYTHONPATH=. python tools/gpu/agreement.py`
+Run from the checkout (README, Performance):
+    `PYTHONPATH=. python tools/agreement.py [PATH ...]`
+PATH: off (transformers/peft in the model's dtype), a fast-path mode (fp16, int8, bf16,
+fp32), or a mode with `-noblocks` (CPU: decode without the exact GGUF block kernels).
+Default: on a GPU `off bf16 fp32`, on a CPU `fp16 fp16-noblocks int8`.
 """
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -21,15 +25,19 @@ from chat.prefix_cache import PrefixCache
 cfg = load_config()
 
 
-def engine(fast: str, fp32: bool = False) -> Engine:
+REFERENCE = "fp32 transformers (reference)"
+
+
+def engine(path: str, fp32: bool = False) -> Engine:
     model, tok, device = load_base_model(cfg)  # one model each: peft wraps it in place
-    return Engine(model.float() if fp32 else model, tok, device, fast_path=fast)
+    mode, _, blocks = path.partition("-")
+    return Engine(model.float() if fp32 else model, tok, device, fast_path=mode,
+                  block_kernels=blocks != "noblocks")
 
 
-engines = {"fp32 transformers (reference)": engine("off", fp32=True),
-           "bf16 transformers/peft (today)": engine("off"),
-           "fast bf16": engine("bf16"),
-           "fast fp32": engine("fp32")}
+paths = sys.argv[1:] or (["off", "bf16", "fp32"] if torch.cuda.is_available()
+                         else ["fp16", "fp16-noblocks", "int8"])
+engines = {REFERENCE: engine("off", fp32=True), **{p: engine(p) for p in paths}}
 prompts = [GEN_PROMPT] + [[{"role": "user", "content": q}] for q in QUESTIONS[:5]]
 params = GenParams(temperature=0.0, max_new_tokens=64)
 with tempfile.TemporaryDirectory() as tmp:
@@ -50,12 +58,12 @@ for adapter in ("base", "a"):
             n += len(ids)
         dt = time.perf_counter() - start
         outs[name + "/speed"] = n / dt
-    ref = outs["fp32 transformers (reference)"]
+    ref = outs[REFERENCE]
     for name in engines:
         same = sum(a == b for a, b in zip(outs[name], ref, strict=True))
         print(f"{adapter:4s} {name:32s} {outs[name + '/speed']:7.1f} tok/s (incl. prompts) "
               f"identical to fp32: {same}/6")
-for label in ("fast fp32", "fast bf16", "bf16 transformers/peft (today)"):
+for label in paths:
     e2 = engines[label]
     times = []
     for i in range(12):

@@ -1,0 +1,177 @@
+"""Exact decoding over weights that lie on a GGUF block grid (Q4_1, Q8_0).
+
+The default model comes from a Q4_1 GGUF file: every linear weight is `q * d + m` over blocks
+of 32 (q a 4-bit integer, d and m fp16) and the tied embedding is Q8_0 (`q * d`, q 8-bit). The
+fp32 tensors transformers builds from it hold those values exactly, so a decode step that reads
+4 or 8 bits a weight instead of 16 or 32 gives the fp32 products, not an approximation. One
+decode step is bound by the bytes of weights it reads (README, Performance), and these kernels
+read a quarter of fbgemm fp16's.
+
+`find_blocks` recovers the blocks from an fp32 weight and returns None unless it rebuilds every
+value bit for bit, so weights of any other model are never rounded. The kernels are a small C
+file built with the machine's C compiler on first use (a fraction of a second, cached); without
+a compiler or AVX-512 `problem()` says why, and the fast path keeps its fbgemm fp16 weights.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from chat.hardware import cpu_flags
+
+BLOCK = 32
+SOURCE = Path(__file__).with_name("kernels") / "blockquant.c"
+FLAGS = ["-O3", "-mavx512f", "-mfma", "-fopenmp", "-shared", "-fPIC"]
+_P = ctypes.c_void_p
+_I = ctypes.c_int
+
+
+@dataclass(frozen=True)
+class Blocks:
+    """One [out, in] weight as GGUF blocks: `q` (Q4_1: two 4-bit values a byte), `d`, `m`."""
+
+    kind: str  # "q4_1" or "q8_0"
+    q: torch.Tensor  # uint8 [out, in/2] (q4_1) or int8 [out, in] (q8_0)
+    d: torch.Tensor  # fp32 [out, in/32]
+    m: torch.Tensor | None  # fp32 [out, in/32] (q4_1 only)
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.d.shape[0], self.d.shape[1] * BLOCK
+
+    @property
+    def nbytes(self) -> int:
+        return sum(t.nbytes for t in (self.q, self.d, self.m) if t is not None)
+
+    def __call__(self, x: torch.Tensor, norm: torch.Tensor | None = None, eps: float = 0.0,
+                 lora: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 into: torch.Tensor | None = None) -> torch.Tensor:
+        """x fp32 [rows, in] -> fp32 [rows, out]: W x', with x' the RMS norm of x times `norm`
+        where given (else x), plus a LoRA's (x' a^T) b where `lora` = (a [r, in], b [r, out]);
+        added into `into` (and returned) where given."""
+        out, inner = self.shape
+        x = x.contiguous()
+        if into is None:
+            y, accumulate = torch.empty(x.shape[0], out), 0
+        else:
+            y, accumulate = into, 1
+            if not y.is_contiguous() or y.shape != (x.shape[0], out):
+                raise ValueError("into must be a contiguous [rows, out] tensor")
+        a, bt = lora if lora is not None else (None, None)
+        _library().block_matvec(
+            4 if self.kind == "q4_1" else 8, x.data_ptr(), x.shape[0], inner,
+            self.q.data_ptr(), self.d.data_ptr(), None if self.m is None else self.m.data_ptr(),
+            y.data_ptr(), out, torch.get_num_threads(),
+            None if norm is None else norm.data_ptr(), eps,
+            None if a is None else a.data_ptr(), None if bt is None else bt.data_ptr(),
+            0 if a is None else a.shape[0], accumulate)
+        return y
+
+
+# ---------------------------------------------------------------------------- finding blocks
+
+
+def find_blocks(weight: torch.Tensor) -> Blocks | None:
+    """The Q4_1 or Q8_0 blocks that rebuild `weight` (fp32, CPU) exactly, else None."""
+    if weight.dtype != torch.float32 or weight.device.type != "cpu" or weight.dim() != 2:
+        return None
+    out, inner = weight.shape
+    if inner % BLOCK or not torch.isfinite(weight).all():
+        return None
+    # a few rows first: the weights of most models fail there, cheaply
+    for rows in (weight[:4], weight):
+        found = _q4_1(rows) or _q8_0(rows)
+        if found is None:
+            return None
+    return found
+
+
+def _fp16_exact(t: torch.Tensor) -> bool:
+    return torch.equal(t.half().float(), t)
+
+
+def _q4_1(weight: torch.Tensor) -> Blocks | None:
+    blocks = weight.reshape(weight.shape[0], -1, BLOCK)
+    m = blocks.amin(-1, keepdim=True)  # the quantizer maps each block's minimum to q = 0
+    d = ((blocks.amax(-1, keepdim=True) - m) / 15).half().float()  # and its maximum to 15
+    if not (_fp16_exact(m) and torch.isfinite(d).all()):
+        return None
+    q = torch.round((blocks - m) / torch.where(d > 0, d, 1.0))
+    if q.min() < 0 or q.max() > 15 or not torch.equal(q * d + m, blocks):
+        return None
+    q = q.to(torch.uint8)
+    packed = q[..., :16] | (q[..., 16:] << 4)  # gguf's layout: element j and j + 16 in a byte
+    return Blocks("q4_1", packed.reshape(weight.shape[0], -1).contiguous(),
+                  d.squeeze(-1).contiguous(), m.squeeze(-1).contiguous())
+
+
+def _q8_0(weight: torch.Tensor) -> Blocks | None:
+    blocks = weight.reshape(weight.shape[0], -1, BLOCK)
+    d = (blocks.abs().amax(-1, keepdim=True) / 127).half().float()  # largest |w| is q = 127
+    if not torch.isfinite(d).all():
+        return None
+    q = torch.round(blocks / torch.where(d > 0, d, 1.0))
+    if q.abs().max() > 127 or not torch.equal(q * d, blocks):
+        return None
+    return Blocks("q8_0", q.to(torch.int8).reshape(weight.shape).contiguous(),
+                  d.squeeze(-1).contiguous(), None)
+
+
+# ---------------------------------------------------------------------------- the kernels
+
+
+def problem() -> str | None:
+    """Why the block kernels cannot run here (None: they can)."""
+    try:
+        _library()
+    except RuntimeError as e:
+        return str(e)
+    return None
+
+
+@functools.cache
+def _library() -> ctypes.CDLL:
+    if "avx512f" not in cpu_flags():
+        raise RuntimeError("block kernels need AVX-512 (this CPU lacks avx512f)")
+    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+    if not compiler:
+        raise RuntimeError("block kernels need a C compiler (no gcc or cc on PATH)")
+    path = _build(compiler)
+    lib = ctypes.CDLL(str(path))  # torch is imported, so its libgomp is the one bound here
+    lib.block_matvec.argtypes = [_I, _P, _I, _I, _P, _P, _P, _P, _I, _I, _P, ctypes.c_float,
+                                 _P, _P, _I, _I]
+    lib.block_matvec.restype = None
+    return lib
+
+
+def _build(compiler: str) -> Path:
+    """The shared library for this source, compiler and flags, built once into the cache."""
+    source = SOURCE.read_bytes()
+    key = hashlib.sha256(source + " ".join([compiler, *FLAGS]).encode()).hexdigest()[:16]
+    folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "learning-chat"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        folder = Path(tempfile.gettempdir())
+    target = folder / f"blockquant-{key}.so"
+    if target.exists():
+        return target
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
+    os.close(fd)
+    done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, "-lm"],
+                          capture_output=True, text=True)
+    if done.returncode:
+        os.unlink(tmp)
+        raise RuntimeError(f"building the block kernels failed: {done.stderr.strip()[-300:]}")
+    os.replace(tmp, target)  # atomic: a process beside this one sees no half-written file
+    return target

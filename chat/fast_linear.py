@@ -1,0 +1,201 @@
+"""The linear layers of the fast path: one fused matrix of a served version, two kernels.
+
+Prompts (prefill, compute-bound) and decode steps (one row, memory-bound) want different
+kernels, so each `Linear` keeps what each needs. Where the base weight lies exactly on a GGUF
+block grid (chat/blockquant.py), decode steps read the base blocks, shared by every version,
+with the version's LoRA added beside them in low rank, and prompts read the model's own fp32
+weights plus the same LoRA (or a merged bf16/int8 copy where the mode asks for one). Elsewhere
+both read a copy of the merged weight stored as the mode says (fp16 packed for fbgemm, bf16,
+int8 or fp32). The choice follows the call, not its row count, so a prompt whose prefix came
+from the cache gets the same numbers as one computed whole.
+"""
+
+from __future__ import annotations
+
+import weakref
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from chat import blockquant
+from chat.hardware import cpu_has_fast_bf16
+
+# base Linear -> (what its weights were when found, their blocks or None); shared by versions
+_BASE_BLOCKS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+class Unsupported(Exception):
+    """This model or adapter cannot be served by the fast path (the engine falls back)."""
+
+
+@dataclass(frozen=True)
+class Norm:
+    """An RMS norm (llama's): x * rsqrt(mean(x^2) + eps) * weight, in fp32."""
+
+    weight: torch.Tensor
+    eps: float
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return x * torch.rsqrt(x.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight
+
+
+class Linear:
+    """x fp32 [T, in] -> fp32 [T, out]. `prompt` marks a prefill call; `norm` is applied to x
+    first; with `into`, the result is added to it in place (the residual stream)."""
+
+    def __init__(self, prompts, decode=None, blocks: blockquant.Blocks | None = None,
+                 lora: tuple[torch.Tensor, torch.Tensor] | None = None, prompt_lora=None):
+        self.prompts, self.decode, self.blocks, self.lora = prompts, decode, blocks, lora
+        self.prompt_lora = prompt_lora  # added to `prompts`' output (a base, not a merge)
+
+    def __call__(self, x: torch.Tensor, prompt: bool = False, norm: Norm | None = None,
+                 into: torch.Tensor | None = None) -> torch.Tensor:
+        if self.blocks is not None and (not prompt or self.prompts is None):
+            # norm, product, LoRA and residual in one C call
+            return self.blocks(x, None if norm is None else norm.weight,
+                               0.0 if norm is None else norm.eps, self.lora, into)
+        if norm is not None:
+            x = norm(x)
+        y = self.prompts(x) if prompt or self.decode is None else self.decode(x)
+        if prompt and self.prompt_lora is not None:
+            y = torch.addmm(y, F.linear(x, self.prompt_lora[0]), self.prompt_lora[1])
+        return y if into is None else into.add_(y)
+
+
+def prompt_kernel(mode: str) -> str:
+    """The weights prompts run through in `mode`: fp16 mode keeps a bf16 prompt copy only
+    where this CPU measured bf16 faster than fp32 (chat/hardware.py)."""
+    return "bf16" if mode == "fp16" and cpu_has_fast_bf16() else mode
+
+
+def make_linear(weight: torch.Tensor, mode: str, prefill: bool = True,
+                blocks: blockquant.Blocks | None = None, lora=None) -> Linear:
+    """A `Linear` over `weight` (the version's merged weight) stored as `mode`. With `prefill`
+    False (the LM head, which only sees the last position) no prompt copy is kept. `blocks`
+    (the base weight's exact blocks) and `lora` (the version's low-rank change to it), where
+    given, serve the decode steps, and `weight` is kept for prompts only."""
+    weight = weight.detach().float().contiguous()
+    if mode == "fp32":
+        return Linear(lambda x: F.linear(x, weight), blocks=blocks, lora=lora)
+    if mode == "bf16":
+        wb = weight.to(torch.bfloat16)
+        return Linear(lambda x: F.linear(x.to(torch.bfloat16), wb).float(), blocks=blocks,
+                      lora=lora)
+    if mode == "fp16":
+        return _fp16_linear(weight, prefill, blocks, lora)
+    # int8 weight-only, one symmetric scale per output channel; activations stay bf16, so
+    # only the weights are rounded (the kernel is aten's, the one gpt-fast uses on CPU).
+    scale = weight.abs().amax(dim=1).clamp(min=1e-8) / 127.0
+    q = torch.round(weight / scale[:, None]).clamp(-127, 127).to(torch.int8).contiguous()
+    scale = scale.to(torch.bfloat16)
+    mm = torch.ops.aten._weight_int8pack_mm
+    return Linear(lambda x: mm(x.to(torch.bfloat16), q, scale).float(), blocks=blocks,
+                  lora=lora)
+
+
+def _fp16_linear(weight: torch.Tensor, prefill: bool, blocks, lora) -> Linear:
+    # Decode (one row) is memory-bound: fbgemm's fp16 GEMM reads half the bytes of fp32.
+    # Prefill is compute-bound, where fbgemm fp16 is no faster than fp32, but oneDNN's bf16
+    # GEMM (AVX512-BF16) runs ~2x fp32 on some CPUs: there prompts go through a bf16 copy.
+    fp16 = None
+    if blocks is None:  # else decode steps read the blocks
+        packed = torch.ops.quantized.linear_prepack_fp16(weight, None)
+        fp16 = lambda x: torch.ops.quantized.linear_dynamic_fp16(x, packed)  # noqa: E731
+    if prefill and prompt_kernel("fp16") == "bf16":
+        wide = weight.to(torch.bfloat16)
+        return Linear(lambda x: F.linear(x.to(torch.bfloat16), wide).float(), decode=fp16,
+                      blocks=blocks, lora=lora)
+    return Linear(fp16, blocks=blocks, lora=lora)
+
+
+# ---------------------------------------------------------------------------- LoRA
+
+
+def _plain_lora(module, adapter: str | None) -> bool:
+    """Whether `adapter` changes this module's weight; Unsupported unless it is a plain LoRA,
+    whose change is exactly peft's delta (B A) * scaling and can be merged or added beside."""
+    if module.merged_adapters:
+        raise Unsupported("an adapter is merged into the base weights")
+    if adapter is None or adapter not in module.lora_A:
+        return False
+    if getattr(module, "use_dora", {}).get(adapter) or getattr(module, "lora_variant", {}).get(
+            adapter) is not None:
+        raise Unsupported(f"adapter {adapter} uses a LoRA variant (DoRA...) that cannot merge")
+    return True
+
+
+def merged_weight(module, adapter: str | None, merged: set[int]) -> torch.Tensor:
+    """The module's weight with `adapter`'s LoRA delta added (peft's own delta formula)."""
+    from peft.tuners.lora import LoraLayer
+
+    if not isinstance(module, LoraLayer):
+        return module.weight.detach()
+    base = module.get_base_layer().weight.detach()
+    if not _plain_lora(module, adapter):
+        return base
+    merged.add(id(module))
+    # in fp32 whatever the served dtype: added in bf16 (a GPU's), 30% of the LoRA's change (L2)
+    # was rounded away, and fp32 copies gave peft's greedy answers 5 times in 6 instead of 6
+    return base.float() + module.get_delta_weight(adapter).float()
+
+
+# ---------------------------------------------------------------------------- base blocks
+
+
+def _base_linear(module):
+    from peft.tuners.lora import LoraLayer
+
+    return module.get_base_layer() if isinstance(module, LoraLayer) else module
+
+
+def base_blocks(modules) -> blockquant.Blocks | None:
+    """The exact GGUF blocks of the modules' base weights stacked (None: not on a grid),
+    found once per base and shared by every version built over it."""
+    weights = [_base_linear(m).weight.detach() for m in modules]
+    stamp = tuple((w.data_ptr(), w._version) for w in weights)
+    owner = _base_linear(modules[0])
+    cached = _BASE_BLOCKS.get(owner)
+    if cached is None or cached[0] != stamp:
+        stacked = weights[0] if len(weights) == 1 else torch.cat(weights)
+        cached = (stamp, blockquant.find_blocks(stacked))
+        _BASE_BLOCKS[owner] = cached
+    return cached[1]
+
+
+def base_product(modules):
+    """x -> x W^T over the modules' base weights stacked, the model's own fp32 tensors (one
+    matmul each: no copy kept)."""
+    weights = [_base_linear(m).weight.detach() for m in modules]
+    if len(weights) == 1:
+        return lambda x: F.linear(x, weights[0])
+    return lambda x: torch.cat([F.linear(x, w) for w in weights], dim=-1)
+
+
+def lora_factors(modules, adapter: str | None, merged: set[int]):
+    """(a [r, in], b [r, out]) with x -> (x a^T) b the adapter's change to the stacked
+    modules' output (None: no change); raises Unsupported for anything but plain LoRA.
+    Modules with a change join `merged`."""
+    from peft.tuners.lora import Linear as LoraLinear
+    from peft.tuners.lora import LoraLayer
+
+    parts, offset = [], 0
+    for module in modules:
+        rows = _base_linear(module).weight.shape[0]
+        if isinstance(module, LoraLayer) and _plain_lora(module, adapter):
+            lora_b = module.lora_B[adapter]
+            if type(module) is not LoraLinear or module.fan_in_fan_out or lora_b.bias is not None:
+                raise Unsupported(f"adapter {adapter} is not a plain LoRA on {type(module)}")
+            merged.add(id(module))
+            parts.append((module.lora_A[adapter].weight.detach().float(),
+                          lora_b.weight.detach().float() * module.scaling[adapter], offset))
+        offset += rows
+    if not parts:
+        return None
+    a = torch.cat([part[0] for part in parts]).contiguous()
+    b = torch.zeros(a.shape[0], offset)
+    rank = 0
+    for lora_a, lora_b, start in parts:
+        b[rank:rank + lora_a.shape[0], start:start + lora_b.shape[0]] = lora_b.T
+        rank += lora_a.shape[0]
+    return a, b
