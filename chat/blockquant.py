@@ -8,9 +8,10 @@ decode step is bound by the bytes of weights it reads (README, Performance), and
 read a quarter of fbgemm fp16's.
 
 `find_blocks` recovers the blocks from an fp32 weight and returns None unless it rebuilds every
-value bit for bit, so weights of any other model are never rounded. The kernels are a small C
-file built with the machine's C compiler on first use (a fraction of a second, cached); without
-a compiler or AVX-512 `problem()` says why, and the fast path keeps its fbgemm fp16 weights.
+value exactly (-0.0 may come back as 0.0), so weights of any other model are never rounded.
+The kernels are a small C file built with the machine's C compiler on first use (a fraction of
+a second, cached); without a compiler or AVX-512 `problem()` says why, and the fast path
+keeps its fbgemm fp16 weights.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import ctypes
 import functools
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -61,12 +63,15 @@ class Blocks:
         added into `into` (and returned) where given."""
         out, inner = self.shape
         x = x.contiguous()
+        if x.dtype != torch.float32 or x.device.type != "cpu":
+            raise ValueError(f"block kernels take fp32 CPU inputs, not {x.dtype} on {x.device}")
         if into is None:
             y, accumulate = torch.empty(x.shape[0], out), 0
         else:
             y, accumulate = into, 1
-            if not y.is_contiguous() or y.shape != (x.shape[0], out):
-                raise ValueError("into must be a contiguous [rows, out] tensor")
+            if not y.is_contiguous() or y.shape != (x.shape[0], out) or (
+                    y.data_ptr() == x.data_ptr()):  # threads write y while others read x
+                raise ValueError("into must be a contiguous [rows, out] tensor other than x")
         a, bt = lora if lora is not None else (None, None)
         _library().block_matvec(
             4 if self.kind == "q4_1" else 8, x.data_ptr(), x.shape[0], inner,
@@ -132,46 +137,70 @@ def _q8_0(weight: torch.Tensor) -> Blocks | None:
 
 def problem() -> str | None:
     """Why the block kernels cannot run here (None: they can)."""
-    try:
-        _library()
-    except RuntimeError as e:
-        return str(e)
-    return None
+    loaded = _load()
+    return loaded if isinstance(loaded, str) else None
+
+
+def _library() -> ctypes.CDLL:
+    loaded = _load()
+    if isinstance(loaded, str):
+        raise RuntimeError(loaded)
+    return loaded
 
 
 @functools.cache
-def _library() -> ctypes.CDLL:
+def _load() -> ctypes.CDLL | str:
+    """The kernels, or why not: tried once per process, so a failing build is not retried for
+    every version served."""
     if "avx512f" not in cpu_flags():
-        raise RuntimeError("block kernels need AVX-512 (this CPU lacks avx512f)")
-    compiler = os.environ.get("CC") or shutil.which("gcc") or shutil.which("cc")
+        return "block kernels need AVX-512 (this CPU lacks avx512f)"
+    compiler = shlex.split(os.environ.get("CC", "")) or [
+        found for found in (shutil.which("gcc"), shutil.which("cc")) if found][:1]
     if not compiler:
-        raise RuntimeError("block kernels need a C compiler (no gcc or cc on PATH)")
-    path = _build(compiler)
-    lib = ctypes.CDLL(str(path))  # torch is imported, so its libgomp is the one bound here
+        return "block kernels need a C compiler (no gcc or cc on PATH)"
+    try:
+        try:
+            lib = ctypes.CDLL(str(_build(compiler)))  # torch's libgomp, loaded, is bound
+        except OSError:  # a cached library that does not load: build it once more
+            lib = ctypes.CDLL(str(_build(compiler, fresh=True)))
+    except (OSError, subprocess.SubprocessError, RuntimeError) as e:
+        return f"building the block kernels failed: {e}"
     lib.block_matvec.argtypes = [_I, _P, _I, _I, _P, _P, _P, _P, _I, _I, _P, ctypes.c_float,
                                  _P, _P, _I, _I]
     lib.block_matvec.restype = None
     return lib
 
 
-def _build(compiler: str) -> Path:
+def _build(compiler: list[str], fresh: bool = False) -> Path:
     """The shared library for this source, compiler and flags, built once into the cache."""
-    source = SOURCE.read_bytes()
-    key = hashlib.sha256(source + " ".join([compiler, *FLAGS]).encode()).hexdigest()[:16]
+    target = library_path(compiler)
+    if target.exists() and not fresh:
+        return target
+    fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(fd)
+    try:
+        done = subprocess.run([*compiler, *FLAGS, str(SOURCE), "-o", tmp, "-lm"],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode:
+            raise RuntimeError(f"{' '.join(compiler)} exited {done.returncode}: "
+                               f"{done.stderr.strip()[-300:]}")
+        os.replace(tmp, target)  # atomic: a process beside this one sees no half-written file
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return target
+
+
+def library_path(compiler: list[str]) -> Path:
+    """Where the library built from this source by `compiler` with FLAGS is cached."""
+    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([*compiler, *FLAGS]).encode())
+    return _cache_folder() / f"blockquant-{key.hexdigest()[:16]}.so"
+
+
+def _cache_folder() -> Path:
     folder = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "learning-chat"
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError:
-        folder = Path(tempfile.gettempdir())
-    target = folder / f"blockquant-{key}.so"
-    if target.exists():
-        return target
-    fd, tmp = tempfile.mkstemp(suffix=".so", dir=folder)
-    os.close(fd)
-    done = subprocess.run([compiler, *FLAGS, str(SOURCE), "-o", tmp, "-lm"],
-                          capture_output=True, text=True)
-    if done.returncode:
-        os.unlink(tmp)
-        raise RuntimeError(f"building the block kernels failed: {done.stderr.strip()[-300:]}")
-    os.replace(tmp, target)  # atomic: a process beside this one sees no half-written file
-    return target
+        return Path(tempfile.gettempdir())
+    return folder if os.access(folder, os.W_OK) else Path(tempfile.gettempdir())

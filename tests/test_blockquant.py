@@ -128,11 +128,17 @@ def test_block_decode_logits_match_peft_step_by_step(grid_model):
     assert torch.allclose(torch.stack(steps), ref, atol=1e-4)
 
 
-def test_without_a_compiler_decode_keeps_the_modes_own_weights(grid_model, monkeypatch):
-    blockquant._library.cache_clear()
-    monkeypatch.setenv("CC", "false")  # a "compiler" that always fails
+@pytest.mark.parametrize("compiler, why", [
+    ("false", "false exited 1"),  # a "compiler" that always fails
+    ("/no/such/cc", "No such file"),
+])
+def test_without_a_compiler_decode_keeps_the_modes_own_weights(grid_model, monkeypatch,
+                                                                 compiler, why):
+    blockquant._load.cache_clear()
+    monkeypatch.setenv("CC", compiler)
     try:
-        assert "building the block kernels failed" in blockquant.problem()
+        assert blockquant.problem().startswith("building the block kernels failed")
+        assert why in blockquant.problem()
         engine = _engine(grid_model, "fp16")
         fast = engine.prepare("a")
         assert fast.block_linears == 0
@@ -142,7 +148,7 @@ def test_without_a_compiler_decode_keeps_the_modes_own_weights(grid_model, monke
                                             GenParams(max_new_tokens=4), "a"))) == 4
     finally:
         monkeypatch.undo()
-        blockquant._library.cache_clear()
+        blockquant._load.cache_clear()
 
 
 def test_block_kernels_can_be_turned_off(grid_model):
@@ -158,3 +164,63 @@ def test_real_model_decodes_every_linear_through_exact_blocks(real_engine):
     assert fast.block_linears == 4 * layers + 1, fast.kernels
     if prompt_kernel("fp16") != "bf16":  # prompts over the model's own weights: no copies
         assert fast.shared_linears == 4 * layers, fast.kernels
+
+
+@needs_kernels
+def test_kernels_build_in_the_temp_folder_when_the_cache_folder_cannot_be_made(tmp_path,
+                                                                                 monkeypatch):
+    import tempfile
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    (tmp_path / "tmp").mkdir()
+    monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
+    blockquant._load.cache_clear()
+    try:
+        assert blockquant.problem() is None
+        assert [p.name.startswith("blockquant-") for p in (tmp_path / "tmp").iterdir()] == [True]
+    finally:
+        monkeypatch.undo()
+        blockquant._load.cache_clear()
+
+
+@needs_kernels
+def test_a_compiler_command_with_arguments_and_a_broken_cached_library(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setenv("CC", "env gcc")  # as CC="ccache gcc" would be
+    built = blockquant.library_path(["env", "gcc"])
+    built.write_bytes(b"not a shared library")  # a crash while copying, a full disk...
+    blockquant._load.cache_clear()
+    try:
+        assert blockquant.problem() is None  # rebuilt, not given up on
+        assert [p.name for p in built.parent.iterdir()] == [built.name]
+        assert built.stat().st_size > 1000
+    finally:
+        monkeypatch.undo()
+        blockquant._load.cache_clear()
+
+
+@needs_kernels
+def test_the_kernel_refuses_to_write_over_its_own_input():
+    blocks = find_blocks(q4_1(torch.randn(32, 32)))
+    x = torch.randn(1, 32)
+    with pytest.raises(ValueError, match="other than x"):
+        blocks(x, into=x)
+    with pytest.raises(ValueError, match="fp32 CPU"):
+        blocks(x.double())
+
+
+@needs_kernels
+def test_real_model_decode_steps_match_fp32_transformers(real_engine):
+    fast = FastModel(real_engine.model, None, "fp32")  # fp32 prompts, block decode steps
+    assert fast.block_linears == 4 * len(fast.layers) + 1
+    ids = real_engine.encode([{"role": "user", "content": "Name three colours."}])
+    cache, logits = fast.prefill(ids, len(ids) + 8)
+    steps, tokens = [logits], []
+    for _ in range(4):
+        tokens.append(int(steps[-1].argmax()))
+        steps.append(fast.forward([tokens[-1]], cache))
+    with torch.inference_mode():
+        ref = real_engine.model(input_ids=torch.tensor([ids + tokens])).logits[0, -5:]
+    assert torch.allclose(torch.stack(steps), ref, atol=1e-3)
