@@ -30,6 +30,18 @@ def dashboard(ctx, user: str | None) -> dict:
     return feedback_stats(ctx.store)
 
 
+def serving(ctx, user: str | None) -> dict:
+    """What answers are computed with: model, device, fast path and the weights its decode
+    steps and prompts read (with the reason where the exact block kernels are not used)."""
+    check_admin(ctx, user)
+    engine = ctx.service.engine
+    fast = engine.prepare(None)
+    kernels = fast.kernels if fast is not None else {"decode": "transformers/peft",
+                                                     "prompts": "transformers/peft"}
+    return {"model": ctx.cfg.base_model, "device": engine.device,
+            "fast_path": engine.fast_mode, **kernels}
+
+
 def thumbs_down_over_time(ctx, user: str | None) -> list[dict]:
     """Thumbs-down rate per adapter version per day (rows for a line plot)."""
     check_admin(ctx, user)

@@ -125,6 +125,11 @@ def stats_md(stats: dict) -> str:
     return "\n".join(lines)
 
 
+def serving_md(info: dict) -> str:
+    return (f"**Serving** {info['model']} on {info['device']}, fast path `{info['fast_path']}`: "
+            f"decode steps read {info['decode']}; prompts read {info['prompts']}.")
+
+
 def _count_ids(ids) -> int:
     if isinstance(ids, dict):
         return sum(_count_ids(v) for v in ids.values())
@@ -136,7 +141,7 @@ def _count_ids(ids) -> int:
 
 def _dashboard(ctx, session, kind, reason, request: gr.Request):
     user = who(session, request)
-    stats = stats_md(admin.dashboard(ctx, user))
+    stats = serving_md(admin.serving(ctx, user)) + "\n\n" + stats_md(admin.dashboard(ctx, user))
     trend = pd.DataFrame(admin.thumbs_down_over_time(ctx, user),
                          columns=["day", "adapter", "down_rate", "n"])
     recent = pd.DataFrame(admin.recent_feedback(ctx, user, kind, reason),

@@ -26,6 +26,7 @@ def ctx(monkeypatch, tiny_engine):
 
 ACTIONS = {
     "dashboard": lambda c, u: admin.dashboard(c, u),
+    "serving": lambda c, u: admin.serving(c, u),
     "recent_feedback": lambda c, u: admin.recent_feedback(c, u),
     "list_documents": lambda c, u: admin.list_documents(c, u),
     "upload": lambda c, u: admin.upload_documents(c, u, [("note.txt", b"hello")]),
@@ -182,3 +183,17 @@ def test_admin_events_through_the_running_app(ctx):
             Client(app.local_url, verbose=False).predict(api_name="/admin_adapters")
     finally:
         app.close()
+
+
+def test_serving_says_which_weights_answers_come_from(ctx, real_engine):
+    from chat import blockquant
+    from chat.config import load_config
+    from chat.runtime import build_runtime
+
+    info = admin.serving(ctx, "root")  # the tiny random model: its weights are on no grid
+    assert info["device"] == "cpu" and info["fast_path"] == "fp16"
+    expected = "weights on no GGUF grid" if blockquant.problem() is None else "block kernels"
+    assert expected in info["decode"]
+    real = AppContext(build_runtime(load_config(), engine=real_engine).service)  # same store
+    if blockquant.problem() is None:  # the shipped model's weights are Q4_1 / Q8_0
+        assert admin.serving(real, "root")["decode"].startswith("exact GGUF blocks")

@@ -1,6 +1,13 @@
 """What the admin tab shows for a training run: progress bar, curves, the gate's verdict."""
 
-from chat.admin_ui import curve_frames, gate_rows, progress_html, stats_md, verdict_md
+from chat.admin_ui import (
+    curve_frames,
+    gate_rows,
+    progress_html,
+    serving_md,
+    stats_md,
+    verdict_md,
+)
 
 GATE = {"passed": True, "pref_accuracy": 1.0, "pref_accuracy_active": None, "ppl_base": 12.738,
         "ppl_candidate": 12.716, "ppl_ratio": 0.9983, "n_heldout": 3, "pref_kind": "pairs",
@@ -79,3 +86,11 @@ def test_dashboard_figures_are_tables_not_json(store):
 def feedback_stats_of_nothing() -> dict:
     return {"kinds": {"answers": 0}, "preferences_by_source": {}, "comparisons_by_choice": {},
             "reasons": {}, "blame": {}, "by_adapter": {}, "by_prompt_adapter": []}
+
+
+def test_serving_line_names_model_device_and_kernels():
+    text = serving_md({"model": "smollm2-135m", "device": "cpu", "fast_path": "fp16",
+                       "decode": "exact GGUF blocks (121 of 121 linears)",
+                       "prompts": "fp32 base + LoRA (120 of 120 linears)"})
+    assert text.startswith("**Serving** smollm2-135m on cpu, fast path `fp16`")
+    assert "decode steps read exact GGUF blocks" in text and "prompts read fp32 base" in text
