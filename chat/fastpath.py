@@ -1,16 +1,16 @@
-"""A lean decode path for llama models: merged LoRA, fp16/int8/bf16 weights, static KV cache.
+"""A lean decode path for llama models: plain tensors, fused linears, static KV cache.
 
-`FastModel.build(model, adapter)` copies the weights of one version (base, or base with one
-LoRA adapter merged in) into plain tensors, so a decode step is ~25 tensor ops per layer with no
-module, hook or peft overhead. Anything this path cannot reproduce exactly (another
-architecture, rope scaling, DoRA, LoRA on embeddings) raises `Unsupported` and the engine keeps
+`FastModel(model, adapter, mode)` holds one served version (base, or base with one LoRA
+adapter) as plain tensors, so a decode step is ~20 tensor ops per layer with no module, hook or
+peft overhead. On a CPU, where the base weights lie exactly on a GGUF block grid (the shipped
+model's do; chat/blockquant.py), every version shares the base: decode steps read its 4/8-bit
+blocks, prompts its fp32 weights, and the adapter is added beside them in low rank
+(chat/fast_linear.py). Elsewhere each version is a copy of the weights with the LoRA merged in,
+stored as `mode`. Anything this path cannot reproduce exactly (another architecture, rope
+scaling, DoRA, LoRA on embeddings or with biases) raises `Unsupported` and the engine keeps
 serving that version through the ordinary transformers/peft path. The tensors live on the
 model's device; on a GPU only the plain-matmul kinds (bf16, fp32) apply, the others being
-CPU kernels (fbgemm, aten's int8 GEMV).
-
-On a CPU, decode steps read the base weights through exact GGUF block kernels where the base
-weights lie on such a grid (chat/blockquant.py; the shipped model does), with the version's
-LoRA applied beside them as two thin matmuls; prompts keep the copy of `mode`.
+CPU kernels (fbgemm, aten's int8 GEMV, the block kernels).
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ class _Layer:
 
 
 class FastModel:
-    """One served version (base or base+merged adapter) as plain tensors; thread-safe reads."""
+    """One served version (base, or base with one adapter) as plain tensors; thread-safe."""
 
     def __init__(self, model, adapter: str | None = None, mode: str = "int8",
                  blocks: bool = True):
