@@ -35,11 +35,8 @@ def serving(ctx, user: str | None) -> dict:
     steps and prompts read (with the reason where the exact block kernels are not used)."""
     check_admin(ctx, user)
     engine = ctx.service.engine
-    fast = engine.prepare(None)
-    kernels = fast.kernels if fast is not None else {"decode": "transformers/peft",
-                                                     "prompts": "transformers/peft"}
     return {"model": ctx.cfg.base_model, "device": engine.device,
-            "fast_path": engine.fast_mode, **kernels}
+            "fast_path": engine.fast_mode, **engine.kernels()}
 
 
 def thumbs_down_over_time(ctx, user: str | None) -> list[dict]:

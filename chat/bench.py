@@ -82,13 +82,9 @@ def bench_gen(cfg, n_tokens: int = 128, rounds: int = 2) -> dict:
     tok_s, base = statistics.median(ours), statistics.median(theirs)
     return {"tok_s": round(tok_s, 1), "tok_s_baseline": round(base, 1),
             "ratio": round(tok_s / base, 2), "new_tokens": n_tokens,
-            "fast_path": engine.fast_mode, "decode_kernel": _kernels(engine, "bench")["decode"],
+            "fast_path": engine.fast_mode, "decode_kernel": engine.kernels("bench")["decode"],
             "threads": torch.get_num_threads()}
 
-
-def _kernels(engine, adapter=None) -> dict[str, str]:
-    fast = engine.prepare(adapter)
-    return fast.kernels if fast is not None else {"decode": "off", "prompts": "off"}
 
 
 # ---------------------------------------------------------------------------- ttft
@@ -149,7 +145,7 @@ def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5, followups: int = 3) 
             "ttft_p50_ms_baseline": round(base, 1), "ratio": round(base / p50, 2),
             "runs": runs, "baseline_runs": baseline_runs, "prompt_tokens": int(tokens),
             "chunks": chunks, "source_tokens": cfg.source_tokens,
-            "prompt_kernel": _kernels(engine)["prompts"],
+            "prompt_kernel": engine.kernels()["prompts"],
             f"ttft_turn{FOLLOWUP_TURNS}_p50_ms": round(statistics.median(m for m, _ in later), 1),
             f"turn{FOLLOWUP_TURNS}_prompt_tokens": later[0][1],
             f"ttft_turn{FOLLOWUP_TURNS}_2users_p50_ms":

@@ -14,7 +14,8 @@ from chat.errors import BadInput, NotFound
 from chat.sanitize import inert, special_token_pattern
 
 BASE = "base"  # the name under which requests ask for no adapter
-FAST_SLOTS = 3  # merged fast copies kept (base, active, one more); ~0.3-0.6 GB each
+FAST_SLOTS = 3  # fast versions kept (base, active, one more): merged copies
+# ~0.3-0.6 GB each, or only LoRA factors where they share the base's GGUF blocks
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +180,13 @@ class Engine:
                 elif self.model.active_adapter not in self.adapters:
                     self.model.set_adapter(next(iter(self.adapters)))
 
+    def kernels(self, name: str | None = None) -> dict[str, str]:
+        """Which weights the decode steps and prompts of version `name` read."""
+        fast = self.prepare(name)
+        if fast is None:
+            return {"decode": "transformers/peft", "prompts": "transformers/peft"}
+        return fast.kernels
+
     def prepare(self, name: str | None = None):
         """Build the merged fast copy of a version now (call it at activation time)."""
         from chat.fastpath import FastModel, Unsupported
@@ -301,7 +309,8 @@ class Engine:
 
 
 def _fast_mode(setting: str, device: str, gpu_auto=lambda: "off") -> str:
-    """auto: fbgemm fp16 weights on CPU (greedy output matched fp32 on our prompts); on a GPU
+    """auto: fp16 mode on CPU (exact GGUF blocks where the weights allow, else fbgemm fp16
+    weights; greedy output matched fp32 on our prompts either way); on a GPU
     `gpu_auto()` picks by memory. A GPU takes bf16 or fp32 only (fp16 and int8 are CPU kernels)."""
     from chat.fastpath import GPU_MODES, MODES
 

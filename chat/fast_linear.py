@@ -45,9 +45,11 @@ class Linear:
     first; with `into`, the result is added to it in place (the residual stream)."""
 
     def __init__(self, prompts, decode=None, blocks: blockquant.Blocks | None = None,
-                 lora: tuple[torch.Tensor, torch.Tensor] | None = None, prompt_lora=None):
+                 lora: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 base_prompts: bool = False):
         self.prompts, self.decode, self.blocks, self.lora = prompts, decode, blocks, lora
-        self.prompt_lora = prompt_lora  # added to `prompts`' output (a base, not a merge)
+        # `prompts` reads the base, not a merged copy: the LoRA is added to its output too
+        self.base_prompts = base_prompts
 
     def __call__(self, x: torch.Tensor, prompt: bool = False, norm: Norm | None = None,
                  into: torch.Tensor | None = None) -> torch.Tensor:
@@ -58,8 +60,8 @@ class Linear:
         if norm is not None:
             x = norm(x)
         y = self.prompts(x) if prompt or self.decode is None else self.decode(x)
-        if prompt and self.prompt_lora is not None:
-            y = torch.addmm(y, F.linear(x, self.prompt_lora[0]), self.prompt_lora[1])
+        if prompt and self.base_prompts and self.lora is not None:
+            y = torch.addmm(y, F.linear(x, self.lora[0]), self.lora[1])
         return y if into is None else into.add_(y)
 
 

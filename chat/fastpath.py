@@ -164,7 +164,7 @@ class FastModel:
             if not prefill or prompt_kernel(mode) in ("fp16", "fp32"):
                 self.shared_linears += prefill
                 return Linear(base_product(modules) if prefill else None, blocks=blocks,
-                              lora=lora, prompt_lora=lora)
+                              lora=lora, base_prompts=True)
         weight = torch.cat([merged_weight(m, adapter, merged).float() for m in modules])
         return make_linear(weight, mode, prefill, blocks, lora)
 
