@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
 from chat.hardware import cpu_flags
 
@@ -62,16 +63,7 @@ class Blocks:
         where given (else x), plus a LoRA's (x' a^T) b where `lora` = (a [r, in], b [r, out]);
         added into `into` (and returned) where given."""
         out, inner = self.shape
-        x = x.contiguous()
-        if x.dtype != torch.float32 or x.device.type != "cpu":
-            raise ValueError(f"block kernels take fp32 CPU inputs, not {x.dtype} on {x.device}")
-        if into is None:
-            y, accumulate = torch.empty(x.shape[0], out), 0
-        else:
-            y, accumulate = into, 1
-            if not y.is_contiguous() or y.shape != (x.shape[0], out) or (
-                    y.data_ptr() == x.data_ptr()):  # threads write y while others read x
-                raise ValueError("into must be a contiguous [rows, out] tensor other than x")
+        x, y, accumulate = self._output(x, into)
         a, bt = lora if lora is not None else (None, None)
         _library().block_matvec(
             4 if self.kind == "q4_1" else 8, x.data_ptr(), x.shape[0], inner,
@@ -81,6 +73,50 @@ class Blocks:
             None if a is None else a.data_ptr(), None if bt is None else bt.data_ptr(),
             0 if a is None else a.shape[0], accumulate)
         return y
+
+    def prompt(self, x: torch.Tensor, into: torch.Tensor | None = None) -> torch.Tensor:
+        """x W^T for a prompt's rows (compute-bound), each block of 32 of x rounded to int16
+        against its largest value (relative error <= 2^-16 of it) and W's q exact; added into
+        `into` where given. Needs AVX512-VNNI (`prompt_problem()`)."""
+        wp, dp, mp = self.packed
+        x, y, accumulate = self._output(x, into)
+        if _library().block_prompt(x.data_ptr(), x.shape[0], self.shape[1], wp.data_ptr(),
+                                   dp.data_ptr(), mp.data_ptr(), y.data_ptr(), self.shape[0],
+                                   torch.get_num_threads(), accumulate):
+            raise MemoryError(f"no memory to round a {tuple(x.shape)} prompt input")
+        return y
+
+    @functools.cached_property
+    def packed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The weight laid out for `prompt` (chat/kernels/blockquant.c): q as int16 pairs
+        [out/16, in/2, 16, 2], d and m as [out/16, in/32, 16], rows padded to 32 with zeros.
+        Built on first use; 2 bytes a weight."""
+        out, inner = self.shape
+        if self.kind == "q4_1":  # a byte holds element j (low nibble) and j + 16 of its block
+            nibbles = self.q.view(out, -1, 16)
+            q = torch.cat([nibbles & 15, nibbles >> 4], dim=-1).view(out, inner)
+        else:
+            q = self.q
+        m = self.m if self.m is not None else torch.zeros_like(self.d)
+        pad = -out % 32
+        q, d, m = (F.pad(t.to(dtype), (0, 0, 0, pad)) for t, dtype in
+                   ((q, torch.int16), (self.d, torch.float32), (m, torch.float32)))
+        panels = (out + pad) // 16
+        wp = q.view(panels, 16, inner // 2, 2).permute(0, 2, 1, 3).contiguous()
+        dp, mp = (t.view(panels, 16, -1).transpose(1, 2).contiguous() for t in (d, m))
+        return wp, dp, mp
+
+    def _output(self, x: torch.Tensor, into: torch.Tensor | None):
+        """(x contiguous, the output tensor, whether to add to it), after checking them."""
+        x = x.contiguous()
+        if x.dtype != torch.float32 or x.device.type != "cpu":
+            raise ValueError(f"block kernels take fp32 CPU inputs, not {x.dtype} on {x.device}")
+        if into is None:
+            return x, torch.empty(x.shape[0], self.shape[0]), 0
+        if not into.is_contiguous() or into.shape != (x.shape[0], self.shape[0]) or (
+                into.data_ptr() == x.data_ptr()):  # threads write y while others read x
+            raise ValueError("into must be a contiguous [rows, out] tensor other than x")
+        return x, into, 1
 
 
 # ---------------------------------------------------------------------------- finding blocks
@@ -141,6 +177,13 @@ def problem() -> str | None:
     return loaded if isinstance(loaded, str) else None
 
 
+def prompt_problem() -> str | None:
+    """Why `Blocks.prompt` cannot run here (None: it can)."""
+    if "avx512_vnni" not in cpu_flags():
+        return "int16 prompt kernels need AVX512-VNNI (this CPU lacks avx512_vnni)"
+    return problem()
+
+
 def _library() -> ctypes.CDLL:
     loaded = _load()
     if isinstance(loaded, str):
@@ -168,6 +211,8 @@ def _load() -> ctypes.CDLL | str:
     lib.block_matvec.argtypes = [_I, _P, _I, _I, _P, _P, _P, _P, _I, _I, _P, ctypes.c_float,
                                  _P, _P, _I, _I]
     lib.block_matvec.restype = None
+    lib.block_prompt.argtypes = [_P, _I, _I, _P, _P, _P, _P, _I, _I, _I]
+    lib.block_prompt.restype = _I
     return lib
 
 

@@ -42,7 +42,8 @@ class Engine:
     """Base model + named LoRA adapters, shared by every user; one decode step at a time."""
 
     def __init__(self, model, tokenizer, device: str = "cpu", max_context_tokens: int = 2048,
-                 fast_path: str = "auto", block_kernels: bool = True):
+                 fast_path: str = "auto", block_kernels: bool = True,
+                 prompt_blocks: bool = True):
         self.model = model
         self.tokenizer = tokenizer
         self.device = device
@@ -56,7 +57,7 @@ class Engine:
         eos = {tokenizer.eos_token_id, *extra}
         self.stop_ids = {i for i in eos if i is not None}
         self.fast_mode = _fast_mode(fast_path, device, lambda: _gpu_auto(model, device))
-        self.block_kernels = block_kernels
+        self.block_kernels, self.prompt_blocks = block_kernels, prompt_blocks
         self._specials = special_token_pattern(tokenizer)
         # adapter name -> merged FastModel (None: this version cannot use the fast path)
         self._fast: OrderedDict[str, object] = OrderedDict()
@@ -67,7 +68,8 @@ class Engine:
 
         model, tok, device = load_base_model(cfg)
         return cls(model, tok, device, cfg.max_context_tokens,
-                   getattr(cfg, "fast_path", "auto"), getattr(cfg, "block_kernels", True))
+                   getattr(cfg, "fast_path", "auto"), getattr(cfg, "block_kernels", True),
+                   getattr(cfg, "prompt_blocks", True))
 
     # ------------------------------------------------------------------ prompt
 
@@ -202,7 +204,7 @@ class Engine:
                 raise NotFound(f"adapter {key} is not loaded")
             try:
                 fast = FastModel(self.model, None if key == BASE else key, self.fast_mode,
-                                 self.block_kernels)
+                                 self.block_kernels, self.prompt_blocks)
                 log.info("fast path for %s: %s", key, fast.kernels)
             except Unsupported as exc:
                 log.info("fast path off for %s: %s", key, exc)

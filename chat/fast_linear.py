@@ -3,8 +3,9 @@
 Prompts (prefill, compute-bound) and decode steps (one row, memory-bound) want different
 kernels, so each `Linear` keeps what each needs. Where the base weight lies exactly on a GGUF
 block grid (chat/blockquant.py), decode steps read the base blocks, shared by every version,
-with the version's LoRA added beside them in low rank, and prompts read the model's own fp32
-weights plus the same LoRA (or a merged bf16/int8 copy where the mode asks for one). Elsewhere
+with the version's LoRA added beside them in low rank, and prompts read the same blocks with
+their inputs rounded to int16 (AVX512-VNNI), or the model's own fp32 weights, plus the same
+LoRA (or a merged bf16/int8 copy where the mode asks for one). Elsewhere
 both read a copy of the merged weight stored as the mode says (fp16 packed for fbgemm, bf16,
 int8 or fp32). The choice follows the call, not its row count, so a prompt whose prefix came
 from the cache gets the same numbers as one computed whole.

@@ -4,13 +4,14 @@
 adapter) as plain tensors, so a decode step is ~20 tensor ops per layer with no module, hook or
 peft overhead. On a CPU, where the base weights lie exactly on a GGUF block grid (the shipped
 model's do; chat/blockquant.py), every version shares the base: decode steps read its 4/8-bit
-blocks, prompts its fp32 weights, and the adapter is added beside them in low rank
-(chat/fast_linear.py). Elsewhere each version is a copy of the weights with the LoRA merged in,
-stored as `mode`. Anything this path cannot reproduce exactly (another architecture, rope
-scaling, DoRA, LoRA on embeddings or with biases) raises `Unsupported` and the engine keeps
-serving that version through the ordinary transformers/peft path. The tensors live on the
-model's device; on a GPU only the plain-matmul kinds (bf16, fp32) apply, the others being
-CPU kernels (fbgemm, aten's int8 GEMV, the block kernels).
+blocks, prompts the same blocks with int16 inputs (or its fp32 weights), and the adapter is
+added beside them in low rank (chat/fast_linear.py). Elsewhere each version is a copy of the
+weights with the LoRA merged in, stored as `mode`. Anything this path cannot compute as
+transformers does (another architecture, rope scaling, DoRA, LoRA on embeddings or with
+biases) raises `Unsupported` and the engine keeps serving that version through the ordinary
+transformers/peft path. The tensors live on the model's device; on a GPU only the
+plain-matmul kinds (bf16, fp32) apply, the others being CPU kernels (fbgemm, aten's int8
+GEMV, the block kernels).
 """
 
 from __future__ import annotations
@@ -112,7 +113,7 @@ class FastModel:
     """One served version (base, or base with one adapter) as plain tensors; thread-safe."""
 
     def __init__(self, model, adapter: str | None = None, mode: str = "int8",
-                 blocks: bool = True):
+                 blocks: bool = True, prompt_blocks: bool = True):
         if mode not in MODES:
             raise ValueError(f"fast path mode must be one of {MODES}, got {mode!r}")
         base, cfg, theta = _base_and_config(model)
@@ -124,8 +125,13 @@ class FastModel:
         self.no_blocks = ("turned off" if not blocks else "CPU only"
                           if self.device.type != "cpu" else blockquant.problem())
         self.use_blocks = self.no_blocks is None
+        # why prompts cannot read the blocks (rounding their inputs to int16), where they cannot
+        self.no_prompt_blocks = self.no_blocks or (
+            "turned off" if not prompt_blocks else "fp32 mode keeps prompts in fp32"
+            if mode == "fp32" else blockquant.prompt_problem())
+        self.prompt_blocks = self.no_prompt_blocks is None
         self.block_linears = 0  # linears whose decode reads exact GGUF blocks
-        self.shared_linears = 0  # of those, linears whose prompts read the base's fp32 weights
+        self.shared_linears = 0  # of those, linears whose prompts read the base (blocks or fp32)
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
         self.eps, self.max_pos = cfg.rms_norm_eps, cfg.max_position_embeddings
@@ -153,9 +159,10 @@ class FastModel:
     def _linear(self, modules, adapter, mode, merged, prefill=True) -> Linear:
         """The modules stacked into one matrix. Where the base weights lie on a GGUF grid,
         decode steps read the shared base blocks plus the adapter in low rank (exact), and
-        so do prompts over the base's own fp32 weights unless this mode keeps another kind
-        for them (bf16 where it is faster, int8): no per-version copy at all. Elsewhere
-        prompts and decode steps read a copy of the merged weight stored as `mode`."""
+        so do prompts, over the same blocks with int16 inputs (or the base's own fp32
+        weights) unless this mode keeps another kind for them (bf16 where it is faster,
+        int8): no per-version copy at all. Elsewhere prompts and decode steps read a copy of
+        the merged weight stored as `mode`."""
         blocks = base_blocks(modules) if self.use_blocks else None
         lora = None
         if blocks is not None:
@@ -163,8 +170,13 @@ class FastModel:
             lora = lora_factors(modules, adapter, merged)
             if not prefill or prompt_kernel(mode) in ("fp16", "fp32"):
                 self.shared_linears += prefill
-                return Linear(base_product(modules) if prefill else None, blocks=blocks,
-                              lora=lora, base_prompts=True)
+                prompts = None
+                if prefill and self.prompt_blocks:
+                    blocks.packed  # noqa: B018 - laid out now, not on the first prompt
+                    prompts = blocks.prompt
+                elif prefill:
+                    prompts = base_product(modules)
+                return Linear(prompts, blocks=blocks, lora=lora, base_prompts=True)
         weight = torch.cat([merged_weight(m, adapter, merged).float() for m in modules])
         return make_linear(weight, mode, prefill, blocks, lora)
 
@@ -177,8 +189,10 @@ class FastModel:
             return {"decode": f"{self.mode} (block kernels: {why})",
                     "prompts": prompt_kernel(self.mode)}
         rest = f", the rest {self.mode}" if self.block_linears < total else ""
+        shared = ("int16 inputs x GGUF blocks" if self.prompt_blocks else
+                  f"fp32 base (int16 blocks: {self.no_prompt_blocks})")
         prompts = (prompt_kernel(self.mode) if not self.shared_linears else
-                   f"fp32 base + LoRA ({self.shared_linears} of {total - 1} linears{rest})")
+                   f"{shared} + LoRA ({self.shared_linears} of {total - 1} linears{rest})")
         return {"decode": f"exact GGUF blocks ({self.block_linears} of {total} linears{rest})",
                 "prompts": prompts}
 

@@ -91,6 +91,7 @@ def feedback_stats_of_nothing() -> dict:
 def test_serving_line_names_model_device_and_kernels():
     text = serving_md({"model": "smollm2-135m", "device": "cpu", "fast_path": "fp16",
                        "decode": "exact GGUF blocks (121 of 121 linears)",
-                       "prompts": "fp32 base + LoRA (120 of 120 linears)"})
+                       "prompts": "int16 inputs x GGUF blocks + LoRA (120 of 120 linears)"})
     assert text.startswith("**Serving** smollm2-135m on cpu, fast path `fp16`")
-    assert "decode steps read exact GGUF blocks" in text and "prompts read fp32 base" in text
+    assert "decode steps read exact GGUF blocks" in text
+    assert "prompts read int16 inputs x GGUF blocks" in text

@@ -12,6 +12,8 @@ from tests.model_support import tiny_llama
 
 needs_kernels = pytest.mark.skipif(blockquant.problem() is not None,
                                    reason=f"block kernels: {blockquant.problem()}")
+needs_prompt_kernel = pytest.mark.skipif(blockquant.prompt_problem() is not None,
+                                         reason=f"prompt kernel: {blockquant.prompt_problem()}")
 
 
 def q4_1(weight: torch.Tensor) -> torch.Tensor:
@@ -93,10 +95,12 @@ def grid_model(real_engine, tmp_path_factory):
     return model, tok, folder
 
 
-def _engine(grid_model, fast_path: str, blocks: bool = True) -> Engine:
+def _engine(grid_model, fast_path: str, blocks: bool = True,
+            prompt_blocks: bool = False) -> Engine:
+    """An engine over the grid model; prompts read fp32 weights unless `prompt_blocks`."""
     model, tok, folder = grid_model
     engine = Engine(copy.deepcopy(model), tok, "cpu", 512, fast_path=fast_path,
-                    block_kernels=blocks)
+                    block_kernels=blocks, prompt_blocks=prompt_blocks)
     engine.load_adapter("a", folder)
     return engine
 
@@ -224,3 +228,93 @@ def test_real_model_decode_steps_match_fp32_transformers(real_engine):
     with torch.inference_mode():
         ref = real_engine.model(input_ids=torch.tensor([ids + tokens])).logits[0, -5:]
     assert torch.allclose(torch.stack(steps), ref, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------- prompts
+
+
+def _as_the_prompt_kernel_rounds(x: torch.Tensor, blocks) -> torch.Tensor:
+    """float64 x W^T with each block of 32 of x rounded as the kernel rounds it (in fp32, to
+    int16 against the block's largest |x|) and m times the block's exact sum of x."""
+    xb = x.view(x.shape[0], -1, 32)
+    top = xb.abs().amax(-1, keepdim=True)
+    xq = torch.round(xb * (32767.0 / top)).double()
+    scale = (top / 32767.0).double()
+    weight = find_blocks_weight(blocks).double().view(blocks.shape[0], -1, 32)
+    m = blocks.m.double() if blocks.m is not None else torch.zeros_like(blocks.d.double())
+    steps = weight - m[..., None]  # q * d
+    return (torch.einsum("rgk,ngk->rn", xq * scale, steps)
+            + torch.einsum("rg,ng->rn", xb.double().sum(-1), m))
+
+
+def find_blocks_weight(blocks) -> torch.Tensor:
+    """The fp32 weight `blocks` stands for, read back through the decode kernel."""
+    return blocks(torch.eye(blocks.shape[1])).T
+
+
+@needs_prompt_kernel
+@pytest.mark.parametrize("kind", ["q4_1", "q8_0"])
+def test_prompt_kernel_rounds_only_the_inputs_and_only_to_int16(kind):
+    torch.manual_seed(2)
+    weight = (q4_1 if kind == "q4_1" else q8_0)(torch.randn(40, 96) * 0.1)  # a part panel
+    blocks = find_blocks(weight)
+    x = torch.randn(13, 96)  # two tiles of 6 rows and one row
+    x[:, 5] *= 50  # an outlier channel, as hidden states have: its block is scaled for it
+    residual = torch.randn(13, 40)
+    got = blocks.prompt(x, into=residual.clone()).double()
+    assert torch.allclose(got, residual.double() + _as_the_prompt_kernel_rounds(x, blocks),
+                          rtol=1e-6, atol=1e-5)
+    # |error| <= half a step of each block's int16 scale times sum |q d|, and above zero
+    exact = residual.double() + x.double() @ weight.double().T
+    xb = x.double().view(13, -1, 32)
+    half_step = xb.abs().amax(-1) / 32767 / 2
+    steps = (weight.double().view(40, -1, 32) - (
+        blocks.m.double()[..., None] if blocks.m is not None else 0)).abs().sum(-1)
+    bound = half_step @ steps.T
+    assert ((got - exact).abs() <= bound + 1e-6).all()
+    assert (got - exact).abs().max() > 0
+
+
+@needs_prompt_kernel
+def test_prompt_kernel_gives_a_row_the_same_numbers_whatever_rows_come_with_it():
+    # a prompt whose prefix came from the cache must get the numbers of one computed whole
+    torch.manual_seed(3)
+    blocks = find_blocks(q4_1(torch.randn(64, 64)))
+    x = torch.randn(9, 64)
+    whole = blocks.prompt(x)
+    assert torch.equal(whole[4:], blocks.prompt(x[4:]))
+    assert torch.equal(whole[8:], blocks.prompt(x[8:]))
+
+
+def test_prompt_kernel_needs_vnni(monkeypatch):
+    monkeypatch.setattr(blockquant, "cpu_flags", lambda: {"avx512f"})
+    assert "avx512_vnni" in blockquant.prompt_problem()
+
+
+@needs_prompt_kernel
+def test_prompts_read_the_blocks_unless_turned_off(grid_model):
+    on = _engine(grid_model, "fp16", prompt_blocks=True).prepare("a")
+    off = _engine(grid_model, "fp16").prepare("a")
+    assert on.kernels["prompts"] == "int16 inputs x GGUF blocks + LoRA (8 of 8 linears)"
+    assert off.kernels["prompts"] == (
+        "fp32 base (int16 blocks: turned off) + LoRA (8 of 8 linears)")
+    fp32 = _engine(grid_model, "fp32", prompt_blocks=True).prepare("a")
+    assert "fp32 base (int16 blocks: fp32 mode" in fp32.kernels["prompts"]
+    ids = list(range(5, 60))
+    near, exact = on.prefill(ids, 64)[1], off.prefill(ids, 64)[1]
+    assert not torch.equal(near, exact)
+    assert torch.allclose(near, exact, atol=1e-2 * exact.abs().max())
+
+
+@needs_prompt_kernel
+def test_real_model_prompts_through_int16_blocks_stay_near_fp32(real_engine):
+    fast = FastModel(real_engine.model, None, "fp16")
+    assert fast.kernels["prompts"].startswith("int16 inputs x GGUF blocks"), fast.kernels
+    ids = real_engine.encode([{"role": "user", "content": "How does a steam engine work? "
+                               "Explain the boiler, the pistons and the wheels."}])
+    logits = fast.prefill(ids, len(ids) + 1)[1]
+    with torch.inference_mode():
+        ref = real_engine.model(input_ids=torch.tensor([ids])).logits[0, -1]
+    # measured 5e-3 on 380-token prompts (tools/agreement.py); fp32 prompts give 4e-5
+    assert (logits - ref).abs().max() < 2e-2
+    assert logits.argmax() == ref.argmax()

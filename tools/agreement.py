@@ -1,10 +1,12 @@
 """Greedy agreement and decode speed of serving paths against fp32 transformers.
-6 prompts x 64 tokens; base model and a random LoRA (q/v) served per request.
+9 prompts x 64 tokens (6 short ones, and 3 questions with 4 retrieved chunks, ~380 tokens,
+as the ttft benchmark asks them); base model and a random LoRA (q/v) served per request.
 
 Run from the checkout (README, Performance):
     `PYTHONPATH=. python tools/agreement.py [PATH ...]`
 PATH: off (transformers/peft in the model's dtype), a fast-path mode (fp16, int8, bf16,
-fp32), or a mode with `-noblocks` (CPU: decode without the exact GGUF block kernels).
+fp32), or a mode with `-noblocks` (CPU: no exact GGUF block kernels) or `-fp32prompts`
+(block kernels for decoding only: prompts read fp32 weights, not int16 inputs x blocks).
 Default: on a GPU `off bf16 fp32`, on a CPU `fp16 fp16-noblocks int8`.
 """
 import sys
@@ -15,7 +17,7 @@ from pathlib import Path
 import torch
 
 from chat.bench import GEN_PROMPT
-from chat.bench_corpus import QUESTIONS
+from chat.bench_corpus import QUESTIONS, retrieval_setup
 from chat.bench_swap import make_adapter
 from chat.config import load_config
 from chat.engine import Engine, GenParams
@@ -30,9 +32,9 @@ REFERENCE = "fp32 transformers (reference)"
 
 def engine(path: str, fp32: bool = False) -> Engine:
     model, tok, device = load_base_model(cfg)  # one model each: peft wraps it in place
-    mode, _, blocks = path.partition("-")
+    mode, _, variant = path.partition("-")
     return Engine(model.float() if fp32 else model, tok, device, fast_path=mode,
-                  block_kernels=blocks != "noblocks")
+                  block_kernels=variant != "noblocks", prompt_blocks=variant != "fp32prompts")
 
 
 paths = sys.argv[1:] or (["off", "bf16", "fp32"] if torch.cuda.is_available()
@@ -44,6 +46,8 @@ with tempfile.TemporaryDirectory() as tmp:
     folder = make_adapter(cfg, Path(tmp) / "a", seed=1)
     for e in engines.values():
         e.load_adapter("a", folder)
+    searcher, _ = retrieval_setup(cfg, Path(tmp), engines[REFERENCE])
+    prompts += [searcher(q)() for q in QUESTIONS[:3]]
 for adapter in ("base", "a"):
     outs = {}
     for name, e in engines.items():
@@ -62,7 +66,27 @@ for adapter in ("base", "a"):
     for name in engines:
         same = sum(a == b for a, b in zip(outs[name], ref, strict=True))
         print(f"{adapter:4s} {name:32s} {outs[name + '/speed']:7.1f} tok/s (incl. prompts) "
-              f"identical to fp32: {same}/6")
+              f"identical to fp32: {same}/{len(prompts)}")
+
+
+def first_logits(e: Engine, ids: list[int], adapter: str) -> torch.Tensor:
+    """The next-token logits after the whole prompt `ids`, computed whole (no cached prefix)."""
+    fast = e.prepare(adapter)
+    if fast is not None:
+        fast.prefixes = PrefixCache()
+        return fast.prefill(ids, len(ids) + 1)[1].float().cpu()
+    with torch.no_grad(), e._adapter(adapter):
+        return e.model(torch.tensor([ids], device=e.model.device)).logits[0, -1].float().cpu()
+
+
+for adapter in ("base", "a"):
+    long_ids = [engines[REFERENCE].encode(m) for m in prompts[6:]]
+    ref = [first_logits(engines[REFERENCE], ids, adapter) for ids in long_ids]
+    for name in paths:
+        gaps = [(first_logits(engines[name], ids, adapter) - want).abs().max().item()
+                for ids, want in zip(long_ids, ref, strict=True)]
+        print(f"{adapter:4s} {name:32s} first-token logits of the 3 long prompts: max |diff| "
+              f"vs fp32 {max(gaps):.2e} (logits span {ref[0].max() - ref[0].min():.1f})")
 for label in paths:
     e2 = engines[label]
     times = []

@@ -166,3 +166,119 @@ void block_matvec(int kind, const float *x, int rows, int K, const void *q, cons
         free(in);
     }
 }
+
+/* ------------------------------------------------------------------------------ prompts
+
+   A prompt's rows make the product compute-bound, where fp32 FMAs (16 products an
+   instruction) are the limit. AVX512-VNNI's vpdpwssd does 32 int16 products an instruction
+   into int32 at the same rate, so: each weight's q (exact, as above) is an int16, and each
+   block of 32 of a row of x is rounded to int16 against the block's largest |x| (15 bits
+   plus a sign: rounding errors of at most 1/65534 of that value). Per block and row, the
+   integer sum q . xq is then scaled by d and the block's scale, and m times the block's exact
+   fp32 sum of x is added, in fp32 (1.3-1.4x fp32 GEMMs on a 310-token prompt, README).
+
+   Weights are packed for this: wp int16 [N/16][K/2][16][2] (16 rows' pairs of neighbouring
+   k, one 512-bit vector), dp and mp fp32 [N/16][K/32][16]; N is padded to a multiple of 32
+   with zero rows. Q8_0 weights pack the same way with m = 0. A tile is 32 rows of W by TOKENS rows of x: 12 int32 and 12 fp32
+   accumulators, which fit in the 32 vector registers (6 rows measured faster than 4 or 8). */
+#define TOKENS 6
+#define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
+
+/* xq [r][k], sx [r][g], xs [r][g] for the rows r0 <= r < r1 of x [rows][K] */
+static VNNI void quantize_rows(const float *x, int K, int r0, int r1, int16_t *xq, float *sx,
+                               float *xs) {
+    const int groups = K / 32;
+    for (int r = r0; r < r1; r++) {
+        for (int g = 0; g < groups; g++) {
+            const float *v = x + (long)r * K + g * 32;
+            __m512 lo = _mm512_loadu_ps(v), hi = _mm512_loadu_ps(v + 16);
+            float top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
+            __m512 inv = _mm512_set1_ps(top > 0.0f ? 32767.0f / top : 0.0f);
+            int16_t *out = xq + (long)r * K + g * 32;
+            _mm256_storeu_si256((__m256i *)out,
+                                _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(lo, inv))));
+            _mm256_storeu_si256((__m256i *)(out + 16),
+                                _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(hi, inv))));
+            sx[(long)r * groups + g] = top / 32767.0f;
+            xs[(long)r * groups + g] = _mm512_reduce_add_ps(_mm512_add_ps(lo, hi));
+        }
+    }
+}
+
+/* y rows t0.. t0 + TOKENS (those below `rows`), columns 32 p .. 32 p + 32 (those below N) */
+static VNNI void prompt_tile(const int16_t *xq, const float *sx, const float *xs, int rows,
+                             int K, const int16_t *wp, const float *dp, const float *mp,
+                             float *y, int N, int p, int t0, int accumulate) {
+    const int groups = K / 32;
+    const int16_t *w0 = wp + (long)(2 * p) * K * 16, *w1 = w0 + (long)K * 16;
+    const float *d0 = dp + (long)(2 * p) * groups * 16, *d1 = d0 + groups * 16;
+    const float *m0 = mp + (long)(2 * p) * groups * 16, *m1 = m0 + groups * 16;
+    __m512 f0[TOKENS], f1[TOKENS];
+    for (int i = 0; i < TOKENS; i++)
+        f0[i] = f1[i] = _mm512_setzero_ps();
+    for (int g = 0; g < groups; g++) {
+        __m512i a0[TOKENS], a1[TOKENS];
+        for (int i = 0; i < TOKENS; i++)
+            a0[i] = a1[i] = _mm512_setzero_si512();
+        const int16_t *v0 = w0 + (long)g * 512, *v1 = w1 + (long)g * 512;
+        const int16_t *xg = xq + (long)t0 * K + g * 32;
+#pragma GCC unroll 16
+        for (int k = 0; k < 16; k++) {
+            __m512i b0 = _mm512_loadu_si512(v0 + k * 32), b1 = _mm512_loadu_si512(v1 + k * 32);
+            for (int i = 0; i < TOKENS; i++) {
+                __m512i pair = _mm512_set1_epi32(*(const int32_t *)(xg + (long)i * K + 2 * k));
+                a0[i] = _mm512_dpwssd_epi32(a0[i], b0, pair);
+                a1[i] = _mm512_dpwssd_epi32(a1[i], b1, pair);
+            }
+        }
+        __m512 dd0 = _mm512_loadu_ps(d0 + g * 16), dd1 = _mm512_loadu_ps(d1 + g * 16);
+        __m512 mm0 = _mm512_loadu_ps(m0 + g * 16), mm1 = _mm512_loadu_ps(m1 + g * 16);
+        for (int i = 0; i < TOKENS; i++) {
+            __m512 scale = _mm512_set1_ps(sx[(long)(t0 + i) * groups + g]);
+            __m512 sum = _mm512_set1_ps(xs[(long)(t0 + i) * groups + g]);
+            f0[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a0[i]), _mm512_mul_ps(dd0, scale), f0[i]);
+            f1[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a1[i]), _mm512_mul_ps(dd1, scale), f1[i]);
+            f0[i] = _mm512_fmadd_ps(mm0, sum, f0[i]);
+            f1[i] = _mm512_fmadd_ps(mm1, sum, f1[i]);
+        }
+    }
+    const int left = N - 32 * p;
+    const __mmask16 live0 = left >= 16 ? 0xFFFF : (__mmask16)((1u << left) - 1);
+    const __mmask16 live1 = left >= 32 ? 0xFFFF : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+    for (int i = 0; i < TOKENS && t0 + i < rows; i++) {
+        float *out = y + (long)(t0 + i) * N + 32 * p;
+        if (accumulate) {
+            f0[i] = _mm512_add_ps(f0[i], _mm512_maskz_loadu_ps(live0, out));
+            f1[i] = _mm512_add_ps(f1[i], _mm512_maskz_loadu_ps(live1, out + 16));
+        }
+        _mm512_mask_storeu_ps(out, live0, f0[i]);
+        _mm512_mask_storeu_ps(out + 16, live1, f1[i]);
+    }
+}
+
+/* y [rows][N] (+)= x [rows][K] W^T, W packed as above; 1 if out of memory. Threads round
+   their share of x's rows, then (after a barrier) take 32-row panels of W, each read once
+   from memory. */
+VNNI int block_prompt(const float *x, int rows, int K, const int16_t *wp, const float *dp,
+                      const float *mp, float *y, int N, int threads, int accumulate) {
+    const int groups = K / 32, padded = (rows + TOKENS - 1) / TOKENS * TOKENS;
+    int16_t *xq = aligned_alloc(64, ((sizeof(int16_t) * padded * K) + 63) / 64 * 64);
+    float *sx = calloc((size_t)padded * groups * 2, sizeof(float)), *xs = sx + padded * groups;
+    if (!xq || !sx) {
+        free(xq), free(sx);
+        return 1; /* out of memory: y is untouched */
+    }
+    memset(xq + (long)rows * K, 0, sizeof(int16_t) * (padded - rows) * K);
+#pragma omp parallel num_threads(threads)
+    {
+#pragma omp for schedule(static)
+        for (int r = 0; r < rows; r += TOKENS)
+            quantize_rows(x, K, r, r + TOKENS < rows ? r + TOKENS : rows, xq, sx, xs);
+#pragma omp for schedule(static)
+        for (int p = 0; p < (N + 31) / 32; p++)
+            for (int t0 = 0; t0 < rows; t0 += TOKENS)
+                prompt_tile(xq, sx, xs, rows, K, wp, dp, mp, y, N, p, t0, accumulate);
+    }
+    free(xq), free(sx);
+    return 0;
+}
