@@ -74,16 +74,25 @@ class Blocks:
             0 if a is None else a.shape[0], accumulate)
         return y
 
-    def prompt(self, x: torch.Tensor, into: torch.Tensor | None = None) -> torch.Tensor:
-        """x W^T for a prompt's rows (compute-bound), each block of 32 of x rounded to int16
-        against its largest value (relative error <= 2^-16 of it) and W's q exact; added into
-        `into` where given. Needs AVX512-VNNI (`prompt_problem()`)."""
+    def prompt(self, x: torch.Tensor, norm: torch.Tensor | None = None, eps: float = 0.0,
+               lora: tuple[torch.Tensor, torch.Tensor] | None = None,
+               into: torch.Tensor | None = None) -> torch.Tensor:
+        """As calling it, for a prompt's rows (compute-bound): each block of 32 of x' rounded
+        to int16 against its largest value (error <= 2^-16 of it), W's q exact, the LoRA in
+        fp32 torch. Needs AVX512-VNNI (`prompt_problem()`)."""
         wp, dp, mp = self.packed
         x, y, accumulate = self._output(x, into)
-        if _library().block_prompt(x.data_ptr(), x.shape[0], self.shape[1], wp.data_ptr(),
-                                   dp.data_ptr(), mp.data_ptr(), y.data_ptr(), self.shape[0],
-                                   torch.get_num_threads(), accumulate):
+        # the LoRA reads x' too: the kernel hands the normed rows back
+        prepared = torch.empty_like(x) if lora is not None and norm is not None else None
+        if _library().block_prompt(
+                x.data_ptr(), x.shape[0], self.shape[1],
+                None if norm is None else norm.data_ptr(), eps,
+                None if prepared is None else prepared.data_ptr(), wp.data_ptr(),
+                dp.data_ptr(), mp.data_ptr(), y.data_ptr(), self.shape[0],
+                torch.get_num_threads(), accumulate):
             raise MemoryError(f"no memory to round a {tuple(x.shape)} prompt input")
+        if lora is not None:
+            y.addmm_(F.linear(x if prepared is None else prepared, lora[0]), lora[1])
         return y
 
     @functools.cached_property
@@ -211,7 +220,8 @@ def _load() -> ctypes.CDLL | str:
     lib.block_matvec.argtypes = [_I, _P, _I, _I, _P, _P, _P, _P, _I, _I, _P, ctypes.c_float,
                                  _P, _P, _I, _I]
     lib.block_matvec.restype = None
-    lib.block_prompt.argtypes = [_P, _I, _I, _P, _P, _P, _P, _I, _I, _I]
+    lib.block_prompt.argtypes = [_P, _I, _I, _P, ctypes.c_float, _P, _P, _P, _P, _P, _I, _I,
+                                 _I]
     lib.block_prompt.restype = _I
     return lib
 

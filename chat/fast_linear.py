@@ -43,21 +43,25 @@ class Norm:
 
 class Linear:
     """x fp32 [T, in] -> fp32 [T, out]. `prompt` marks a prefill call; `norm` is applied to x
-    first; with `into`, the result is added to it in place (the residual stream)."""
+    first; with `into`, the result is added to it in place (the residual stream). Where
+    `blocks` is given decode steps read it, and so do prompts where `prompt_blocks` says so
+    or there is no `prompts`."""
 
     def __init__(self, prompts, decode=None, blocks: blockquant.Blocks | None = None,
                  lora: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 base_prompts: bool = False):
+                 base_prompts: bool = False, prompt_blocks: bool = False):
         self.prompts, self.decode, self.blocks, self.lora = prompts, decode, blocks, lora
         # `prompts` reads the base, not a merged copy: the LoRA is added to its output too
-        self.base_prompts = base_prompts
+        self.base_prompts, self.prompt_blocks = base_prompts, prompt_blocks
 
     def __call__(self, x: torch.Tensor, prompt: bool = False, norm: Norm | None = None,
                  into: torch.Tensor | None = None) -> torch.Tensor:
-        if self.blocks is not None and (not prompt or self.prompts is None):
-            # norm, product, LoRA and residual in one C call
-            return self.blocks(x, None if norm is None else norm.weight,
-                               0.0 if norm is None else norm.eps, self.lora, into)
+        if self.blocks is not None and (not prompt or self.prompts is None or
+                                        self.prompt_blocks):
+            # norm, product, LoRA and residual in one call
+            kernel = self.blocks.prompt if prompt and self.prompt_blocks else self.blocks
+            return kernel(x, None if norm is None else norm.weight,
+                          0.0 if norm is None else norm.eps, self.lora, into)
         if norm is not None:
             x = norm(x)
         y = self.prompts(x) if prompt or self.decode is None else self.decode(x)

@@ -170,13 +170,11 @@ class FastModel:
             lora = lora_factors(modules, adapter, merged)
             if not prefill or prompt_kernel(mode) in ("fp16", "fp32"):
                 self.shared_linears += prefill
-                prompts = None
                 if prefill and self.prompt_blocks:
                     blocks.packed  # noqa: B018 - laid out now, not on the first prompt
-                    prompts = blocks.prompt
-                elif prefill:
-                    prompts = base_product(modules)
-                return Linear(prompts, blocks=blocks, lora=lora, base_prompts=True)
+                    return Linear(None, blocks=blocks, lora=lora, prompt_blocks=True)
+                return Linear(base_product(modules) if prefill else None, blocks=blocks,
+                              lora=lora, base_prompts=True)
         weight = torch.cat([merged_weight(m, adapter, merged).float() for m in modules])
         return make_linear(weight, mode, prefill, blocks, lora)
 

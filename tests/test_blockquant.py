@@ -276,6 +276,23 @@ def test_prompt_kernel_rounds_only_the_inputs_and_only_to_int16(kind):
 
 
 @needs_prompt_kernel
+def test_prompt_kernel_with_norm_lora_and_residual_stays_within_int16_rounding():
+    torch.manual_seed(4)
+    weight = q4_1(torch.randn(72, 64) * 0.1)
+    blocks = find_blocks(weight)
+    x, norm, residual = torch.randn(8, 64) * 3, torch.rand(64) + 0.5, torch.randn(8, 72)
+    a, b = torch.randn(5, 64) * 0.1, torch.randn(5, 72) * 0.1
+    got = blocks.prompt(x, norm, 1e-5, (a, b), into=residual.clone()).double()
+    xd = x.double()
+    xn = xd * torch.rsqrt(xd.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.double()
+    want = residual.double() + xn @ weight.double().T + (xn @ a.double().T) @ b.double()
+    half_step = xn.view(8, -1, 32).abs().amax(-1) / 32767 / 2
+    steps = (weight.double().view(72, -1, 32) - blocks.m.double()[..., None]).abs().sum(-1)
+    assert ((got - want).abs() <= half_step @ steps.T + 1e-5).all()
+    assert (got - want).abs().max() > 1e-7  # the inputs were rounded: not fp32's products
+
+
+@needs_prompt_kernel
 def test_prompt_kernel_gives_a_row_the_same_numbers_whatever_rows_come_with_it():
     # a prompt whose prefix came from the cache must get the numbers of one computed whole
     torch.manual_seed(3)

@@ -15,6 +15,7 @@
    low-rank change (y += B (A x)), and adding the result to the residual stream. */
 #include <immintrin.h>
 #include <math.h>
+#include <omp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -73,18 +74,21 @@ static inline float dot_q8_0(const int8_t *q, const float *d, const float *x, in
 }
 
 /* The row's input: x itself, or its RMS norm times `norm` (as torch: x * rsqrt(mean(x^2) + eps)
-   * norm, in fp32). */
+   * norm, in fp32). K is a multiple of 32. */
 static void prepare(const float *x, int K, const float *norm, float eps, float *out) {
     if (!norm) {
         memcpy(out, x, sizeof(float) * K);
         return;
     }
-    float sum = 0.0f;
-    for (int k = 0; k < K; k++)
-        sum += x[k] * x[k];
-    float scale = 1.0f / sqrtf(sum / K + eps);
-    for (int k = 0; k < K; k++)
-        out[k] = x[k] * scale * norm[k];
+    __m512 squares = _mm512_setzero_ps();
+    for (int k = 0; k < K; k += 16) {
+        __m512 v = _mm512_loadu_ps(x + k);
+        squares = _mm512_fmadd_ps(v, v, squares);
+    }
+    __m512 scale = _mm512_set1_ps(1.0f / sqrtf(_mm512_reduce_add_ps(squares) / K + eps));
+    for (int k = 0; k < K; k += 16)
+        _mm512_storeu_ps(out + k, _mm512_mul_ps(_mm512_mul_ps(_mm512_loadu_ps(x + k), scale),
+                                                _mm512_loadu_ps(norm + k)));
 }
 
 /* t[j] = a[j] . x for the `rank` rows of a LoRA's A [rank][K] */
@@ -184,13 +188,21 @@ void block_matvec(int kind, const float *x, int rows, int K, const void *q, cons
 #define TOKENS 6
 #define VNNI __attribute__((target("avx512f,avx512bw,avx512vnni")))
 
-/* xq [r][k], sx [r][g], xs [r][g] for the rows r0 <= r < r1 of x [rows][K] */
-static VNNI void quantize_rows(const float *x, int K, int r0, int r1, int16_t *xq, float *sx,
-                               float *xs) {
+/* xq [r][k], sx [r][g], xs [r][g] for the rows r0 <= r < r1 of x [rows][K], or of their RMS
+   norms times `norm` where given, written to `prepared` (for a LoRA) or else to `scratch` */
+static VNNI void quantize_rows(const float *x, int K, int r0, int r1, const float *norm,
+                               float eps, float *prepared, float *scratch, int16_t *xq,
+                               float *sx, float *xs) {
     const int groups = K / 32;
     for (int r = r0; r < r1; r++) {
+        const float *row = x + (long)r * K;
+        if (norm) {
+            float *out = prepared ? prepared + (long)r * K : scratch;
+            prepare(row, K, norm, eps, out);
+            row = out;
+        }
         for (int g = 0; g < groups; g++) {
-            const float *v = x + (long)r * K + g * 32;
+            const float *v = row + g * 32;
             __m512 lo = _mm512_loadu_ps(v), hi = _mm512_loadu_ps(v + 16);
             float top = _mm512_reduce_max_ps(_mm512_max_ps(_mm512_abs_ps(lo), _mm512_abs_ps(hi)));
             __m512 inv = _mm512_set1_ps(top > 0.0f ? 32767.0f / top : 0.0f);
@@ -256,24 +268,28 @@ static VNNI void prompt_tile(const int16_t *xq, const float *sx, const float *xs
     }
 }
 
-/* y [rows][N] (+)= x [rows][K] W^T, W packed as above; 1 if out of memory. Threads round
-   their share of x's rows, then (after a barrier) take 32-row panels of W, each read once
-   from memory. */
-VNNI int block_prompt(const float *x, int rows, int K, const int16_t *wp, const float *dp,
-                      const float *mp, float *y, int N, int threads, int accumulate) {
+/* y [rows][N] (+)= x' [rows][K] W^T, W packed as above, x' x or its RMS norm times `norm`
+   (also written to `prepared` where given); 1 if out of memory. Threads round their share of
+   the rows, then (after a barrier) take 32-row panels of W, each read once from memory. */
+VNNI int block_prompt(const float *x, int rows, int K, const float *norm, float eps,
+                      float *prepared, const int16_t *wp, const float *dp, const float *mp,
+                      float *y, int N, int threads, int accumulate) {
     const int groups = K / 32, padded = (rows + TOKENS - 1) / TOKENS * TOKENS;
     int16_t *xq = aligned_alloc(64, ((sizeof(int16_t) * padded * K) + 63) / 64 * 64);
-    float *sx = calloc((size_t)padded * groups * 2, sizeof(float)), *xs = sx + padded * groups;
+    float *sx = calloc((size_t)padded * groups * 2 + (size_t)threads * K, sizeof(float));
     if (!xq || !sx) {
         free(xq), free(sx);
         return 1; /* out of memory: y is untouched */
     }
+    float *xs = sx + padded * groups, *scratch = xs + padded * groups;
     memset(xq + (long)rows * K, 0, sizeof(int16_t) * (padded - rows) * K);
 #pragma omp parallel num_threads(threads)
     {
+        float *mine = scratch + (long)omp_get_thread_num() * K;
 #pragma omp for schedule(static)
         for (int r = 0; r < rows; r += TOKENS)
-            quantize_rows(x, K, r, r + TOKENS < rows ? r + TOKENS : rows, xq, sx, xs);
+            quantize_rows(x, K, r, r + TOKENS < rows ? r + TOKENS : rows, norm, eps, prepared,
+                          mine, xq, sx, xs);
 #pragma omp for schedule(static)
         for (int p = 0; p < (N + 31) / 32; p++)
             for (int t0 = 0; t0 < rows; t0 += TOKENS)
