@@ -83,10 +83,14 @@ for adapter in ("base", "a"):
     long_ids = [engines[REFERENCE].encode(m) for m in prompts[6:]]
     ref = [first_logits(engines[REFERENCE], ids, adapter) for ids in long_ids]
     for name in paths:
-        gaps = [(first_logits(engines[name], ids, adapter) - want).abs().max().item()
-                for ids, want in zip(long_ids, ref, strict=True)]
-        print(f"{adapter:4s} {name:32s} first-token logits of the 3 long prompts: max |diff| "
-              f"vs fp32 {max(gaps):.2e} (logits span {ref[0].max() - ref[0].min():.1f})")
+        got = [first_logits(engines[name], ids, adapter) for ids in long_ids]
+        gaps = [(g - want).abs().max().item() for g, want in zip(got, ref, strict=True)]
+        kl = [torch.nn.functional.kl_div(g.double().log_softmax(-1), want.double().log_softmax(-1),
+                                         log_target=True, reduction="sum").item()
+              for g, want in zip(got, ref, strict=True)]
+        print(f"{adapter:4s} {name:32s} first token of the 3 long prompts vs fp32: logits "
+              f"max |diff| {max(gaps):.2e} (span {ref[0].max() - ref[0].min():.1f}), "
+              f"KL max {max(kl):.1e} nats")
 for label in paths:
     e2 = engines[label]
     times = []
