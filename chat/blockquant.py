@@ -120,6 +120,9 @@ class Blocks:
         x = x.contiguous()
         if x.dtype != torch.float32 or x.device.type != "cpu":
             raise ValueError(f"block kernels take fp32 CPU inputs, not {x.dtype} on {x.device}")
+        if x.dim() != 2 or x.shape[1] != self.shape[1]:
+            raise ValueError(f"block kernels take [rows, {self.shape[1]}] inputs, not "
+                             f"{list(x.shape)}")
         if into is None:
             return x, torch.empty(x.shape[0], self.shape[0]), 0
         if not into.is_contiguous() or into.shape != (x.shape[0], self.shape[0]) or (

@@ -5,10 +5,14 @@ kernels, so each `Linear` keeps what each needs. Where the base weight lies exac
 block grid (chat/blockquant.py), decode steps read the base blocks, shared by every version,
 with the version's LoRA added beside them in low rank, and prompts read the same blocks with
 their inputs rounded to int16 (AVX512-VNNI), or the model's own fp32 weights, plus the same
-LoRA (or a merged bf16/int8 copy where the mode asks for one). Elsewhere
-both read a copy of the merged weight stored as the mode says (fp16 packed for fbgemm, bf16,
-int8 or fp32). The choice follows the call, not its row count, so a prompt whose prefix came
-from the cache gets the same numbers as one computed whole.
+LoRA (or a merged bf16/int8 copy where the mode asks for one). Elsewhere both read a copy of
+the merged weight stored as the mode says (fp16 packed for fbgemm, bf16, int8 or fp32).
+
+The choice follows the call, not its row count, and a row's product does not depend on the
+rows computed with it, so a prompt whose prefix came from the cache goes through the same
+kernels as one computed whole. With int16 inputs the numbers are not quite the same, though:
+attention over fewer queries differs by ~1e-7, which can move an input across an int16
+rounding step; the logits then differ by up to ~7e-3 (fp32 prompts: ~2e-5), answers alike.
 """
 
 from __future__ import annotations

@@ -126,9 +126,10 @@ class FastModel:
                           if self.device.type != "cpu" else blockquant.problem())
         self.use_blocks = self.no_blocks is None
         # why prompts cannot read the blocks (rounding their inputs to int16), where they cannot
+        # (fp16 mode, `auto`'s on a CPU, only: the others keep prompts in their own kind)
         self.no_prompt_blocks = self.no_blocks or (
-            "turned off" if not prompt_blocks else "fp32 mode keeps prompts in fp32"
-            if mode == "fp32" else blockquant.prompt_problem())
+            "turned off" if not prompt_blocks else f"{mode} mode keeps prompts in {mode}"
+            if mode != "fp16" else blockquant.prompt_problem())
         self.prompt_blocks = self.no_prompt_blocks is None
         self.block_linears = 0  # linears whose decode reads exact GGUF blocks
         self.shared_linears = 0  # of those, linears whose prompts read the base (blocks or fp32)
@@ -168,11 +169,12 @@ class FastModel:
         if blocks is not None:
             self.block_linears += 1
             lora = lora_factors(modules, adapter, merged)
+            if prefill and self.prompt_blocks:  # before bf16: closer to fp32, and no copy
+                self.shared_linears += 1
+                blocks.packed  # noqa: B018 - laid out now, not on the first prompt
+                return Linear(None, blocks=blocks, lora=lora, prompt_blocks=True)
             if not prefill or prompt_kernel(mode) in ("fp16", "fp32"):
                 self.shared_linears += prefill
-                if prefill and self.prompt_blocks:
-                    blocks.packed  # noqa: B018 - laid out now, not on the first prompt
-                    return Linear(None, blocks=blocks, lora=lora, prompt_blocks=True)
                 return Linear(base_product(modules) if prefill else None, blocks=blocks,
                               lora=lora, base_prompts=True)
         weight = torch.cat([merged_weight(m, adapter, merged).float() for m in modules])

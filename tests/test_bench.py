@@ -76,7 +76,7 @@ def test_ttft_bench_uses_four_retrieved_chunks(cfg):
     result = run_bench("ttft", cfg)
     assert result["chunks"] == 4 and result["runs"] >= 20
     assert result["prompt_kernel"].startswith(
-        ("bf16", "fp16", "int8", "fp32", "transformers/peft"))
+        ("int16 inputs x GGUF blocks", "bf16", "fp16", "int8", "fp32", "transformers/peft"))
     assert 0 < result["ttft_p50_ms"] <= result["ttft_p90_ms"]
     # the fifth turn carries four earlier exchanges: a longer prompt than a first question
     assert result["turn5_prompt_tokens"] > result["prompt_tokens"] + 4 * 100

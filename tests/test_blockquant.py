@@ -166,7 +166,8 @@ def test_real_model_decodes_every_linear_through_exact_blocks(real_engine):
     fast = FastModel(real_engine.model, None, "fp16")
     layers = len(fast.layers)
     assert fast.block_linears == 4 * layers + 1, fast.kernels
-    if prompt_kernel("fp16") != "bf16":  # prompts over the model's own weights: no copies
+    # prompts over the base (its blocks, else its fp32 weights unless bf16 pays): no copies
+    if blockquant.prompt_problem() is None or prompt_kernel("fp16") != "bf16":
         assert fast.shared_linears == 4 * layers, fast.kernels
 
 
@@ -213,6 +214,11 @@ def test_the_kernel_refuses_to_write_over_its_own_input():
         blocks(x, into=x)
     with pytest.raises(ValueError, match="fp32 CPU"):
         blocks(x.double())
+    for wrong in (torch.randn(1, 16), torch.randn(2, 1, 32)):  # would read past x's end
+        with pytest.raises(ValueError, match=r"\[rows, 32\] inputs"):
+            blocks(wrong)
+        with pytest.raises(ValueError, match=r"\[rows, 32\] inputs"):
+            blocks.prompt(wrong)
 
 
 @needs_kernels
@@ -238,7 +244,7 @@ def _as_the_prompt_kernel_rounds(x: torch.Tensor, blocks) -> torch.Tensor:
     int16 against the block's largest |x|) and m times the block's exact sum of x."""
     xb = x.view(x.shape[0], -1, 32)
     top = xb.abs().amax(-1, keepdim=True)
-    xq = torch.round(xb * (32767.0 / top)).double()
+    xq = torch.round(xb * (torch.full_like(top, 32767.0) / top)).double()  # as C divides
     scale = (top / 32767.0).double()
     weight = find_blocks_weight(blocks).double().view(blocks.shape[0], -1, 32)
     m = blocks.m.double() if blocks.m is not None else torch.zeros_like(blocks.d.double())
@@ -263,7 +269,7 @@ def test_prompt_kernel_rounds_only_the_inputs_and_only_to_int16(kind):
     residual = torch.randn(13, 40)
     got = blocks.prompt(x, into=residual.clone()).double()
     assert torch.allclose(got, residual.double() + _as_the_prompt_kernel_rounds(x, blocks),
-                          rtol=1e-6, atol=1e-5)
+                          rtol=1e-6, atol=1e-5)  # fp32 sums: ~4e-6 here
     # |error| <= half a step of each block's int16 scale times sum |q d|, and above zero
     exact = residual.double() + x.double() @ weight.double().T
     xb = x.double().view(13, -1, 32)
@@ -309,8 +315,13 @@ def test_prompt_kernel_needs_vnni(monkeypatch):
 
 
 @needs_prompt_kernel
-def test_prompts_read_the_blocks_unless_turned_off(grid_model):
+def test_prompts_read_the_blocks_unless_turned_off(grid_model, monkeypatch):
+    from chat import fast_linear
+
+    # whatever this CPU's timed bf16 check says: the blocks come first, else fp32 here
+    monkeypatch.setattr(fast_linear, "cpu_has_fast_bf16", lambda: True)
     on = _engine(grid_model, "fp16", prompt_blocks=True).prepare("a")
+    monkeypatch.setattr(fast_linear, "cpu_has_fast_bf16", lambda: False)
     off = _engine(grid_model, "fp16").prepare("a")
     assert on.kernels["prompts"] == "int16 inputs x GGUF blocks + LoRA (8 of 8 linears)"
     assert off.kernels["prompts"] == (

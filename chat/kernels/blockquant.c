@@ -238,7 +238,9 @@ static VNNI void prompt_tile(const int16_t *xq, const float *sx, const float *xs
         for (int k = 0; k < 16; k++) {
             __m512i b0 = _mm512_loadu_si512(v0 + k * 32), b1 = _mm512_loadu_si512(v1 + k * 32);
             for (int i = 0; i < TOKENS; i++) {
-                __m512i pair = _mm512_set1_epi32(*(const int32_t *)(xg + (long)i * K + 2 * k));
+                int32_t both; /* x[k], x[k + 1]: one 32-bit lane (memcpy: no aliasing) */
+                memcpy(&both, xg + (long)i * K + 2 * k, sizeof both);
+                __m512i pair = _mm512_set1_epi32(both);
                 a0[i] = _mm512_dpwssd_epi32(a0[i], b0, pair);
                 a1[i] = _mm512_dpwssd_epi32(a1[i], b1, pair);
             }
