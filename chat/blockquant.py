@@ -33,7 +33,8 @@ import torch.nn.functional as F
 from chat.hardware import cpu_flags
 
 BLOCK = 32
-SOURCE = Path(__file__).with_name("kernels") / "blockquant.c"
+# one library: the block kernels and a decode step's attention (chat/decode_attention.py)
+SOURCES = [Path(__file__).with_name("kernels") / name for name in ("blockquant.c", "attention.c")]
 FLAGS = ["-O3", "-mavx512f", "-mfma", "-fopenmp", "-shared", "-fPIC"]
 _P = ctypes.c_void_p
 _I = ctypes.c_int
@@ -65,7 +66,7 @@ class Blocks:
         out, inner = self.shape
         x, y, accumulate = self._output(x, into)
         a, bt = lora if lora is not None else (None, None)
-        _library().block_matvec(
+        library().block_matvec(
             4 if self.kind == "q4_1" else 8, x.data_ptr(), x.shape[0], inner,
             self.q.data_ptr(), self.d.data_ptr(), None if self.m is None else self.m.data_ptr(),
             y.data_ptr(), out, torch.get_num_threads(),
@@ -84,7 +85,7 @@ class Blocks:
         x, y, accumulate = self._output(x, into)
         # the LoRA reads x' too: the kernel hands the normed rows back
         prepared = torch.empty_like(x) if lora is not None and norm is not None else None
-        if _library().block_prompt(
+        if library().block_prompt(
                 x.data_ptr(), x.shape[0], self.shape[1],
                 None if norm is None else norm.data_ptr(), eps,
                 None if prepared is None else prepared.data_ptr(), wp.data_ptr(),
@@ -196,7 +197,8 @@ def prompt_problem() -> str | None:
     return problem()
 
 
-def _library() -> ctypes.CDLL:
+def library() -> ctypes.CDLL:
+    """The loaded kernels (RuntimeError saying why where `problem()` is not None)."""
     loaded = _load()
     if isinstance(loaded, str):
         raise RuntimeError(loaded)
@@ -226,6 +228,8 @@ def _load() -> ctypes.CDLL | str:
     lib.block_prompt.argtypes = [_P, _I, _I, _P, ctypes.c_float, _P, _P, _P, _P, _P, _I, _I,
                                  _I]
     lib.block_prompt.restype = _I
+    lib.decode_attention.argtypes = [_P, _P, _P, _P, _P, _I, _I, _I, _I, _I, _P, _I]
+    lib.decode_attention.restype = _I
     return lib
 
 
@@ -237,7 +241,7 @@ def _build(compiler: list[str], fresh: bool = False) -> Path:
     fd, tmp = tempfile.mkstemp(suffix=".so", dir=target.parent)
     os.close(fd)
     try:
-        done = subprocess.run([*compiler, *FLAGS, str(SOURCE), "-o", tmp, "-lm"],
+        done = subprocess.run([*compiler, *FLAGS, *map(str, SOURCES), "-o", tmp, "-lm"],
                               capture_output=True, text=True, timeout=300)
         if done.returncode:
             raise RuntimeError(f"{' '.join(compiler)} exited {done.returncode}: "
@@ -251,7 +255,8 @@ def _build(compiler: list[str], fresh: bool = False) -> Path:
 
 def library_path(compiler: list[str]) -> Path:
     """Where the library built from this source by `compiler` with FLAGS is cached."""
-    key = hashlib.sha256(SOURCE.read_bytes() + " ".join([*compiler, *FLAGS]).encode())
+    key = hashlib.sha256(b"".join(source.read_bytes() for source in SOURCES)
+                         + " ".join([*compiler, *FLAGS]).encode())
     return _cache_folder() / f"blockquant-{key.hexdigest()[:16]}.so"
 
 

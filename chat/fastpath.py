@@ -23,6 +23,8 @@ import torch.nn.functional as F
 
 from chat import blockquant
 from chat.config import FAST_PATH_MODES
+from chat.decode_attention import decode_attention
+from chat.decode_attention import problem as attention_problem
 from chat.fast_linear import (
     Linear,
     Norm,
@@ -135,6 +137,8 @@ class FastModel:
         self.shared_linears = 0  # of those, linears whose prompts read the base (blocks or fp32)
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
+        # decode steps' attention in one C call where it can run (chat/decode_attention.py)
+        self.c_attention = self.use_blocks and attention_problem(self.head_dim) is None
         self.eps, self.max_pos = cfg.rms_norm_eps, cfg.max_position_embeddings
         merged: set[int] = set()
         with torch.no_grad():
@@ -193,8 +197,9 @@ class FastModel:
                   f"fp32 base (int16 blocks: {self.no_prompt_blocks})")
         prompts = (prompt_kernel(self.mode) if not self.shared_linears else
                    f"{shared} + LoRA ({self.shared_linears} of {total - 1} linears{rest})")
-        return {"decode": f"exact GGUF blocks ({self.block_linears} of {total} linears{rest})",
-                "prompts": prompts}
+        attention = ", attention in C" if self.c_attention else ""
+        return {"decode": f"exact GGUF blocks ({self.block_linears} of {total} linears{rest})"
+                          f"{attention}", "prompts": prompts}
 
     # ------------------------------------------------------------------ forward
 
@@ -215,6 +220,11 @@ class FastModel:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             qkv = layer.qkv(x, prompt, norm=layer.ln1)
+            if n == 1 and self.c_attention:
+                attn = decode_attention(qkv, self.cos[start], self.sin[start], cache.k[i],
+                                        cache.v[i], start, self.n_heads)
+                x = self._mlp(layer, attn, x, prompt)
+                continue
             q = qkv[:, :nq].view(n, self.n_heads, hd).transpose(0, 1)
             k = qkv[:, nq:nq + nkv].view(n, self.n_kv, hd).transpose(0, 1)
             v = qkv[:, nq + nkv:].view(n, self.n_kv, hd).transpose(0, 1)
@@ -226,12 +236,16 @@ class FastModel:
                 q, cos, sin, x = q[:, -1:], cos[-1:], sin[-1:], x[-1:]
                 q_start, q_n = start + n - 1, 1
             attn = self._attend(self._rope(q, cos, sin), keys, values, q_start, q_n)
-            x = layer.o(attn, prompt, into=x.contiguous())  # x += o(attn)
-            gu = layer.gate_up(x, prompt, norm=layer.ln2)
-            half = gu.shape[-1] // 2
-            x = layer.down(F.silu(gu[:, :half]) * gu[:, half:], prompt, into=x)
+            x = self._mlp(layer, attn, x, prompt)
         cache.length = start + n
         return self.lm_head(x[-1:], norm=self.norm)[0]
+
+    def _mlp(self, layer, attn, x, prompt):
+        """The residual stream after the attention output's projection and the MLP."""
+        x = layer.o(attn, prompt, into=x.contiguous())  # x += o(attn)
+        gu = layer.gate_up(x, prompt, norm=layer.ln2)
+        half = gu.shape[-1] // 2
+        return layer.down(F.silu(gu[:, :half]) * gu[:, half:], prompt, into=x)
 
     def _attend(self, q, keys, values, start, n):
         """Grouped-query attention of n new queries over the cache; returns [n, heads*hd]."""

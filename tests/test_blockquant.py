@@ -79,7 +79,7 @@ def grid_model(real_engine, tmp_path_factory):
     from peft import LoraConfig, get_peft_model
 
     tok = real_engine.tokenizer
-    model = tiny_llama(tok)
+    model = tiny_llama(tok, head_dim=64)  # heads of 64: decode attention runs in C too
     with torch.no_grad():
         for name, p in model.named_parameters():
             if p.dim() == 2:
@@ -115,6 +115,7 @@ def test_block_decode_with_a_lora_gives_peft_fp32_answers(grid_model):
             plain.generate_ids(ids, params, adapter))
         model = fast.prepare(None if adapter == BASE else adapter)
         assert model.block_linears == 9  # 2 layers x 4 fused matrices + the head
+        assert model.kernels["decode"].endswith(", attention in C")
 
 
 @needs_kernels
@@ -224,7 +225,7 @@ def test_the_kernel_refuses_to_write_over_its_own_input():
 @needs_kernels
 def test_real_model_decode_steps_match_fp32_transformers(real_engine):
     fast = FastModel(real_engine.model, None, "fp32")  # fp32 prompts, block decode steps
-    assert fast.block_linears == 4 * len(fast.layers) + 1
+    assert fast.block_linears == 4 * len(fast.layers) + 1 and fast.c_attention
     ids = real_engine.encode([{"role": "user", "content": "Name three colours."}])
     cache, logits = fast.prefill(ids, len(ids) + 8)
     steps, tokens = [logits], []
