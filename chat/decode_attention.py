@@ -29,11 +29,11 @@ def decode_attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ke
     qkv = qkv.contiguous()
     tensors = (qkv, cos, sin, keys, values)
     if qkv.numel() != (heads + 2 * kv_heads) * hd or cos.numel() != hd or sin.numel() != hd or (
-            values.shape != keys.shape or pos >= capacity or heads % kv_heads) or not all(
+            values.shape != keys.shape or not 0 <= pos < capacity or heads % kv_heads) or not all(
             t.is_contiguous() and t.dtype == torch.float32 and t.device.type == "cpu"
             for t in tensors):
         raise ValueError("decode attention got tensors of the wrong shape or layout")
-    out = torch.empty(1, heads * hd)
+    out = torch.empty(1, heads * hd, dtype=torch.float32, device="cpu")
     if blockquant.library().decode_attention(
             qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(), values.data_ptr(),
             capacity, pos, heads, kv_heads, hd, out.data_ptr(), torch.get_num_threads()):

@@ -188,16 +188,16 @@ class FastModel:
     def kernels(self) -> dict[str, str]:
         """Which weights decode steps and prompts read, for benchmarks and logs."""
         total = 4 * len(self.layers) + 1
+        attention = ", attention in C" if self.c_attention else ""
         if not self.block_linears:
             why = self.no_blocks or "weights on no GGUF grid"
-            return {"decode": f"{self.mode} (block kernels: {why})",
+            return {"decode": f"{self.mode} (block kernels: {why}){attention}",
                     "prompts": prompt_kernel(self.mode)}
         rest = f", the rest {self.mode}" if self.block_linears < total else ""
         shared = ("int16 inputs x GGUF blocks" if self.prompt_blocks else
                   f"fp32 base (int16 blocks: {self.no_prompt_blocks})")
         prompts = (prompt_kernel(self.mode) if not self.shared_linears else
                    f"{shared} + LoRA ({self.shared_linears} of {total - 1} linears{rest})")
-        attention = ", attention in C" if self.c_attention else ""
         return {"decode": f"exact GGUF blocks ({self.block_linears} of {total} linears{rest})"
                           f"{attention}", "prompts": prompts}
 

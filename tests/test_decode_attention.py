@@ -50,7 +50,16 @@ def test_wrong_shapes_are_refused_before_any_write():
     keys, values = torch.zeros(2, 8, 64), torch.zeros(2, 8, 64)
     cos, sin = torch.ones(64), torch.zeros(64)
     for qkv, pos in ((torch.randn(1, 5 * 64), 3),  # heads=4 needs (4 + 2 * 2) x 64 values
-                     (torch.randn(1, 8 * 64), 8)):  # position past the cache
+                     (torch.randn(1, 8 * 64), 8),  # position past the cache
+                     (torch.randn(1, 8 * 64), -1)):  # and before it
         with pytest.raises(ValueError, match="wrong shape"):
             decode_attention(qkv, cos, sin, keys, values, pos, heads=4)
     assert not keys.any() and not values.any()
+
+
+def test_a_nan_in_the_cache_shows_in_the_output_as_in_torch():
+    keys, values = torch.randn(1, 8, 64), torch.randn(1, 8, 64)
+    keys[0, 2, 5] = float("nan")  # a corrupted entry must not be silently weighted 0
+    out = decode_attention(torch.randn(1, 3 * 64), torch.ones(64), torch.zeros(64), keys,
+                           values, 4, heads=1)
+    assert out.isnan().all()

@@ -15,7 +15,8 @@
    r = x - n ln 2 in two parts (Cody-Waite), e^r by its Taylor polynomial to r^7 (|r| <= 0.35:
    error < 1e-7 relative); 2^n applied by vscalefps, which also flushes very negative x to 0. */
 static inline __m512 exp_ps(__m512 x) {
-    x = _mm512_max_ps(x, _mm512_set1_ps(-104.0f)); /* below: e^x is 0 in fp32 */
+    /* below -104 e^x is 0 in fp32; operands in this order so that a NaN passes through */
+    x = _mm512_max_ps(_mm512_set1_ps(-104.0f), x);
     __m512 n = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693145751953125f), x);
@@ -94,7 +95,7 @@ static void attend_head(const float *q, const float *keys, const float *values, 
 
 /* qkv: the row's [heads * hd | kv_heads * hd | kv_heads * hd]; cos, sin: [hd] at position
    `pos`; keys, values: the layer's cache [kv_heads][capacity][hd], written at `pos`;
-   out: [heads * hd]. 1 if out of memory (nothing written to out). */
+   out: [heads * hd]. 1 if out of memory (the cache row is written, out is not). */
 int decode_attention(const float *qkv, const float *cos, const float *sin, float *keys,
                      float *values, int capacity, int pos, int heads, int kv_heads, int hd,
                      float *out, int threads) {
