@@ -220,9 +220,9 @@ class FastModel:
         last = len(self.layers) - 1
         for i, layer in enumerate(self.layers):
             qkv = layer.qkv(x, prompt, norm=layer.ln1)
-            if n == 1 and self.c_attention:
-                attn = decode_attention(qkv, self.cos[start], self.sin[start], cache.k[i],
-                                        cache.v[i], start, self.n_heads)
+            if n == 1 and self.c_attention:  # cos, sin: this row's, [1, hd]
+                attn = decode_attention(qkv, cos, sin, cache.k[i], cache.v[i], start,
+                                        self.n_heads)
                 x = self._mlp(layer, attn, x, prompt)
                 continue
             q = qkv[:, :nq].view(n, self.n_heads, hd).transpose(0, 1)
