@@ -240,23 +240,29 @@ def test_real_model_decode_steps_match_fp32_transformers(real_engine):
 # ---------------------------------------------------------------------------- prompts
 
 
-def _as_the_prompt_kernel_rounds(x: torch.Tensor, blocks) -> torch.Tensor:
+def _q_times_d(weight: torch.Tensor, blocks) -> tuple[torch.Tensor, torch.Tensor]:
+    """(q * d [out, in/32, 32], m [out, in/32]) of the grid weight `weight`, in float64."""
+    m = blocks.m.double() if blocks.m is not None else torch.zeros_like(blocks.d.double())
+    return weight.double().view(weight.shape[0], -1, 32) - m[..., None], m
+
+
+def _as_the_prompt_kernel_rounds(x: torch.Tensor, weight: torch.Tensor, blocks) -> torch.Tensor:
     """float64 x W^T with each block of 32 of x rounded as the kernel rounds it (in fp32, to
     int16 against the block's largest |x|) and m times the block's exact sum of x."""
     xb = x.view(x.shape[0], -1, 32)
     top = xb.abs().amax(-1, keepdim=True)
     xq = torch.round(xb * (torch.full_like(top, 32767.0) / top)).double()  # as C divides
     scale = (top / 32767.0).double()
-    weight = find_blocks_weight(blocks).double().view(blocks.shape[0], -1, 32)
-    m = blocks.m.double() if blocks.m is not None else torch.zeros_like(blocks.d.double())
-    steps = weight - m[..., None]  # q * d
+    steps, m = _q_times_d(weight, blocks)
     return (torch.einsum("rgk,ngk->rn", xq * scale, steps)
             + torch.einsum("rg,ng->rn", xb.double().sum(-1), m))
 
 
-def find_blocks_weight(blocks) -> torch.Tensor:
-    """The fp32 weight `blocks` stands for, read back through the decode kernel."""
-    return blocks(torch.eye(blocks.shape[1])).T
+def _int16_bound(x: torch.Tensor, weight: torch.Tensor, blocks) -> torch.Tensor:
+    """|error| bound of the prompt kernel's products [rows, out] for inputs x (float64):
+    half a step of each block's int16 scale times that block's sum of |q d|."""
+    half_step = x.view(x.shape[0], -1, 32).abs().amax(-1) / 32767 / 2
+    return half_step @ _q_times_d(weight, blocks)[0].abs().sum(-1).T
 
 
 @needs_prompt_kernel
@@ -269,16 +275,11 @@ def test_prompt_kernel_rounds_only_the_inputs_and_only_to_int16(kind):
     x[:, 5] *= 50  # an outlier channel, as hidden states have: its block is scaled for it
     residual = torch.randn(13, 40)
     got = blocks.prompt(x, into=residual.clone()).double()
-    assert torch.allclose(got, residual.double() + _as_the_prompt_kernel_rounds(x, blocks),
+    assert torch.allclose(got, residual.double() + _as_the_prompt_kernel_rounds(x, weight, blocks),
                           rtol=1e-6, atol=1e-5)  # fp32 sums: ~4e-6 here
     # |error| <= half a step of each block's int16 scale times sum |q d|, and above zero
     exact = residual.double() + x.double() @ weight.double().T
-    xb = x.double().view(13, -1, 32)
-    half_step = xb.abs().amax(-1) / 32767 / 2
-    steps = (weight.double().view(40, -1, 32) - (
-        blocks.m.double()[..., None] if blocks.m is not None else 0)).abs().sum(-1)
-    bound = half_step @ steps.T
-    assert ((got - exact).abs() <= bound + 1e-6).all()
+    assert ((got - exact).abs() <= _int16_bound(x.double(), weight, blocks) + 1e-6).all()
     assert (got - exact).abs().max() > 0
 
 
@@ -293,9 +294,7 @@ def test_prompt_kernel_with_norm_lora_and_residual_stays_within_int16_rounding()
     xd = x.double()
     xn = xd * torch.rsqrt(xd.pow(2).mean(-1, keepdim=True) + 1e-5) * norm.double()
     want = residual.double() + xn @ weight.double().T + (xn @ a.double().T) @ b.double()
-    half_step = xn.view(8, -1, 32).abs().amax(-1) / 32767 / 2
-    steps = (weight.double().view(72, -1, 32) - blocks.m.double()[..., None]).abs().sum(-1)
-    assert ((got - want).abs() <= half_step @ steps.T + 1e-5).all()
+    assert ((got - want).abs() <= _int16_bound(xn, weight, blocks) + 1e-5).all()
     assert (got - want).abs().max() > 1e-7  # the inputs were rounded: not fp32's products
 
 
