@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import tempfile
 import threading
 from pathlib import Path
 
@@ -160,11 +159,14 @@ def _uploads(ctx) -> Path:
     return (ctx.cfg.data_dir / "uploads").resolve()
 
 
-def read_upload(path: str | Path) -> bytes:
-    """Bytes of a file Gradio received, refusing symlinks."""
+def read_upload(path: str | Path, upload_folder: Path) -> bytes:
+    """Bytes of a file the browser uploaded: only a regular file inside `upload_folder`
+    (Gradio's), never a path a client named elsewhere on the server, nor a symlink."""
     path = Path(path)
     if path.is_symlink():
         raise BadInput("symbolic links are not accepted")
+    if not path.resolve().is_relative_to(upload_folder.resolve()) or not path.is_file():
+        raise BadInput("only files uploaded through this page are accepted")
     return path.read_bytes()
 
 
@@ -278,12 +280,11 @@ def side_by_side(ctx, user: str | None, version: str, n: int = 3) -> list[dict]:
 
 
 def export_file(ctx, user: str | None, fmt: str) -> Path:
-    """Write a DPO/KTO/raw JSONL export to a temp file for download."""
+    """Write a DPO/KTO/raw JSONL export to a temporary file only its admin may download."""
     from feedback.export import export_rows, write_jsonl
 
-    check_admin(ctx, user)
+    user = check_admin(ctx, user)
     rows = export_rows(ctx.store, fmt, ctx.service.profile())  # framed as training frames them
-    folder = Path(tempfile.mkdtemp(prefix="export-"))
-    out = folder / f"feedback-{fmt}.jsonl"
+    out = ctx.downloads.new_file(user, f"feedback-{fmt}", ".jsonl")
     write_jsonl(rows, out)
     return out

@@ -1,11 +1,13 @@
 """The admin tab: layout and wiring only; every handler goes through chat.admin's role checks."""
 
 import json
+from pathlib import Path
 
 import gradio as gr
 import pandas as pd
 
 from chat import admin
+from chat.auth import web_user
 from chat.errors import ChatError
 
 METHODS = ["auto", "dpo", "kto", "rlhf"]
@@ -13,10 +15,9 @@ REASONS = ["", "wrong or missing source", "wrong facts", "not helpful", "too lon
            "other"]
 
 
-def who(session: dict | None, request: gr.Request | None) -> str | None:
-    """The caller: the login name when there is one, else this session's name."""
-    name = getattr(request, "username", None) if request is not None else None
-    return name or (session or {}).get("user")
+def who(ctx, request: gr.Request | None) -> str:
+    """The caller, from the login (never from session state a client can address)."""
+    return web_user(ctx.cfg, request)
 
 
 def guarded(fn):
@@ -139,8 +140,15 @@ def _count_ids(ids) -> int:
 # ---------------------------------------------------------------------------- handlers
 
 
+def gradio_upload_folder() -> Path:
+    """Where Gradio writes what a browser uploads (GRADIO_TEMP_DIR, else <tmp>/gradio)."""
+    from gradio.utils import get_upload_folder
+
+    return Path(get_upload_folder())
+
+
 def _dashboard(ctx, session, kind, reason, request: gr.Request):
-    user = who(session, request)
+    user = who(ctx, request)
     stats = serving_md(admin.serving(ctx, user)) + "\n\n" + stats_md(admin.dashboard(ctx, user))
     trend = pd.DataFrame(admin.thumbs_down_over_time(ctx, user),
                          columns=["day", "adapter", "down_rate", "n"])
@@ -150,32 +158,32 @@ def _dashboard(ctx, session, kind, reason, request: gr.Request):
 
 
 def _upload(ctx, session, files, request: gr.Request):
-    user = who(session, request)
+    user = admin.check_admin(ctx, who(ctx, request))  # before any file is read
     uploads = [(getattr(f, "orig_name", None) or str(f).rsplit("/", 1)[-1],
-                admin.read_upload(f)) for f in (files or [])]
+                admin.read_upload(f, gradio_upload_folder())) for f in (files or [])]
     report = admin.upload_documents(ctx, user, uploads)
     return report, _documents(ctx, session, request)
 
 
 def _documents(ctx, session, request: gr.Request):
-    rows = admin.list_documents(ctx, who(session, request))
+    rows = admin.list_documents(ctx, who(ctx, request))
     return pd.DataFrame(rows or [], columns=list(rows[0]) if rows else ["id", "path"])
 
 
 def _delete(ctx, session, doc_id, request: gr.Request):
-    n = admin.delete_document(ctx, who(session, request), int(doc_id or 0))
+    n = admin.delete_document(ctx, who(ctx, request), int(doc_id or 0))
     gr.Info(f"deleted document {int(doc_id)} ({n} chunks)")
     return _documents(ctx, session, request)
 
 
 def _train_view(ctx, session, request: gr.Request):
-    run = admin.training_status(ctx, who(session, request))
+    run = admin.training_status(ctx, who(ctx, request))
     loss, reward = curve_frames(run)
     return progress_html(run), loss, reward, verdict_md(run)
 
 
 def _adapters(ctx, session, request: gr.Request):
-    rows = admin.list_adapters(ctx, who(session, request))
+    rows = admin.list_adapters(ctx, who(ctx, request))
     cols = ["version", "status", "method", "parent_version", "created_at", "activated_at",
             "n_feedback", "pref_accuracy", "ppl_ratio"]
     table = []
@@ -189,49 +197,49 @@ def _adapters(ctx, session, request: gr.Request):
 
 
 def _start(ctx, session, method, activate, request: gr.Request):
-    run_id = admin.start_training(ctx, who(session, request), method, bool(activate))
+    run_id = admin.start_training(ctx, who(ctx, request), method, bool(activate))
     gr.Info(f"training run {run_id} started ({method})")
     return _train_view(ctx, session, request)
 
 
 def _cancel(ctx, session, request: gr.Request):
-    run = admin.training_status(ctx, who(session, request))
+    run = admin.training_status(ctx, who(ctx, request))
     if run is None or run["status"] not in ("queued", "running"):
         raise ChatError("no training run is going")
-    admin.cancel_training(ctx, who(session, request), run["id"])
+    admin.cancel_training(ctx, who(ctx, request), run["id"])
     gr.Info(f"cancelling run {run['id']}")
     return _train_view(ctx, session, request)
 
 
 def _activate(ctx, session, version, request: gr.Request):
-    admin.activate_adapter(ctx, who(session, request), (version or "").strip())
+    admin.activate_adapter(ctx, who(ctx, request), (version or "").strip())
     gr.Info(f"{version} is active")
     return _adapters(ctx, session, request)
 
 
 def _rollback(ctx, session, request: gr.Request):
-    now = admin.rollback_adapter(ctx, who(session, request))
+    now = admin.rollback_adapter(ctx, who(ctx, request))
     gr.Info(f"rolled back; now serving {now or 'the base model'}")
     return _adapters(ctx, session, request)
 
 
 def _serve_base(ctx, session, request: gr.Request):
-    retired = admin.serve_base_model(ctx, who(session, request))
+    retired = admin.serve_base_model(ctx, who(ctx, request))
     gr.Info(f"{retired} retired; now serving the base model")
     return _adapters(ctx, session, request)
 
 
 def _compare(ctx, session, version, request: gr.Request):
-    rows = admin.side_by_side(ctx, who(session, request), (version or "").strip())
+    rows = admin.side_by_side(ctx, who(ctx, request), (version or "").strip())
     return pd.DataFrame(rows, columns=["question", "active", "candidate"])
 
 
 def _export(ctx, session, fmt, request: gr.Request):
-    return str(admin.export_file(ctx, who(session, request), fmt))
+    return str(admin.export_file(ctx, who(ctx, request), fmt))
 
 
 def _prompts(ctx, session, request: gr.Request):
-    admin.check_admin(ctx, who(session, request))
+    admin.check_admin(ctx, who(ctx, request))
     rows = ctx.service.prompts.list()
     return pd.DataFrame([[r["version"], r["status"], r["note"], r["system_prompt"][:120],
                           len(json.loads(r["few_shot_json"])) // 2] for r in rows],
@@ -241,7 +249,7 @@ def _prompts(ctx, session, request: gr.Request):
 def _add_prompt(ctx, session, text, request: gr.Request):
     from chat.profiles import parse_profile
 
-    user = admin.check_admin(ctx, who(session, request))
+    user = admin.check_admin(ctx, who(ctx, request))
     profile, note = parse_profile(text or "")
     version = ctx.service.prompts.add(profile, user, note)
     gr.Info(f"added prompt profile v{version}")
@@ -249,7 +257,7 @@ def _add_prompt(ctx, session, text, request: gr.Request):
 
 
 def _activate_prompt(ctx, session, version, request: gr.Request):
-    admin.check_admin(ctx, who(session, request))
+    admin.check_admin(ctx, who(ctx, request))
     ctx.service.prompts.activate(int(version or 0))
     return _prompts(ctx, session, request)
 
@@ -257,7 +265,7 @@ def _activate_prompt(ctx, session, version, request: gr.Request):
 def _preview_prompt(ctx, session, version, request: gr.Request):
     from chat.profiles import preview, preview_questions
 
-    admin.check_admin(ctx, who(session, request))
+    admin.check_admin(ctx, who(ctx, request))
     candidate = ctx.service.prompts.get(int(version or 0))
     rows = preview(ctx.service, candidate, preview_questions(ctx.store, 3))
     return pd.DataFrame(rows, columns=["question", "active", "candidate"])
@@ -369,7 +377,7 @@ def render_admin_tab(ctx, session: gr.State) -> None:
 def admin_quiet(ctx, session, request) -> bool:
     """Poll training progress only for admins (others get nothing, silently)."""
     try:
-        admin.check_admin(ctx, who(session, request))
+        admin.check_admin(ctx, who(ctx, request))
     except ChatError:
         return False
     return True

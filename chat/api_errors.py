@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.datastructures import Headers
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from chat.errors import (
     BadInput,
@@ -39,6 +40,9 @@ ERROR_STATUS = [
     (NotFound, 404, "not_found_error"), (NotEnoughData, 409, "invalid_request_error"),
     (ModelUnavailable, 503, "server_error"), (ChatError, 400, "invalid_request_error"),
 ]
+
+
+_KIND_BY_STATUS = {status: kind for _, status, kind in reversed(ERROR_STATUS)}
 
 
 def error_response(status: int, message: str, kind: str, code: str | None = None,
@@ -76,12 +80,22 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _invalid(request: Request, exc: RequestValidationError):
         return error_response(400, _validation_message(exc), "invalid_request_error")
 
+    async def _http_error(request: Request, exc: StarletteHTTPException):
+        # FastAPI's own refusals (a body it cannot parse, e.g. JSON nested too deeply; an
+        # unknown route) in the same error shape as everything else
+        kind = _KIND_BY_STATUS.get(exc.status_code,
+                                   "server_error" if exc.status_code >= 500
+                                   else "invalid_request_error")
+        message = exc.detail if isinstance(exc.detail, str) else "invalid request"
+        return error_response(exc.status_code, message, kind, headers=exc.headers)
+
     async def _crash(request: Request, exc: Exception):
         log.exception("unhandled error on %s", request.url.path)
         return error_response(500, f"internal error: {type(exc).__name__}", "server_error")
 
     app.add_exception_handler(ChatError, _chat_error)
     app.add_exception_handler(RequestValidationError, _invalid)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
     app.add_exception_handler(Exception, _crash)
 
 

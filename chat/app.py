@@ -63,8 +63,14 @@ def _setup_events(ctx: AppContext, session: gr.State, app: gr.Blocks, ui: dict) 
     def _retry(chat_history: list, session: dict, data: gr.RetryData, request: gr.Request):
         yield from retry(ctx, chat_history, session, data, request)
 
-    def _like(chat_history: list, session: dict, data: gr.LikeData):
-        return like(ctx, chat_history, session, data)
+    def _like(chat_history: list, session: dict, data: gr.LikeData, request: gr.Request):
+        return like(ctx, chat_history, session, data, request)
+
+    def _undo(chat_history: list, session: dict, data: gr.UndoData, request: gr.Request):
+        return undo(ctx, chat_history, session, data, request)
+
+    def _clear(session: dict, request: gr.Request):
+        return clear(ctx, session, request)
 
     def _edit(chat_history: list, session: dict, data: gr.EditData, request: gr.Request):
         yield from edit(ctx, chat_history, session, data, request)
@@ -85,16 +91,18 @@ def _setup_events(ctx: AppContext, session: gr.State, app: gr.Blocks, ui: dict) 
               for trigger, name in ((box.submit, "chat"), (ui["send"].click, False))]
     for event in events:
         event.then(**after).then(_list, [session], [session, convs], api_name=False)
-    events += [chatbot.retry(_retry, [chatbot, session], [chatbot, session, box]),
-               chatbot.edit(_edit, [chatbot, session], [chatbot, session, box])]
+    events += [chatbot.retry(_retry, [chatbot, session], [chatbot, session, box],
+                             api_name="retry"),
+               chatbot.edit(_edit, [chatbot, session], [chatbot, session, box],
+                            api_name="edit")]
     for event in events[2:]:
         event.then(**after)
     ui["stop"].click(None, cancels=events)
-    chatbot.undo(undo, [chatbot, session], [chatbot, session, box])
-    chatbot.clear(clear, [session], [chatbot, session]).then(**after)
-    chatbot.like(_like, [chatbot, session], [session, ui["reason_box"]])
-    def _save(reason: str | None, comment: str, session: dict):
-        return save_reason(ctx, reason, comment, session)
+    chatbot.undo(_undo, [chatbot, session], [chatbot, session, box], api_name="undo")
+    chatbot.clear(_clear, [session], [chatbot, session], api_name="clear").then(**after)
+    chatbot.like(_like, [chatbot, session], [session, ui["reason_box"]], api_name="like")
+    def _save(reason: str | None, comment: str, session: dict, request: gr.Request):
+        return save_reason(ctx, reason, comment, session, request)
 
     ui["save"].click(_save, [ui["reason"], ui["comment"], session],
                      [session, ui["reason_box"], ui["reason"], ui["comment"]], api_name=False)
@@ -102,8 +110,8 @@ def _setup_events(ctx: AppContext, session: gr.State, app: gr.Blocks, ui: dict) 
                             [ui["answer_a"], ui["answer_b"], session, ui["pick_row"]],
                             api_name="compare")
     def _picker(label: str):
-        def _pick(session: dict):
-            return pick(ctx, label, session)
+        def _pick(session: dict, request: gr.Request):
+            return pick(ctx, label, session, request)
         return _pick
 
     for label, button in ui["pick_buttons"].items():

@@ -1,16 +1,19 @@
 """Chat handlers of the web app (plain functions of context and inputs): ask, retry, undo,
 clear, and this user's past conversations. chat/app.py lays them out and wires them."""
 
-import secrets
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass, field
 
 import gradio as gr
 
+from chat.auth import web_user
+from chat.downloads import PrivateDownloads
 from chat.errors import ChatError
 from chat.service import ServiceContext
 from chat.views import (
     aligned_ids,
+    check_text_history,
     conversation_choices,
     history_for_model,
     history_from_store,
@@ -21,25 +24,34 @@ from chat.views import (
 )
 
 
+@dataclass
 class AppContext(ServiceContext):
     """Everything handlers need; shared by all sessions (model and index are loaded once)."""
 
+    downloads: PrivateDownloads = field(default_factory=PrivateDownloads)
 
-def new_session(username: str | None = None) -> dict:
+
+def new_session(user: str | None = None) -> dict:
     """Per-browser-session state (deep-copyable: never the model or the index)."""
-    return {"user": username or f"guest-{secrets.token_hex(4)}", "conversation_id": None,
-            "message_ids": [], "sources": [], "pending_rating": None, "compare": None}
+    return {"user": user, "conversation_id": None, "message_ids": [], "sources": [],
+            "pending_rating": None, "compare": None}
 
 
-def session_user(session: dict, request: gr.Request | None) -> dict:
-    """The session, re-keyed to the login name once the request carries one."""
-    if session is None:
-        session = new_session()
-    session = {**new_session(session.get("user")), **session}
-    name = getattr(request, "username", None) if request is not None else None
-    if name and session["user"] != name:
-        session = new_session(name)
-    return session
+def session_for(ctx: AppContext, session: dict | None, request: gr.Request | None) -> dict:
+    """This request's session state, owned by the caller's login. A client can address any
+    session by its hash, so state that belongs to someone else is dropped, never used."""
+    user = web_user(ctx.cfg, request)
+    if not session or session.get("user") != user:
+        return new_session(user)
+    return {**new_session(user), **session}
+
+
+def client_chat(chat_history) -> list[dict]:
+    """The chat the browser sent back, text only (see views.check_text_history)."""
+    try:
+        return check_text_history(chat_history)
+    except ChatError as exc:
+        raise gr.Error(str(exc)) from None
 
 
 # ---------------------------------------------------------------------------- chat
@@ -55,8 +67,8 @@ def respond(ctx: AppContext, message: str, chat_history: list[dict], session: di
     if not (message or "").strip():
         yield gr.skip(), gr.skip(), gr.skip()
         return
-    session = session_user(session, request)
-    chat_history = list(chat_history or [])
+    session = session_for(ctx, session, request)
+    chat_history = client_chat(chat_history)
     # one id per shown answer, so that like/edit find the right row (None: stopped, unsaved)
     ids = aligned_ids(session["message_ids"], chat_history)
     # every state yielded matches what is shown: the ids of turns a retry or an edit replaced
@@ -95,9 +107,9 @@ def respond(ctx: AppContext, message: str, chat_history: list[dict], session: di
 def retry(ctx: AppContext, chat_history: list[dict], session: dict, retry_data: gr.RetryData,
           request: gr.Request = None) -> Iterator[tuple]:
     """Ask the last question again (a new answer; the old one stays in the store)."""
-    chat_history = list(chat_history or [])
+    chat_history = client_chat(chat_history)
     question = raw_text(chat_history[retry_data.index]["content"])
-    session = session_user(session, request)
+    session = session_for(ctx, session, request)
     for shown, state, _ in ask_again(ctx, question, chat_history, retry_data.index, session,
                                       request):
         yield shown, state, gr.skip()  # the question stays in the chat: the box is left alone
@@ -114,17 +126,19 @@ def ask_again(ctx: AppContext, question: str, chat_history: list[dict], index: i
         yield shown, state, gr.skip()
 
 
-def undo(chat_history: list[dict], session: dict, undo_data: gr.UndoData) -> tuple:
+def undo(ctx: AppContext, chat_history: list[dict], session: dict, undo_data: gr.UndoData,
+         request: gr.Request = None) -> tuple:
     """Drop the last exchange from the view (the store keeps it: nothing acknowledged is lost)."""
-    kept = list(chat_history or [])[: undo_data.index]
+    chat_history = client_chat(chat_history)
+    session = session_for(ctx, session, request)
+    kept = chat_history[: undo_data.index]
     session = {**session, "message_ids": aligned_ids(session["message_ids"], kept)}
     return kept, session, raw_text(chat_history[undo_data.index]["content"])
 
 
-def clear(session: dict) -> tuple:
+def clear(ctx: AppContext, session: dict, request: gr.Request = None) -> tuple:
     """Start a new conversation."""
-    return [], {**session, "conversation_id": None, "message_ids": [], "sources": [],
-                "compare": None}
+    return [], new_session(web_user(ctx.cfg, request))
 
 
 # ---------------------------------------------------------------------------- conversations
@@ -132,7 +146,7 @@ def clear(session: dict) -> tuple:
 
 def my_conversations(ctx: AppContext, session: dict, request: gr.Request = None) -> tuple:
     """This user's past conversations (never anyone else's) for the picker."""
-    session = session_user(session, request)
+    session = session_for(ctx, session, request)
     choices = conversation_choices(ctx.store.conversations(session["user"]))
     return session, gr.update(choices=choices, value=None)
 
@@ -140,7 +154,7 @@ def my_conversations(ctx: AppContext, session: dict, request: gr.Request = None)
 def open_conversation(ctx: AppContext, conversation_id, session: dict,
                       request: gr.Request = None) -> tuple:
     """Reopen one of this user's conversations: the chat continues where it stopped."""
-    session = session_user(session, request)
+    session = session_for(ctx, session, request)
     if conversation_id in (None, ""):
         raise gr.Error("Pick a conversation first.")
     try:

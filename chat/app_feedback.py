@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from chat.app_chat import AppContext, ask_again, session_user
+from chat.app_chat import AppContext, ask_again, client_chat, session_for
 from chat.engine import GenParams
 from chat.errors import ChatError
 from chat.views import (
@@ -67,9 +67,11 @@ def _answer_body(shown: str) -> str:
     return body.removesuffix("\n```") if body.count("```") % 2 == 0 else body
 
 
-def like(ctx: AppContext, chat_history: list[dict], session: dict,
-         like_data: gr.LikeData) -> tuple:
+def like(ctx: AppContext, chat_history: list[dict], session: dict, like_data: gr.LikeData,
+         request: gr.Request = None) -> tuple:
     """👍 saves +1; 👎 saves -1 at once and opens the reason picker (saving it replaces it)."""
+    chat_history = client_chat(chat_history)
+    session = session_for(ctx, session, request)
     if like_data.liked not in (True, False):
         gr.Info("Your earlier rating stays recorded; pick 👍 or 👎 to change it.")
         return session, gr.update()
@@ -83,8 +85,10 @@ def like(ctx: AppContext, chat_history: list[dict], session: dict,
     return session, gr.update(visible=value == -1)
 
 
-def save_reason(ctx: AppContext, reason: str | None, comment: str, session: dict) -> tuple:
+def save_reason(ctx: AppContext, reason: str | None, comment: str, session: dict,
+                request: gr.Request = None) -> tuple:
     """Store why an answer got a thumbs down (replaces the bare -1)."""
+    session = session_for(ctx, session, request)
     message_id = session.get("pending_rating")
     if message_id is None:
         raise gr.Error("Give an answer a thumbs down first.")
@@ -102,7 +106,8 @@ def save_reason(ctx: AppContext, reason: str | None, comment: str, session: dict
 def edit(ctx: AppContext, chat_history: list[dict], session: dict, edit_data: gr.EditData,
          request: gr.Request = None) -> Iterator[tuple]:
     """An edited answer is stored as a correction; an edited question is asked again."""
-    chat_history = list(chat_history or [])
+    chat_history = client_chat(chat_history)
+    session = session_for(ctx, session, request)
     index = edit_data.index[0] if isinstance(edit_data.index, (list, tuple)) else edit_data.index
     new_text = raw_text(edit_data.value).strip()
     if chat_history[index]["role"] == "user":
@@ -122,8 +127,8 @@ def edit(ctx: AppContext, chat_history: list[dict], session: dict, edit_data: gr
 def compare(ctx: AppContext, chat_history: list[dict], session: dict,
             request: gr.Request = None) -> Iterator[tuple]:
     """Two answers to the last question side by side (two samples; nothing added to the chat)."""
-    session = session_user(session, request)
-    history = list(chat_history or [])
+    session = session_for(ctx, session, request)
+    history = client_chat(chat_history)
     last_user = max((i for i, m in enumerate(history) if m["role"] == "user"), default=None)
     if last_user is None:
         raise gr.Error("Ask a question first, then compare two answers to it.")
@@ -157,8 +162,9 @@ def compare(ctx: AppContext, chat_history: list[dict], session: dict,
     yield texts[0], texts[1], session, gr.update(visible=True)
 
 
-def pick(ctx: AppContext, choice: str, session: dict) -> tuple:
+def pick(ctx: AppContext, choice: str, session: dict, request: gr.Request = None) -> tuple:
     """Save the side-by-side choice (A, B, Tie, Both bad); A or B also becomes a preference."""
+    session = session_for(ctx, session, request)
     pending = session.get("compare")
     if not pending:
         raise gr.Error("Press Compare first.")

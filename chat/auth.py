@@ -15,6 +15,7 @@ ROLES = ("user", "admin")
 MIN_PASSWORD_CHARS = 8
 MAX_PASSWORD_CHARS = 1024  # scrypt cost is per byte of input too: bound it
 KEY_PREFIX = "lc-"
+OPEN_USER = "local"  # the one identity of open single-user mode (the local operator)
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 
 # scrypt parameters (RFC 7914 interactive-login level): ~16 MiB and tens of ms per check.
@@ -178,7 +179,7 @@ def require_role(store: Store, user: str | None, role: str = "admin", cfg=None) 
     owns everything, so every check passes.
     """
     if cfg is not None and getattr(cfg, "auth", None) == "open":
-        return user or "local"
+        return user or OPEN_USER
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
     row = get_user(store, user)
@@ -201,6 +202,17 @@ def is_admin(store: Store, user: str | None, cfg=None) -> bool:
     except Forbidden:
         return False
     return True
+
+
+def web_user(cfg, request) -> str:
+    """Who is calling the web app: the login name, or in open mode the local operator. Never
+    taken from session state, which a client can address by its hash."""
+    if cfg.auth == "open":
+        return OPEN_USER
+    name = getattr(request, "username", None) if request is not None else None
+    if not name:
+        raise Forbidden("log in first")
+    return name
 
 
 def check_auth_mode(cfg, host: str, store: Store | None = None) -> None:

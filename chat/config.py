@@ -45,6 +45,9 @@ _RULES = [
      "auto, float32, bfloat16 or float16"),
     ("fast_path", lambda v: v.lower() in FAST_PATH_SETTINGS, ", ".join(FAST_PATH_SETTINGS)),
     ("auth", lambda v: v in AUTH_MODES, " or ".join(AUTH_MODES)),
+    ("allowed_origins", lambda v: all(re.fullmatch(r"https?://[^/\s,]+/?", o.strip())
+                                      for o in v.split(",") if o.strip()),
+     "comma-separated origins like https://chat.example.com"),
     ("temperature", _within(0, 5), "within [0, 5]"),
     ("top_p", lambda v: 0 < v <= 1, "within (0, 1]"),
     ("max_new_tokens", _at_least(1), "at least 1"),
@@ -114,6 +117,9 @@ class Config:
     rate_limit_per_minute: int = 30
     max_queue: int = field(default=64, metadata={"help": "API requests in flight at once"})
     auth: str = field(default="open", metadata={"help": "open (single user) | accounts"})
+    allowed_origins: str = field(default="", metadata={
+        "help": "comma-separated origins (https://chat.example.com) besides the app's own that "
+                "may make credentialed browser requests; empty: the app's own only"})
     watch_interval_s: float = field(default=1.0, metadata={"help": "adapter registry poll"})
     auto_train_every: int = field(
         default=0, metadata={"help": "start a training run after N new feedback items (0: off)"})
@@ -137,6 +143,10 @@ class Config:
             raise ValueError("max_context_tokens must exceed max_new_tokens")
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+
+    @property
+    def origins(self) -> list[str]:
+        return [o.strip().rstrip("/") for o in self.allowed_origins.split(",") if o.strip()]
 
     @property
     def cache_dir(self) -> Path:

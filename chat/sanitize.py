@@ -3,13 +3,15 @@
 Two entry points:
 - `render_markdown(text)` -> safe HTML (markdown-it with raw HTML off, then an nh3 allow-list):
   for anything shown as HTML (document previews, the admin console, gr.HTML).
-- `clean_markdown(text)` -> markdown with raw HTML neutralised and unsafe link targets removed:
-  for components that render markdown themselves (gr.Chatbot, gr.Markdown), which add their own
-  sanitizer on top (defence in depth).
+- `clean_markdown(text)` -> markdown with raw HTML neutralised and no link or image to an unsafe
+  URL, as a CommonMark parser resolves it (escapes, entities, references): for components
+  that render markdown themselves (gr.Chatbot, gr.Markdown), which add their own sanitizer on
+  top (defence in depth).
 """
 
 from __future__ import annotations
 
+import functools
 import html
 import re
 
@@ -84,14 +86,87 @@ def _clean_outside(text: str, pattern: re.Pattern, inner) -> str:
     return "".join(out)
 
 
+# Every link or image starts at an unescaped "[" (inline, reference, image) or "<" (autolink);
+# escaping those turns it into text. One after an odd run of backslashes is already text.
+_LINK_OPENER = re.compile(r"(?<!\\)((?:\\\\)*)([\[<])")
+# where markdown-it ends a line (it normalises \r\n and \r to \n), so token.map indexes these
+_LINE_END = re.compile(r"(?<=\n)|(?<=\r)(?!\n)")
+
+
+@functools.cache
+def _link_parser():
+    from markdown_it import MarkdownIt
+
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    # keep each destination exactly as resolved (escapes and entities undone): markdown-it's
+    # validateLink would drop javascript: links here, but a laxer renderer downstream would not
+    md.validateLink = lambda url: True
+    md.normalizeLink = lambda url: url
+    return md
+
+
+def _unsafe_link_blocks(text: str) -> list[tuple[int, int]]:
+    """Line ranges [start, end) of the blocks holding a parsed link or image to an unsafe URL.
+    The check runs on parsed tokens: references are resolved wherever they are defined
+    (quotes, list items, URL on the next line), escapes and entities already undone."""
+    blocks, where = set(), (0, 0)
+    for block in _link_parser().parse(text):
+        where = tuple(block.map or where)  # inline tokens carry the lines of their block
+        stack = list(block.children or [])
+        while stack:  # links nest in images' alt text: walk every level
+            token = stack.pop()
+            stack.extend(token.children or [])
+            if any(unsafe_url(str(token.attrs.get(k, ""))) for k in ("href", "src")):
+                blocks.add(where)
+                break
+    return sorted(blocks)
+
+
+def _escape_openers(chunk: str) -> str:
+    return _LINK_OPENER.sub(r"\1\\\2", chunk)
+
+
+def _escape_blocks(text: str, blocks: list[tuple[int, int]], keep_code: bool) -> str:
+    """`text` with every link opener escaped in the lines of `blocks` (outside code spans when
+    `keep_code`). Escaping is idempotent, so blocks that overlap are harmless."""
+    lines = _LINE_END.split(text)
+    for start, end in blocks:
+        block = "".join(lines[start:end])
+        block = (_clean_outside(block, _CODE_SPAN, _escape_openers) if keep_code
+                 else _escape_openers(block))
+        lines[start:end] = [block] + [""] * (len(lines[start:end]) - 1)
+    return "".join(lines)
+
+
+def _without_unsafe_links(text: str) -> str:
+    """`text` unchanged unless a parsed link or image in it points at an unsafe URL; then the
+    link syntax of those blocks is escaped so they read as text, re-checked after each step.
+    Each step is one parse (linear); later steps are reached only when the code-span regex
+    and the parser disagree (crafted input), so they may put backslashes into code."""
+    if "[" not in text and "<" not in text:  # no link can open: spare the parse
+        return text
+    steps = (functools.partial(_escape_blocks, keep_code=True),
+             functools.partial(_escape_blocks, keep_code=False),
+             lambda chunk, _blocks: _escape_openers(chunk))
+    for step in steps:
+        blocks = _unsafe_link_blocks(text)
+        if not blocks:
+            return text
+        text = step(text, blocks)
+    if _unsafe_link_blocks(text):  # unreachable with no opener left; show it all as code then
+        return "".join("    " + line for line in _LINE_END.split(text))
+    return text
+
+
 def clean_markdown(text: str) -> str:
-    """Markdown kept; raw HTML tags escaped and unsafe link targets replaced, outside code."""
+    """Markdown kept; raw HTML tags escaped and unsafe link targets replaced, outside code;
+    then any link the parser still resolves to an unsafe URL is escaped into text."""
     text = (text or "").replace("\x00", "")
 
     def _outside_fences(chunk: str) -> str:
         return _clean_outside(chunk, _CODE_SPAN, _clean_prose)
 
-    return _clean_outside(text, _FENCE, _outside_fences)
+    return _without_unsafe_links(_clean_outside(text, _FENCE, _outside_fences))
 
 
 # ---------------------------------------------------------------------------- input

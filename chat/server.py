@@ -6,27 +6,15 @@ import contextlib
 from collections.abc import Callable
 
 from chat.config import Config
-from chat.errors import RateLimited
 from chat.limits import RateLimiter
 
-LOGIN_ATTEMPTS_PER_MINUTE = 10  # per user name: slows password guessing down to a crawl
 
-
-def login_checker(store, attempts_per_minute: int = LOGIN_ATTEMPTS_PER_MINUTE
-                  ) -> Callable[[str, str], bool]:
-    """Gradio's auth callable: true only for a known user with the right password."""
+def login_checker(store) -> Callable[[str, str], bool]:
+    """Gradio's auth callable: true only for a known user with the right password. Guessing
+    is slowed down before this is called, per client address (chat/login_guard.py)."""
     from chat.auth import verify_password
 
-    limiter = RateLimiter(attempts_per_minute)
-
-    def check(username: str, password: str) -> bool:
-        try:
-            limiter.check(f"login:{username}")
-        except RateLimited:
-            return False
-        return verify_password(store, username, password)
-
-    return check
+    return lambda username, password: verify_password(store, username, password)
 
 
 def _watch_adapters(rt):
@@ -50,11 +38,14 @@ def build_server(rt):
     """The ASGI app: /v1 API routes, /docs, /healthz, and the Gradio app at "/"."""
     import gradio as gr
     from fastapi import FastAPI
+    from fastapi.middleware.cors import CORSMiddleware
 
     from chat.api import ApiContext, install_api
     from chat.app import build_app
     from chat.app_chat import AppContext
+    from chat.downloads import DownloadGuard
     from chat.limits import InFlight
+    from chat.login_guard import LoginGuard, LoginThrottle
 
     cfg = rt.cfg
     if rt.service.limiter is None:
@@ -68,15 +59,52 @@ def build_server(rt):
     def healthz():
         return {"ok": True}
 
-    blocks = build_app(AppContext(rt.service))
+    ctx = AppContext(rt.service)
+    blocks = build_app(ctx)
     accounts = cfg.auth == "accounts"
+    # The parent app's own CORS policy replaces Gradio's, which answers any localhost origin
+    # with Allow-Credentials: only the app's own origin (and CHAT_ALLOWED_ORIGINS) may make
+    # credentialed browser requests.
+    if accounts:
+        app.add_middleware(LoginGuard, throttle=LoginThrottle(), allowed_origins=cfg.origins)
+    app.add_middleware(CORSMiddleware, allow_origins=cfg.origins,
+                       allow_credentials=bool(cfg.origins),
+                       allow_methods=["*"], allow_headers=["*"])
     # With accounts, the Gradio login makes gr.Request.username the identity on every row.
     # Gradio's /upload is open to every logged-in user: the size limit stops a file there,
     # before it is written to disk, not only later in the admin console.
-    return gr.mount_gradio_app(
+    gr.mount_gradio_app(
         app, blocks, path="/", auth=login_checker(rt.store) if accounts else None,
         auth_message="Log in with your Learning Chat account." if accounts else None,
-        show_error=True, max_file_size=int(cfg.max_file_mb * 1024 * 1024))
+        show_error=True, max_file_size=int(cfg.max_file_mb * 1024 * 1024),
+        blocked_paths=[str(cfg.data_dir)])
+    # mount_gradio_app leaves has_launched unset, and Gradio skips its check of the file paths
+    # in a handler's inputs until it is set (processing_utils._check_allowed): without this,
+    # any path a client names in a Chatbot or File value is copied to the cache and served.
+    blocks.has_launched = True
+    app.add_middleware(DownloadGuard, downloads=ctx.downloads,
+                       user_of=_web_login(app, cfg))
+    app.state.downloads = ctx.downloads
+    return app
+
+
+def _web_login(app, cfg: Config) -> Callable[[dict], str | None]:
+    """The login name behind an HTTP request to the web app (Gradio's session cookie)."""
+    from starlette.requests import HTTPConnection
+
+    from chat.auth import OPEN_USER
+
+    if cfg.auth == "open":
+        return lambda scope: OPEN_USER
+    web = next(r.app for r in app.routes if hasattr(getattr(r, "app", None), "tokens"))
+
+    def user_of(scope: dict) -> str | None:
+        cookies = HTTPConnection(scope).cookies
+        token = (cookies.get(f"access-token-{web.cookie_id}")
+                 or cookies.get(f"access-token-unsecure-{web.cookie_id}"))
+        return web.tokens.get(token)
+
+    return user_of
 
 
 def serve(cfg: Config, host: str, port: int) -> None:

@@ -6,6 +6,7 @@ import html
 import json
 import re
 
+from chat.errors import BadInput
 from chat.sanitize import clean_markdown
 
 BADGE_RE = re.compile(r"\s*<sub>adapter: [^<]*</sub>\s*$")
@@ -21,6 +22,25 @@ def text_of(content) -> str:
     if isinstance(content, dict):
         return str(content.get("text", ""))
     return str(content)
+
+
+def _is_text_part(part) -> bool:
+    return isinstance(part, str) or (isinstance(part, dict) and part.get("type") == "text"
+                                     and isinstance(part.get("text"), str))
+
+
+def check_text_history(chat_history) -> list[dict]:
+    """The chat a client sent back, refused unless every turn is plain text. Gradio lets a
+    client put file, image or component parts in a Chatbot's value; nothing here ever shows
+    one, so such a part can only be an attempt to make the server read or serve a file."""
+    history = list(chat_history or [])
+    for turn in history:
+        content = turn.get("content") if isinstance(turn, dict) else None
+        parts = content if isinstance(content, list) else [content]
+        if not isinstance(turn, dict) or not all(_is_text_part(p) for p in parts):
+            raise BadInput("the chat may hold text only: files, images and components are "
+                           "not accepted")
+    return history
 
 
 def badge(adapter_version: str | None) -> str:

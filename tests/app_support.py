@@ -15,8 +15,21 @@ def ctx(cfg, store, tiny_engine):
     return AppContext(ChatService(replace(cfg, max_new_tokens=6), tiny_engine, store))
 
 
-def ask(ctx, question, history=None, session=None):
-    *_, (_, history, session) = respond(ctx, question, history or [], session or new_session())
+@pytest.fixture
+def accounts_ctx(ctx):
+    """The same handlers behind logins (CHAT_AUTH=accounts): `login(name)` is the request."""
+    return AppContext(ChatService(replace(ctx.cfg, auth="accounts"), ctx.service.engine,
+                                  ctx.store))
+
+
+def login(name: str) -> SimpleNamespace:
+    """What Gradio hands a handler for a request of a logged-in user."""
+    return SimpleNamespace(username=name)
+
+
+def ask(ctx, question, history=None, session=None, request=None):
+    *_, (_, history, session) = respond(ctx, question, history or [], session or new_session(),
+                                        request)
     return history, session
 
 

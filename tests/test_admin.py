@@ -138,7 +138,19 @@ def test_symlink_upload_is_refused(tmp_path):
     (tmp_path / "secret").write_text("x")
     (tmp_path / "link.txt").symlink_to(tmp_path / "secret")
     with pytest.raises(BadInput, match="symbolic"):
-        admin.read_upload(tmp_path / "link.txt")
+        admin.read_upload(tmp_path / "link.txt", tmp_path)
+
+
+def test_upload_outside_gradios_folder_is_refused(tmp_path):
+    """A client can name any server path as an "uploaded" file: only Gradio's folder counts."""
+    uploads = tmp_path / "gradio"
+    uploads.mkdir()
+    (uploads / "mine.md").write_text("# uploaded")
+    (tmp_path / "secret.md").write_text("# not uploaded")
+    assert admin.read_upload(uploads / "mine.md", uploads) == b"# uploaded"
+    for path in (tmp_path / "secret.md", uploads / ".." / "secret.md", Path("/etc/passwd")):
+        with pytest.raises(BadInput, match="only files uploaded"):
+            admin.read_upload(path, uploads)
 
 
 def test_oversized_upload_is_a_clear_error_and_writes_nothing(ctx):

@@ -132,6 +132,16 @@ def test_invalid_requests_are_400_json(live):
     assert live["store"].counts() == before
 
 
+def test_json_too_deep_to_parse_gets_the_error_shape(live):
+    deep = '{"messages": ' + "[" * 50_000 + "]" * 50_000 + "}"
+    r = httpx.post(live["url"] + "/v1/chat/completions", content=deep, timeout=60,
+                   headers={"Authorization": f"Bearer {live['keys']['alice']}",
+                            "Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert set(r.json()) == {"error"}
+    assert r.json()["error"]["type"] == "invalid_request_error" and r.json()["error"]["message"]
+
+
 @pytest.fixture
 def one_per_minute(live):
     """The live server allowing one chat request per user per minute; bob has used his."""

@@ -23,9 +23,10 @@ from chat.limits import RateLimiter
 from chat.service import ChatService
 from chat.views import strip_badge, text_of
 from tests import app_support
-from tests.app_support import ask, like_event
+from tests.app_support import ask, like_event, login
 
-ctx = app_support.ctx  # the shared fixture, bound here as api_support.live is
+ctx = app_support.ctx  # the shared fixtures, bound here as api_support.live is
+accounts_ctx = app_support.accounts_ctx
 
 
 def test_answers_carry_a_version_badge_and_aligned_ids(ctx, store):
@@ -223,22 +224,46 @@ def test_a_refused_edit_or_retry_leaves_the_chat_as_it_was(ctx, store):
     assert store.counts() == before
 
 
-def test_users_reopen_only_their_own_conversations(ctx, store):
-    history, alice = ask(ctx, "alice asks", session=new_session("alice"))
-    like(ctx, history, alice, like_event(1, True))
-    _, bob = ask(ctx, "bob asks", session=new_session("bob"))
-    _, picker = my_conversations(ctx, new_session("alice"))
+def test_users_reopen_only_their_own_conversations(accounts_ctx, store):
+    ctx, as_alice, as_bob = accounts_ctx, login("alice"), login("bob")
+    history, alice = ask(ctx, "alice asks", request=as_alice)
+    like(ctx, history, alice, like_event(1, True), as_alice)
+    _, bob = ask(ctx, "bob asks", request=as_bob)
+    _, picker = my_conversations(ctx, new_session(), as_alice)
     assert [cid for _, cid in picker["choices"]] == [alice["conversation_id"]]
     with pytest.raises(gr.Error):
-        open_conversation(ctx, bob["conversation_id"], new_session("alice"))
-    update, session, _ = open_conversation(ctx, alice["conversation_id"], new_session("alice"))
+        open_conversation(ctx, bob["conversation_id"], new_session(), as_alice)
+    update, session, _ = open_conversation(ctx, alice["conversation_id"], new_session(),
+                                           as_alice)
     assert [text_of(m["content"]) for m in update["value"]][0] == "alice asks"
     assert session["message_ids"] == alice["message_ids"]
     assert update["feedback_value"] == ["Like"]
     # the reopened chat continues in the same conversation
-    _, session = ask(ctx, "and more", update["value"], session)
+    _, session = ask(ctx, "and more", update["value"], session, as_alice)
     assert session["conversation_id"] == alice["conversation_id"]
     assert len(store.messages(alice["conversation_id"])) == 4
+
+
+def test_session_state_of_another_login_is_never_used(accounts_ctx, store):
+    """A client can address any session by its hash: bob's request on alice's state neither
+    rates alice's answer nor records anything under alice's name."""
+    ctx = accounts_ctx
+    history, alice = ask(ctx, "alice asks", request=login("alice"))
+    with pytest.raises(gr.Error):
+        like(ctx, history, alice, like_event(1, False), login("bob"))
+    assert store.query("SELECT user FROM ratings") == []
+    _, session = ask(ctx, "bob asks", history, alice, login("bob"))
+    assert session["user"] == "bob" and session["conversation_id"] != alice["conversation_id"]
+    owners = {c["user"] for c in store.query("SELECT user FROM conversations")}
+    assert owners == {"alice", "bob"}
+
+
+def test_open_mode_is_one_stable_identity_across_tabs(ctx):
+    """The local operator of open mode finds every conversation from any tab."""
+    _, first_tab = ask(ctx, "asked in one tab")
+    _, picker = my_conversations(ctx, new_session())  # another tab: a fresh session
+    assert [cid for _, cid in picker["choices"]] == [first_tab["conversation_id"]]
+    assert first_tab["user"] == "local"
 
 
 # ---------------------------------------------------------------------------- running app
@@ -291,7 +316,7 @@ def test_feedback_through_the_running_app(running, store):
     (cmp,) = store.query("SELECT choice, user, preference_id FROM comparisons")
     assert cmp["choice"] == "b" and cmp["preference_id"] is not None
     user = store.query("SELECT user FROM conversations")[0]["user"]
-    assert cmp["user"] == user and user.startswith("guest-")
+    assert cmp["user"] == user == "local"  # open mode: the one local operator
 
 
 def test_real_model_answer_rated_and_compared(cfg, store, real_engine):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from html.parser import HTMLParser
 
+from markdown_it import MarkdownIt
+
 from chat.sanitize import clean_html, clean_markdown, render_markdown, unsafe_url
 
 ATTACKS = [
@@ -91,3 +93,73 @@ def test_unsafe_url():
     assert unsafe_url("java&#115;cript:x") and unsafe_url("data:text/html,x")
     assert not unsafe_url("https://example.com") and not unsafe_url("/relative/path")
     assert not unsafe_url("mailto:a@b.c") and not unsafe_url("#anchor")
+
+
+# ---------------------------------------------------------------------------- parsed links
+
+
+def unsafe_destinations(markdown: str) -> list[str]:
+    """Every link/image target that a CommonMark parser resolves in `markdown` (backslash
+    escapes and entities undone, references followed into quotes and lists) and that
+    `unsafe_url` flags. markdown-it's own validateLink is switched off: it would silently drop
+    javascript: links, while a laxer renderer downstream would render them."""
+    md = MarkdownIt("commonmark", {"html": False}).enable("table")
+    md.validateLink = lambda url: True
+    md.normalizeLink = lambda url: url
+    found, stack = [], list(md.parse(markdown))
+    while stack:
+        token = stack.pop()
+        stack.extend(token.children or [])
+        found += [v for k, v in (token.attrs or {}).items()
+                  if k in ("href", "src") and unsafe_url(str(v))]
+    return found
+
+
+def assert_no_unsafe_link(attacks: list[str]) -> None:
+    assert all(unsafe_destinations(a) for a in attacks)  # each case really is an attack
+    for attack in attacks:
+        out = clean_markdown(attack)
+        assert not unsafe_destinations(out), (attack, out)
+        assert not active_parts(render_markdown(out)), (attack, out)
+
+
+def test_clean_markdown_blocks_backslash_escaped_scheme():
+    assert_no_unsafe_link(["[x](javascript\\:alert(1))", "[x](<javascript\\:alert(1)>)",
+                           "[x](javascript\\:alert(1) \"title\")"])
+
+
+def test_clean_markdown_blocks_reference_in_block_quote():
+    assert_no_unsafe_link(["> [x]: javascript:alert(1)\n>\n> [x]",
+                           "> > [x]: javascript:alert(1)\n\n[x] and [y][x]"])
+
+
+def test_clean_markdown_blocks_reference_in_list_item():
+    assert_no_unsafe_link(["- [x]: javascript:alert(1)\n\n  [x]",
+                           "1. [x]: vbscript:msgbox(1)\n2. [text][x]"])
+
+
+def test_clean_markdown_blocks_reference_with_url_on_next_line():
+    assert_no_unsafe_link(["[x]:\njavascript:alert(1)\n\n[x]",
+                           "[x]:\n  <javascript:alert(1)>\n  \"title\"\n\n[x][]"])
+
+
+def test_clean_markdown_blocks_entity_encoded_scheme():
+    assert_no_unsafe_link(["[x](java&#115;cript\\:alert(1))",
+                           "> [x]: javascript&#58;alert(1)\n>\n> [x]",
+                           "[x]:\njavascript&colon;alert(1)\n\n[x]"])
+
+
+def test_clean_markdown_blocks_unsafe_images():
+    assert_no_unsafe_link(["![x](javascript\\:alert(1))",
+                           "> ![x][i]\n>\n> [i]: data:text/html;base64,PHNjcmlwdD4=",
+                           "| a |\n|---|\n| ![x](data\\:text/html,x) |"])
+
+
+def test_clean_markdown_blocking_leaves_code_safe_links_and_titles_alone():
+    code = "Use `[x](javascript\\:y)` here\n\n```\n[x](javascript\\:y)\n```\n"
+    safe = "[ok](https://example.com \"javascript:alert(1)\")"
+    out = clean_markdown(code + "\n[x](javascript\\:alert(1))\n\n" + safe)
+    assert not unsafe_destinations(out), out
+    assert out.startswith(code) and out.endswith(safe)
+    assert clean_markdown(safe) == safe and clean_markdown(code) == code
+    assert "&lt;javascript:" in clean_markdown("<javascript:alert(1)>")  # autolinks stay text
