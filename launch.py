@@ -15,7 +15,7 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 # Each module has register(subparsers): subcommands live with the package they belong to.
 COMMAND_MODULES = ["chat.cli", "chat.prompts_cli", "feedback.cli", "retrieval.cli",
-                   "chat.users_cli", "training.cli", "chat.bench_cli"]
+                   "chat.users_cli", "training.cli", "chat.bench.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,7 +28,7 @@ def register(sub) -> None:
 
 
 def cmd_provision(cfg: Config, args) -> int:
-    from chat.models import load_embedder, resolve_base_model
+    from chat.engine.loading import load_embedder, resolve_base_model
 
     print(f"base model: {resolve_base_model(cfg)}")
     load_embedder(cfg)
@@ -46,7 +46,7 @@ def cmd_serve(cfg: Config, args) -> int:
 
 
 def cmd_ask(cfg: Config, args) -> int:
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
     from chat.runtime import build_runtime
 
     rt = build_runtime(cfg)

@@ -32,7 +32,7 @@ def _finite_positive(v: float) -> bool:
     return 0 < v < math.inf
 
 
-FAST_PATH_MODES = ("fp16", "int8", "bf16", "fp32")  # the weight kernels of chat/fastpath.py
+FAST_PATH_MODES = ("fp16", "int8", "bf16", "fp32")  # the weight kernels of chat/engine/fastpath.py
 FAST_PATH_SETTINGS = ("auto", "off", *FAST_PATH_MODES)
 AUTH_MODES = ("open", "accounts")
 

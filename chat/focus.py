@@ -13,7 +13,7 @@ import re
 from collections.abc import Callable
 from dataclasses import replace
 
-from chat.prompts import Source
+from chat.prompt import Source
 from retrieval.chunking import SENTENCE_END
 
 GAP = " … "

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from chat.errors import BadInput, NotFound
-from chat.prompts import DEFAULT_SOURCE_TEMPLATE, PromptProfile, question_of
+from chat.prompt import DEFAULT_SOURCE_TEMPLATE, PromptProfile, question_of
 from feedback.store import Store, dumps, utcnow
 
 PROFILE_KEYS = {"system_prompt", "few_shot", "source_template", "note"}
@@ -177,7 +177,7 @@ def preview_questions(store: Store, n: int = 5) -> list[str]:
 def preview(service, candidate: PromptProfile, questions: list[str],
             max_new_tokens: int = 96) -> list[dict]:
     """Answers of the active and the candidate profile to the same questions, unrecorded."""
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
 
     params = GenParams(temperature=0.0, max_new_tokens=max_new_tokens)
     active = service.profile()

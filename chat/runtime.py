@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from chat.config import Config
-from chat.engine import Engine
+from chat.engine.engine import Engine
 from chat.profiles import ProfileStore
 from chat.service import ChatService
 from feedback.store import Store
@@ -28,7 +28,7 @@ def build_runtime(cfg: Config, engine: Engine | None = None) -> Runtime:
     retriever = Retriever(cfg, store, seed_dir=KNOWLEDGE_DIR)  # loads lazily, on first query
     service = ChatService(cfg, engine, store, retriever=retriever)
     service.prompts = ProfileStore(store, cfg.system_prompt)
-    from training.pool import AdapterPool
+    from chat.engine.pool import AdapterPool
 
     service.adapters = AdapterPool(store, engine, cfg)  # `serve` starts its registry watcher
     return Runtime(cfg, store, engine, service)

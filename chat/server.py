@@ -11,7 +11,7 @@ from chat.limits import RateLimiter
 
 def login_checker(store) -> Callable[[str, str], bool]:
     """Gradio's auth callable: true only for a known user with the right password. Guessing
-    is slowed down before this is called, per client address (chat/login_guard.py)."""
+    is slowed down before this is called, per client address (chat/web/login_guard.py)."""
     from chat.auth import verify_password
 
     return lambda username, password: verify_password(store, username, password)
@@ -40,12 +40,12 @@ def build_server(rt):
     from fastapi import FastAPI
     from fastapi.middleware.cors import CORSMiddleware
 
-    from chat.api import ApiContext, install_api
-    from chat.app import build_app
-    from chat.app_chat import AppContext
-    from chat.downloads import DownloadGuard
+    from chat.api.routes import ApiContext, install_api
     from chat.limits import InFlight
-    from chat.login_guard import LoginGuard, LoginThrottle
+    from chat.web.app import build_app
+    from chat.web.chat_handlers import AppContext
+    from chat.web.downloads import DownloadGuard
+    from chat.web.login_guard import LoginGuard, LoginThrottle
 
     cfg = rt.cfg
     if rt.service.limiter is None:

@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 from typing import Protocol
 
 from chat.config import Config
-from chat.engine import BASE, Engine, GenParams
+from chat.engine.engine import BASE, Engine, GenParams
 from chat.errors import BadInput
 from chat.focus import focus_sources
-from chat.prompts import PromptProfile, Source, build_messages
+from chat.prompt import PromptProfile, Source, build_messages
 from chat.sanitize import check_unicode
 from feedback.store import Store
 

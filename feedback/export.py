@@ -25,7 +25,7 @@ def normalize_prompt(prompt, profile=None) -> list[dict]:
     """Messages exactly as the model saw them. A bare imported question is framed by `profile`
     (a PromptProfile or a plain system prompt) as serving would frame it; without a profile
     it becomes a lone user turn."""
-    from chat.prompts import PromptProfile, build_messages
+    from chat.prompt import PromptProfile, build_messages
 
     if isinstance(profile, str):
         profile = PromptProfile(system_prompt=profile)

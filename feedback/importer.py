@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 from chat.errors import BadInput
-from chat.prompts import question_of
+from chat.prompt import question_of
 from chat.sanitize import check_unicode
 from feedback.store import RATING_REASONS, Store, check_pair, dumps, same_answer, utcnow
 

@@ -15,7 +15,7 @@ _MODELS_LOCK = threading.Lock()
 
 def _shared_model(cfg: Config):
     """One SentenceTransformer per (source, device) per process: runtimes and tests share it."""
-    from chat.models import load_embedder, pick_device, resolve_embedder
+    from chat.engine.loading import load_embedder, pick_device, resolve_embedder
 
     key = (resolve_embedder(cfg), pick_device(cfg.device))
     with _MODELS_LOCK:

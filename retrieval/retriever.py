@@ -9,7 +9,7 @@ from pathlib import Path
 
 from chat.config import Config
 from chat.errors import ChatError, NotFound
-from chat.prompts import Source
+from chat.prompt import Source
 from feedback.store import Store
 from retrieval import ingest as ing
 from retrieval.embed import Embedder

@@ -4,9 +4,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from chat.app_chat import AppContext, new_session, respond
 from chat.config import replace
 from chat.service import ChatService
+from chat.web.chat_handlers import AppContext, new_session, respond
 
 
 @pytest.fixture

@@ -47,7 +47,7 @@ def cfg(data_dir):
 def real_engine():
     """The real shipped SmolLM2-135M-Instruct, loaded once for the whole run."""
     from chat.config import load_config
-    from chat.engine import Engine
+    from chat.engine.engine import Engine
 
     return Engine.from_config(load_config(model_cache=MODEL_CACHE))
 
@@ -55,7 +55,7 @@ def real_engine():
 @pytest.fixture(scope="session")
 def tiny_engine(real_engine):
     """A randomly initialised 2-layer llama with the real tokenizer: fast, for unit tests."""
-    from chat.engine import Engine
+    from chat.engine.engine import Engine
     from tests.model_support import tiny_llama
 
     return Engine(tiny_llama(real_engine.tokenizer, max_positions=2048),

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from chat import admin
-from chat.app_chat import AppContext
 from chat.auth import add_user
 from chat.errors import BadInput, Forbidden, NotEnoughData, NotFound
+from chat.web import admin
+from chat.web.chat_handlers import AppContext
 
 PASSWORD = "correct horse battery"
 
@@ -173,8 +173,8 @@ def test_admin_events_through_the_running_app(ctx):
     from gradio_client import Client
     from gradio_client.exceptions import AppError, AuthenticationError
 
-    from chat.app import build_app
     from chat.server import login_checker
+    from chat.web.app import build_app
 
     app = build_app(ctx)
     app.launch(prevent_thread_lock=True, server_name="127.0.0.1", quiet=True,
@@ -198,14 +198,14 @@ def test_admin_events_through_the_running_app(ctx):
 
 
 def test_serving_says_which_weights_answers_come_from(ctx, real_engine):
-    from chat import blockquant
     from chat.config import load_config
+    from chat.engine import c_kernels
     from chat.runtime import build_runtime
 
     info = admin.serving(ctx, "root")  # the tiny random model: its weights are on no grid
     assert info["device"] == "cpu" and info["fast_path"] == "fp16"
-    expected = "weights on no GGUF grid" if blockquant.problem() is None else "block kernels"
+    expected = "weights on no GGUF grid" if c_kernels.problem() is None else "block kernels"
     assert expected in info["decode"]
     real = AppContext(build_runtime(load_config(), engine=real_engine).service)  # same store
-    if blockquant.problem() is None:  # the shipped model's weights are Q4_1 / Q8_0
+    if c_kernels.problem() is None:  # the shipped model's weights are Q4_1 / Q8_0
         assert admin.serving(real, "root")["decode"].startswith("exact GGUF blocks")

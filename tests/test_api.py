@@ -212,7 +212,7 @@ def test_client_disconnect_mid_stream_records_the_answer_and_frees_the_slot(live
 
 
 def test_oversized_body_is_413_before_parsing(live):
-    from chat.api_errors import MAX_BODY_BYTES
+    from chat.api.errors import MAX_BODY_BYTES
 
     before = live["store"].counts()
     body = {"messages": [{"role": "user", "content": "x" * (MAX_BODY_BYTES + 10)}]}
@@ -223,7 +223,7 @@ def test_oversized_body_is_413_before_parsing(live):
 
 def test_oversized_chunked_body_is_413_while_it_arrives(live):
     """A body without Content-Length (chunked) is counted as it arrives, not read whole."""
-    from chat.api_errors import MAX_BODY_BYTES
+    from chat.api.errors import MAX_BODY_BYTES
 
     before = live["store"].counts()
     big = "x" * MAX_BODY_BYTES
@@ -268,7 +268,7 @@ def test_busy_is_answered_before_waiting_for_a_worker_thread(cfg, store, tiny_en
     import anyio
     from fastapi import FastAPI
 
-    from chat.api import ApiContext, install_api
+    from chat.api.routes import ApiContext, install_api
     from chat.auth import add_user, create_api_key
     from chat.limits import InFlight
     from chat.service import Answer, ChatService

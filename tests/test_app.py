@@ -1,8 +1,8 @@
 import pytest
 
-from chat.app import build_app
-from chat.app_chat import AppContext
-from chat.views import text_of as _text
+from chat.web.app import build_app
+from chat.web.chat_handlers import AppContext
+from chat.web.views import text_of as _text
 
 
 @pytest.fixture

@@ -5,9 +5,9 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from chat.app_chat import new_session
-from chat.app_feedback import compare, pick
-from chat.views import badge, shown_answer
+from chat.web.chat_handlers import new_session
+from chat.web.feedback_handlers import compare, pick
+from chat.web.views import badge, shown_answer
 from tests import app_support
 from tests.app_support import ask
 

@@ -8,8 +8,11 @@ import gradio as gr
 import httpx
 import pytest
 
-from chat.app import build_app
-from chat.app_chat import (
+from chat.config import replace
+from chat.limits import RateLimiter
+from chat.service import ChatService
+from chat.web.app import build_app
+from chat.web.chat_handlers import (
     AppContext,
     my_conversations,
     new_session,
@@ -17,11 +20,8 @@ from chat.app_chat import (
     respond,
     retry,
 )
-from chat.app_feedback import compare, edit, like, pick, save_reason
-from chat.config import replace
-from chat.limits import RateLimiter
-from chat.service import ChatService
-from chat.views import strip_badge, text_of
+from chat.web.feedback_handlers import compare, edit, like, pick, save_reason
+from chat.web.views import strip_badge, text_of
 from tests import app_support
 from tests.app_support import ask, like_event, login
 

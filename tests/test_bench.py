@@ -3,8 +3,8 @@ import json
 import pytest
 
 import launch
-from chat import blockquant
-from chat.bench import BenchUnavailable, _lazy, percentile, run_bench, table
+from chat.bench.common import BenchUnavailable, _lazy, percentile, run_bench, table
+from chat.engine import c_kernels
 
 
 def test_table_pairs_project_and_baseline_with_ratio():
@@ -43,7 +43,7 @@ def test_cli_rejects_unknown_bench_name(capsys):
 
 
 def test_cli_missing_module_exits_2_with_one_line(monkeypatch, capsys):
-    import chat.bench as bench
+    import chat.bench.common as bench
 
     def unavailable(name, cfg):
         return bench._lazy("no_such_pkg.bench", "run", "issue 99")
@@ -68,7 +68,7 @@ def test_gen_bench_reports_ratio_against_plain_generate(cfg):
     assert result["ratio"] == pytest.approx(result["tok_s"] / result["tok_s_baseline"], 0.02)
     # which weights the figure came from: the shipped model decodes through exact blocks
     assert result["decode_kernel"].startswith(
-        "exact GGUF blocks (121 of 121" if blockquant.problem() is None else "fp16 (block")
+        "exact GGUF blocks (121 of 121" if c_kernels.problem() is None else "fp16 (block")
 
 
 @pytest.mark.slow

@@ -1,14 +1,14 @@
-"""A decode step's attention in one C call (chat/decode_attention.py) against torch's."""
+"""A decode step's attention in one C call (chat/engine/decode_attention.py) against torch's."""
 import math
 
 import pytest
 import torch
 
-from chat import blockquant
-from chat.decode_attention import decode_attention, problem
+from chat.engine import c_kernels
+from chat.engine.decode_attention import decode_attention, problem
 
-pytestmark = pytest.mark.skipif(blockquant.problem() is not None,
-                                reason=f"C kernels: {blockquant.problem()}")
+pytestmark = pytest.mark.skipif(c_kernels.problem() is not None,
+                                reason=f"C kernels: {c_kernels.problem()}")
 
 
 def _rope(x, cos, sin):

@@ -2,7 +2,7 @@ import threading
 
 import pytest
 
-from chat.engine import GenParams
+from chat.engine.engine import GenParams
 from chat.errors import BadInput
 
 FRANCE = [{"role": "system", "content": "You are a helpful assistant."},

@@ -4,9 +4,9 @@ import threading
 import pytest
 import torch
 
-from chat.engine import BASE, Engine, GenParams
+from chat.engine.engine import BASE, Engine, GenParams
+from chat.engine.fastpath import FastModel
 from chat.errors import BadInput
-from chat.fastpath import FastModel
 from tests.model_support import tiny_llama
 
 PROMPTS = ["What is the capital of France?", "Write a haiku about the sea.",
@@ -163,8 +163,8 @@ def test_a_follow_up_starts_from_its_own_conversation_after_someone_else_asked(t
 
 
 def test_prefix_cache_keeps_only_the_most_recent_conversations():
-    from chat.fastpath import KVCache
-    from chat.prefix_cache import PrefixCache
+    from chat.engine.fastpath import KVCache
+    from chat.engine.prefix_cache import PrefixCache
 
     prefixes = PrefixCache(conversations=2)
     caches = {key: KVCache(1, 1, 4, 2) for key in "abc"}
@@ -176,8 +176,8 @@ def test_prefix_cache_keeps_only_the_most_recent_conversations():
 
 
 def test_prefix_cache_keeps_conversations_within_its_memory_budget():
-    from chat.fastpath import KVCache
-    from chat.prefix_cache import PrefixCache
+    from chat.engine.fastpath import KVCache
+    from chat.engine.prefix_cache import PrefixCache
 
     def cache():  # 2 layers x 1 head x 8 positions x 4 dims, keys and values: 512 bytes
         return KVCache(2, 1, 8, 4)
@@ -211,7 +211,7 @@ def test_unknown_fast_path_setting_is_a_clear_error(tiny_lora):
     ("auto", "picked by memory"), ("off", "off"), ("bf16", "bf16"), ("fp32", "fp32"),
     ("fp16", "CPU kernels"), ("int8", "CPU kernels")])
 def test_a_gpu_takes_only_the_gpu_kinds_of_fast_path(setting, expected):
-    from chat.engine import _fast_mode
+    from chat.engine.engine import _fast_mode
 
     if expected == "CPU kernels":
         with pytest.raises(BadInput, match="fast_path .* uses CPU kernels; on cuda use bf16"):
@@ -235,6 +235,6 @@ BIG_TIED = (1_700_000_000, 100_663_296, True)     # a 1.7B model with a 49152 x 
     ((7_000_000_000, 131_072_000, False), 80, "off")])  # 84 GB in fp32, 42.8 GB in bf16
 def test_gpu_auto_takes_fp32_where_its_copies_fit_then_bf16_then_nothing(model, gpu_gib,
                                                                         expected):
-    from chat.fastpath import gpu_auto_mode
+    from chat.engine.fastpath import gpu_auto_mode
 
     assert gpu_auto_mode(*model, gpu_gib * 2**30, copies=3) == expected

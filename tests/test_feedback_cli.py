@@ -83,7 +83,7 @@ def test_a_byte_order_mark_on_line_1_is_not_an_error(cfg, tmp_path, capsys):
 def test_imported_prompts_are_framed_like_served_ones(cfg, tmp_path):
     """A bare imported question trains with the profile's system prompt and few-shot turns,
     as serving would have asked it."""
-    from chat.prompts import PromptProfile, build_messages
+    from chat.prompt import PromptProfile, build_messages
 
     few_shot = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]
     profile = PromptProfile("Be brief.", few_shot)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from chat.focus import GAP, focus_sources, focus_text, terms
-from chat.prompts import Source
+from chat.prompt import Source
 
 
 def words(texts: list[str]) -> list[int]:

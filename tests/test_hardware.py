@@ -1,6 +1,6 @@
 import pytest
 
-from chat import hardware
+from chat.engine import hardware
 
 
 @pytest.fixture(autouse=True)

@@ -17,7 +17,7 @@ from tests.test_training import ROOT, register_adapter
 def engine():
     """Our own copy of the real model: adapters loaded here do not leak into other tests."""
     from chat.config import load_config
-    from chat.engine import Engine
+    from chat.engine.engine import Engine
     from tests.conftest import MODEL_CACHE
 
     return Engine.from_config(load_config(model_cache=MODEL_CACHE))
@@ -25,8 +25,8 @@ def engine():
 
 def make_service(cfg, store, engine, watch=True):
     from chat.config import replace
+    from chat.engine.pool import AdapterPool
     from chat.service import ChatService
-    from training.pool import AdapterPool
 
     cfg = replace(cfg, watch_interval_s=0.2)
     pool = AdapterPool(store, engine, cfg)
@@ -43,7 +43,7 @@ def wait_for(pool, version, limit_s=2.0) -> float:
 
 
 def test_swap_during_streaming_answer(cfg, store, engine):
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
     from training import registry
 
     v1, v2 = register_adapter(cfg, store, seed=1), register_adapter(cfg, store, seed=2)

@@ -12,7 +12,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import OAuth2PasswordRequestForm
 from starlette.testclient import TestClient
 
-from chat.login_guard import LoginGuard, LoginThrottle, ThrottleSettings
+from chat.web.login_guard import LoginGuard, LoginThrottle, ThrottleSettings
 
 PASSWORD = "correct horse"
 ATTACKER, VICTIM = ("6.6.6.6", 4444), ("1.2.3.4", 1234)

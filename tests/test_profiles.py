@@ -4,7 +4,7 @@ import pytest
 
 from chat.errors import BadInput, NotFound
 from chat.profiles import ProfileStore, load_profile_file, reframe, validate_profile
-from chat.prompts import PromptProfile, build_messages
+from chat.prompt import PromptProfile, build_messages
 
 FEW_SHOT = [{"role": "user", "content": "Say hi."}, {"role": "assistant", "content": "Hi!"}]
 

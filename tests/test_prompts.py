@@ -1,4 +1,4 @@
-from chat.prompts import PromptProfile, Source, build_messages, question_of
+from chat.prompt import PromptProfile, Source, build_messages, question_of
 
 PROFILE = PromptProfile("Be helpful.", [{"role": "user", "content": "Hi"},
                                         {"role": "assistant", "content": "Hello!"}])

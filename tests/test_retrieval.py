@@ -109,7 +109,7 @@ def test_each_question_retrieves_its_own_document_first(retriever, corpus, store
 def test_ask_cites_the_retrieved_document(cfg, store, retriever, corpus, real_engine):
     import json
 
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
     from chat.service import ChatService
 
     retriever.ingest([corpus])
@@ -143,7 +143,7 @@ def test_shipped_knowledge_answers_on_topic_and_stays_quiet_off_topic(cfg, real_
 def test_prompt_holds_the_part_of_each_chunk_closest_to_the_question(cfg, real_engine):
     import re
 
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
     from chat.runtime import build_runtime
 
     service = build_runtime(cfg, engine=real_engine).service
@@ -161,7 +161,7 @@ def test_prompt_holds_the_part_of_each_chunk_closest_to_the_question(cfg, real_e
 
 
 def test_a_follow_up_reuses_the_cached_earlier_turns(cfg, real_engine):
-    from chat.engine import BASE, GenParams
+    from chat.engine.engine import BASE, GenParams
     from chat.runtime import build_runtime
 
     service = build_runtime(cfg, engine=real_engine).service

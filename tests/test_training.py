@@ -51,7 +51,7 @@ def lora_and_base(model) -> tuple[dict, dict]:
 
 
 def base_path(cfg) -> str:
-    from chat.models import resolve_base_model
+    from chat.engine.loading import resolve_base_model
 
     return resolve_base_model(cfg)
 
@@ -151,7 +151,7 @@ def register_adapter(cfg, store, scale=0.0, seed=0, passed=True) -> str:
 
 
 def test_killed_training_process_changes_nothing_served(cfg, store):
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
     from chat.runtime import build_runtime
     from training import registry, runs
 

@@ -51,7 +51,7 @@ HELDOUT = [
 
 
 def short_share(service, questions, adapter) -> float:
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
 
     params = GenParams(temperature=0.0, max_new_tokens=6)
     hits = sum(service.ask(q, "eval", adapter=adapter, params=params, record=False)

@@ -20,9 +20,9 @@ def heldout(store):
 
 
 def test_damaged_adapter_is_rejected_and_never_activated(cfg, store, heldout, tmp_path):
+    from chat.engine.pool import AdapterPool
     from training import registry
     from training.config import TrainSettings
-    from training.pool import AdapterPool
     from training.steps import gate_candidate
 
     folder = make_adapter(cfg, cfg.adapters_dir / ".tmp-damaged", scale=30.0)

@@ -153,7 +153,7 @@ def test_the_training_process_has_its_own_session(store, cfg, settings):
 def fake_heavy_steps(monkeypatch, during_gate) -> None:
     """Training and the gate replaced by fakes (the gate passes; registry and runner are real);
     during_gate(active) is what an admin does while the gate runs."""
-    from chat import models
+    from chat.engine import loading
     from training import steps
     from training.gate import GateResult
 
@@ -165,7 +165,7 @@ def fake_heavy_steps(monkeypatch, during_gate) -> None:
         during_gate(active)
         return GateResult(True, 0.9, 0.8 if active else None, 1.0, 1.0, 1.0, len(heldout))
 
-    monkeypatch.setattr(models, "resolve_base_model", lambda cfg: "base")
+    monkeypatch.setattr(loading, "resolve_base_model", lambda cfg: "base")
     monkeypatch.setattr(steps, "train_method", train)
     monkeypatch.setattr(steps, "gate_candidate", gate)
 

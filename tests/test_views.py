@@ -1,4 +1,4 @@
-from chat.views import raw_text, shown_answer, shown_question
+from chat.web.views import raw_text, shown_answer, shown_question
 
 
 def test_badge_stays_outside_an_unclosed_code_block():

@@ -16,13 +16,13 @@ from pathlib import Path
 
 import torch
 
-from chat.bench import GEN_PROMPT
-from chat.bench_corpus import QUESTIONS, retrieval_setup
-from chat.bench_swap import make_adapter
+from chat.bench.common import GEN_PROMPT
+from chat.bench.corpus import QUESTIONS, retrieval_setup
+from chat.bench.swap import make_adapter
 from chat.config import load_config
-from chat.engine import Engine, GenParams
-from chat.models import load_base_model
-from chat.prefix_cache import PrefixCache
+from chat.engine.engine import Engine, GenParams
+from chat.engine.loading import load_base_model
+from chat.engine.prefix_cache import PrefixCache
 
 cfg = load_config()
 

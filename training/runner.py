@@ -158,7 +158,7 @@ def _adapters_dir(cfg: Config) -> Path:
 
 def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int,
                         tmp: Path) -> dict:
-    from chat.models import resolve_base_model
+    from chat.engine.loading import resolve_base_model
     from training.steps import gate_candidate, train_method
 
     prep = prepare(store, cfg, s)

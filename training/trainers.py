@@ -82,7 +82,7 @@ def common_args(s: TrainSettings, out_dir: Path, lr: float | None = None,
 
     bf16 = dtype == torch.bfloat16
     if device == "cpu":  # fp32 weights; bf16 autocast where the CPU multiplies bf16 natively
-        from chat.hardware import cpu_has_fast_bf16
+        from chat.engine.hardware import cpu_has_fast_bf16
 
         bf16 = s.optim.precision == "bf16" or (
             s.optim.precision == "auto" and cpu_has_fast_bf16())

@@ -17,7 +17,7 @@ os.environ.setdefault("CHAT_MODEL_CACHE", os.path.abspath("data/models"))  # as 
 os.environ.setdefault("CHAT_DATA_DIR", tempfile.mkdtemp(prefix="efficacy-"))
 
 from chat.config import load_config
-from chat.engine import GenParams
+from chat.engine.engine import GenParams
 from chat.runtime import build_runtime
 from tests.test_training import import_pairs
 from tests.test_training_efficacy import HELDOUT, short_share, training_pairs

@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
-from chat.hardware import cpu_flags
+from chat.engine.hardware import cpu_flags
 
 BLOCK = 32
-# one library: the block kernels and a decode step's attention (chat/decode_attention.py)
+# one library: the block kernels and a decode step's attention (chat/engine/decode_attention.py)
 SOURCES = [Path(__file__).with_name("kernels") / name for name in ("blockquant.c", "attention.c")]
 FLAGS = ["-O3", "-mavx512f", "-mfma", "-fopenmp", "-shared", "-fPIC"]
 _P = ctypes.c_void_p
@@ -98,7 +98,7 @@ class Blocks:
 
     @functools.cached_property
     def packed(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The weight laid out for `prompt` (chat/kernels/blockquant.c): q as int16 pairs
+        """The weight laid out for `prompt` (chat/engine/kernels/blockquant.c): q as int16 pairs
         [out/16, in/2, 16, 2], d and m as [out/16, in/32, 16], rows padded to 32 with zeros.
         Built on first use; 2 bytes a weight."""
         out, inner = self.shape

@@ -1,9 +1,10 @@
 """The Gradio web app: lays out the chat tab and wires its events to the handlers in
-chat/app_chat.py and chat/app_feedback.py (plain functions of context and inputs)."""
+chat/web/chat_handlers.py and chat/web/feedback_handlers.py (plain functions of context and
+inputs)."""
 
 import gradio as gr
 
-from chat.app_chat import (
+from chat.web.chat_handlers import (
     AppContext,
     clear,
     my_conversations,
@@ -14,7 +15,7 @@ from chat.app_chat import (
     shown_sources,
     undo,
 )
-from chat.app_feedback import CHOICES, compare, edit, like, pick, save_reason
+from chat.web.feedback_handlers import CHOICES, compare, edit, like, pick, save_reason
 from feedback.store import RATING_REASONS
 
 
@@ -130,7 +131,7 @@ def build_app(ctx: AppContext) -> gr.Blocks:
         with gr.Tab("Chat"):
             _render_chat_tab(ctx, session, app)
         with gr.Tab("Admin"):
-            from chat.admin_ui import render_admin_tab
+            from chat.web.admin_tab import render_admin_tab
 
             render_admin_tab(ctx, session)
     app.queue(default_concurrency_limit=4, max_size=ctx.cfg.max_queue)

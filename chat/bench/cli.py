@@ -8,7 +8,7 @@ from chat.config import Config, positive_int
 
 
 def register(sub) -> None:
-    from chat.bench import NAMES
+    from chat.bench.common import NAMES
 
     p = sub.add_parser("bench", help="benchmarks with baselines measured in the same run")
     p.add_argument("name", choices=[*NAMES, "all"], help="which benchmark")
@@ -19,7 +19,7 @@ def register(sub) -> None:
 
 
 def cmd_bench(cfg: Config, args) -> int:
-    from chat.bench import NAMES, run_bench, table
+    from chat.bench.common import NAMES, run_bench, table
 
     if args.threads:  # a busy shared machine: 1 thread avoids OpenMP spin-wait collapse
         import torch

@@ -17,7 +17,7 @@ from starlette.exceptions import HTTPException
 from starlette.formparsers import MultiPartException
 from starlette.requests import Request
 
-from chat.api_errors import error_response
+from chat.api.errors import error_response
 
 log = logging.getLogger("chat.login")
 LOGIN_PATHS = frozenset({"/login", "/login/"})  # Gradio's login route, mounted at "/"

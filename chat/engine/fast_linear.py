@@ -2,7 +2,7 @@
 
 Prompts (prefill, compute-bound) and decode steps (one row, memory-bound) want different
 kernels, so each `Linear` keeps what each needs. Where the base weight lies exactly on a GGUF
-block grid (chat/blockquant.py), decode steps read the base blocks, shared by every version,
+block grid (chat/engine/c_kernels.py), decode steps read the base blocks, shared by every version,
 with the version's LoRA added beside them in low rank, and prompts read the same blocks with
 their inputs rounded to int16 (AVX512-VNNI), or the model's own fp32 weights, plus the same
 LoRA (or a merged bf16/int8 copy where the mode asks for one). Elsewhere both read a copy of
@@ -23,8 +23,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from chat import blockquant
-from chat.hardware import cpu_has_fast_bf16
+from chat.engine import c_kernels
+from chat.engine.hardware import cpu_has_fast_bf16
 
 # first base Linear of a stack -> its _Base, shared by every version built over that base
 _BASES: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
@@ -51,7 +51,7 @@ class Linear:
     `blocks` is given decode steps read it, and so do prompts where `prompt_blocks` says so
     or there is no `prompts`."""
 
-    def __init__(self, prompts, decode=None, blocks: blockquant.Blocks | None = None,
+    def __init__(self, prompts, decode=None, blocks: c_kernels.Blocks | None = None,
                  lora: tuple[torch.Tensor, torch.Tensor] | None = None,
                  base_prompts: bool = False, prompt_blocks: bool = False):
         self.prompts, self.decode, self.blocks, self.lora = prompts, decode, blocks, lora
@@ -76,12 +76,12 @@ class Linear:
 
 def prompt_kernel(mode: str) -> str:
     """The weights prompts run through in `mode`: fp16 mode keeps a bf16 prompt copy only
-    where this CPU measured bf16 faster than fp32 (chat/hardware.py)."""
+    where this CPU measured bf16 faster than fp32 (chat/engine/hardware.py)."""
     return "bf16" if mode == "fp16" and cpu_has_fast_bf16() else mode
 
 
 def make_linear(weight: torch.Tensor, mode: str, prefill: bool = True,
-                blocks: blockquant.Blocks | None = None, lora=None) -> Linear:
+                blocks: c_kernels.Blocks | None = None, lora=None) -> Linear:
     """A `Linear` over `weight` (the version's merged weight) stored as `mode`. With `prefill`
     False (the LM head, which only sees the last position) no prompt copy is kept. `blocks`
     (the base weight's exact blocks) and `lora` (the version's low-rank change to it), where
@@ -167,7 +167,7 @@ class _Base:
     stamp: tuple  # (data_ptr, version) of each weight when first seen
     weights: list[torch.Tensor]
     stacked: torch.Tensor | None = None  # fp32 [out, in], kept only where prompts read it
-    blocks: blockquant.Blocks | None = None
+    blocks: c_kernels.Blocks | None = None
     searched: bool = False  # whether `blocks` was looked for
 
     def stack(self) -> torch.Tensor:
@@ -186,11 +186,11 @@ def _base(modules) -> _Base:
     return base
 
 
-def base_blocks(modules) -> blockquant.Blocks | None:
+def base_blocks(modules) -> c_kernels.Blocks | None:
     """The exact GGUF blocks of the modules' base weights stacked (None: not on a grid)."""
     base = _base(modules)
     if not base.searched:
-        base.blocks, base.searched = blockquant.find_blocks(base.stack()), True
+        base.blocks, base.searched = c_kernels.find_blocks(base.stack()), True
     return base.blocks
 
 

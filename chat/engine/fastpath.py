@@ -3,9 +3,9 @@
 `FastModel(model, adapter, mode)` holds one served version (base, or base with one LoRA
 adapter) as plain tensors, so a decode step is ~20 tensor ops per layer with no module, hook or
 peft overhead. On a CPU, where the base weights lie exactly on a GGUF block grid (the shipped
-model's do; chat/blockquant.py), every version shares the base: decode steps read its 4/8-bit
+model's do; chat/engine/c_kernels.py), every version shares the base: decode steps read its 4/8-bit
 blocks, prompts the same blocks with int16 inputs (or its fp32 weights), and the adapter is
-added beside them in low rank (chat/fast_linear.py). Elsewhere each version is a copy of the
+added beside them in low rank (chat/engine/fast_linear.py). Elsewhere each version is a copy of the
 weights with the LoRA merged in, stored as `mode`. Anything this path cannot compute as
 transformers does (another architecture, rope scaling, DoRA, LoRA on embeddings or with
 biases) raises `Unsupported` and the engine keeps serving that version through the ordinary
@@ -21,11 +21,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from chat import blockquant
 from chat.config import FAST_PATH_MODES
-from chat.decode_attention import decode_attention
-from chat.decode_attention import problem as attention_problem
-from chat.fast_linear import (
+from chat.engine import c_kernels
+from chat.engine.decode_attention import decode_attention
+from chat.engine.decode_attention import problem as attention_problem
+from chat.engine.fast_linear import (
     Linear,
     Norm,
     Unsupported,
@@ -36,7 +36,7 @@ from chat.fast_linear import (
     merged_weight,
     prompt_kernel,
 )
-from chat.prefix_cache import PrefixCache
+from chat.engine.prefix_cache import PrefixCache
 
 __all__ = ["FastModel", "KVCache", "Unsupported", "prompt_kernel"]
 
@@ -125,19 +125,19 @@ class FastModel:
         self.adapter, self.mode = adapter, mode
         # why decode steps cannot read exact GGUF blocks, where they cannot (None: they can)
         self.no_blocks = ("turned off" if not blocks else "CPU only"
-                          if self.device.type != "cpu" else blockquant.problem())
+                          if self.device.type != "cpu" else c_kernels.problem())
         self.use_blocks = self.no_blocks is None
         # why prompts cannot read the blocks (rounding their inputs to int16), where they cannot
         # (fp16 mode, `auto`'s on a CPU, only: the others keep prompts in their own kind)
         self.no_prompt_blocks = self.no_blocks or (
             "turned off" if not prompt_blocks else f"{mode} mode keeps prompts in {mode}"
-            if mode != "fp16" else blockquant.prompt_problem())
+            if mode != "fp16" else c_kernels.prompt_problem())
         self.prompt_blocks = self.no_prompt_blocks is None
         self.block_linears = 0  # linears whose decode reads exact GGUF blocks
         self.shared_linears = 0  # of those, linears whose prompts read the base (blocks or fp32)
         self.n_heads, self.n_kv = cfg.num_attention_heads, cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // self.n_heads
-        # decode steps' attention in one C call where it can run (chat/decode_attention.py)
+        # decode steps' attention in one C call where it can run (chat/engine/decode_attention.py)
         self.c_attention = self.use_blocks and attention_problem(self.head_dim) is None
         self.eps, self.max_pos = cfg.rms_norm_eps, cfg.max_position_embeddings
         merged: set[int] = set()

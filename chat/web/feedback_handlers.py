@@ -7,10 +7,10 @@ from collections.abc import Iterator
 
 import gradio as gr
 
-from chat.app_chat import AppContext, ask_again, client_chat, session_for
-from chat.engine import GenParams
+from chat.engine.engine import GenParams
 from chat.errors import ChatError
-from chat.views import (
+from chat.web.chat_handlers import AppContext, ask_again, client_chat, session_for
+from chat.web.views import (
     aligned_ids,
     answer_ordinal,
     history_for_model,

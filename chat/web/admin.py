@@ -261,7 +261,7 @@ def serve_base_model(ctx, user: str | None) -> str:
 
 def side_by_side(ctx, user: str | None, version: str, n: int = 3) -> list[dict]:
     """The active and a candidate adapter answering the same held-out questions."""
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
     from chat.profiles import preview_questions
     from training import registry
 

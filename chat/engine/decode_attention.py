@@ -1,4 +1,4 @@
-"""A decode step's attention for one layer in one C call (chat/kernels/attention.c).
+"""A decode step's attention for one layer in one C call (chat/engine/kernels/attention.c).
 
 One row a step leaves torch's ~15 calls per layer around attention (views, rope, the cache
 writes, two small bmm and a softmax) costing more than their arithmetic: ~2 ms of a ~9 ms
@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import torch
 
-from chat import blockquant
+from chat.engine import c_kernels
 
 
 def problem(head_dim: int) -> str | None:
     """Why the kernel cannot serve heads of `head_dim` here (None: it can)."""
     if head_dim % 64:
         return f"decode attention kernel needs a head size that is a multiple of 64, not {head_dim}"
-    return blockquant.problem()
+    return c_kernels.problem()
 
 
 def decode_attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, keys: torch.Tensor,
@@ -34,7 +34,7 @@ def decode_attention(qkv: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, ke
             for t in tensors):
         raise ValueError("decode attention got tensors of the wrong shape or layout")
     out = torch.empty(1, heads * hd, dtype=torch.float32, device="cpu")
-    if blockquant.library().decode_attention(
+    if c_kernels.library().decode_attention(
             qkv.data_ptr(), cos.data_ptr(), sin.data_ptr(), keys.data_ptr(), values.data_ptr(),
             capacity, pos, heads, kv_heads, hd, out.data_ptr(), torch.get_num_threads()):
         raise MemoryError("no memory for a decode step's attention scores")

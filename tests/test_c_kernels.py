@@ -1,19 +1,19 @@
-"""Exact GGUF block kernels (chat/blockquant.py) and their use by the fast path's decode."""
+"""Exact GGUF block kernels (chat/engine/c_kernels.py) and their use by the fast path's decode."""
 import copy
 
 import pytest
 import torch
 
-from chat import blockquant
-from chat.blockquant import find_blocks
-from chat.engine import BASE, Engine, GenParams
-from chat.fastpath import FastModel, prompt_kernel
+from chat.engine import c_kernels
+from chat.engine.c_kernels import find_blocks
+from chat.engine.engine import BASE, Engine, GenParams
+from chat.engine.fastpath import FastModel, prompt_kernel
 from tests.model_support import tiny_llama
 
-needs_kernels = pytest.mark.skipif(blockquant.problem() is not None,
-                                   reason=f"block kernels: {blockquant.problem()}")
-needs_prompt_kernel = pytest.mark.skipif(blockquant.prompt_problem() is not None,
-                                         reason=f"prompt kernel: {blockquant.prompt_problem()}")
+needs_kernels = pytest.mark.skipif(c_kernels.problem() is not None,
+                                   reason=f"block kernels: {c_kernels.problem()}")
+needs_prompt_kernel = pytest.mark.skipif(c_kernels.prompt_problem() is not None,
+                                         reason=f"prompt kernel: {c_kernels.prompt_problem()}")
 
 
 def q4_1(weight: torch.Tensor) -> torch.Tensor:
@@ -40,7 +40,7 @@ def test_grid_weights_are_found_and_rebuilt_bit_for_bit():
         weight = make(weight)
         blocks = find_blocks(weight)
         assert blocks is not None and blocks.kind == kind
-        if blockquant.problem() is None:  # one-hot rows read each weight back, no sum
+        if c_kernels.problem() is None:  # one-hot rows read each weight back, no sum
             assert torch.equal(blocks(torch.eye(96)).T, weight)
 
 
@@ -139,11 +139,11 @@ def test_block_decode_logits_match_peft_step_by_step(grid_model):
 ])
 def test_without_a_compiler_decode_keeps_the_modes_own_weights(grid_model, monkeypatch,
                                                                  compiler, why):
-    blockquant._load.cache_clear()
+    c_kernels._load.cache_clear()
     monkeypatch.setenv("CC", compiler)
     try:
-        assert blockquant.problem().startswith("building the block kernels failed")
-        assert why in blockquant.problem()
+        assert c_kernels.problem().startswith("building the block kernels failed")
+        assert why in c_kernels.problem()
         engine = _engine(grid_model, "fp16")
         fast = engine.prepare("a")
         assert fast.block_linears == 0
@@ -153,7 +153,7 @@ def test_without_a_compiler_decode_keeps_the_modes_own_weights(grid_model, monke
                                             GenParams(max_new_tokens=4), "a"))) == 4
     finally:
         monkeypatch.undo()
-        blockquant._load.cache_clear()
+        c_kernels._load.cache_clear()
 
 
 def test_block_kernels_can_be_turned_off(grid_model):
@@ -168,7 +168,7 @@ def test_real_model_decodes_every_linear_through_exact_blocks(real_engine):
     layers = len(fast.layers)
     assert fast.block_linears == 4 * layers + 1, fast.kernels
     # prompts over the base (its blocks, else its fp32 weights unless bf16 pays): no copies
-    if blockquant.prompt_problem() is None or prompt_kernel("fp16") != "bf16":
+    if c_kernels.prompt_problem() is None or prompt_kernel("fp16") != "bf16":
         assert fast.shared_linears == 4 * layers, fast.kernels
 
 
@@ -182,29 +182,29 @@ def test_kernels_build_in_the_temp_folder_when_the_cache_folder_cannot_be_made(t
     (tmp_path / "tmp").mkdir()
     monkeypatch.setenv("XDG_CACHE_HOME", str(blocker))
     monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "tmp"))
-    blockquant._load.cache_clear()
+    c_kernels._load.cache_clear()
     try:
-        assert blockquant.problem() is None
+        assert c_kernels.problem() is None
         assert [p.name.startswith("blockquant-") for p in (tmp_path / "tmp").iterdir()] == [True]
     finally:
         monkeypatch.undo()
-        blockquant._load.cache_clear()
+        c_kernels._load.cache_clear()
 
 
 @needs_kernels
 def test_a_compiler_command_with_arguments_and_a_broken_cached_library(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setenv("CC", "env gcc")  # as CC="ccache gcc" would be
-    built = blockquant.library_path(["env", "gcc"])
+    built = c_kernels.library_path(["env", "gcc"])
     built.write_bytes(b"not a shared library")  # a crash while copying, a full disk...
-    blockquant._load.cache_clear()
+    c_kernels._load.cache_clear()
     try:
-        assert blockquant.problem() is None  # rebuilt, not given up on
+        assert c_kernels.problem() is None  # rebuilt, not given up on
         assert [p.name for p in built.parent.iterdir()] == [built.name]
         assert built.stat().st_size > 1000
     finally:
         monkeypatch.undo()
-        blockquant._load.cache_clear()
+        c_kernels._load.cache_clear()
 
 
 @needs_kernels
@@ -310,14 +310,13 @@ def test_prompt_kernel_gives_a_row_the_same_numbers_whatever_rows_come_with_it()
 
 
 def test_prompt_kernel_needs_vnni(monkeypatch):
-    monkeypatch.setattr(blockquant, "cpu_flags", lambda: {"avx512f"})
-    assert "avx512_vnni" in blockquant.prompt_problem()
+    monkeypatch.setattr(c_kernels, "cpu_flags", lambda: {"avx512f"})
+    assert "avx512_vnni" in c_kernels.prompt_problem()
 
 
 @needs_prompt_kernel
 def test_prompts_read_the_blocks_unless_turned_off(grid_model, monkeypatch):
-    from chat import fast_linear
-
+    from chat.engine import fast_linear
     # whatever this CPU's timed bf16 check says: the blocks come first, else fp32 here
     monkeypatch.setattr(fast_linear, "cpu_has_fast_bf16", lambda: True)
     on = _engine(grid_model, "fp16", prompt_blocks=True).prepare("a")

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat.config import replace
-from chat.prompts import PromptProfile
+from chat.prompt import PromptProfile
 
 TOPICS = {
     "lighthouses": "A lighthouse keeper trims the wick, winds the clockwork that turns the lens "
@@ -56,7 +56,7 @@ def retrieval_setup(cfg, folder: Path, engine):
     """Ingest the corpus with the real Retriever; return (searcher, retrieve): searcher maps
     a question (and history) to () -> the messages built by the serving path
     (ChatService.build_prompt, sources focused); retrieve gives a question's sources."""
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
     from chat.service import ChatService
     from feedback.store import Store
     from retrieval.retriever import Retriever

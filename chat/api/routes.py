@@ -20,10 +20,11 @@ from fastapi.responses import RedirectResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
-from chat import auth, feedback_api
-from chat.api_errors import BodyLimit, Unauthorized, error_response, install_error_handlers
-from chat.api_schemas import ChatMessage, ChatRequest, FeedbackRequest
-from chat.engine import BASE, GenParams
+from chat import auth
+from chat.api import feedback as feedback_api
+from chat.api.errors import BodyLimit, Unauthorized, error_response, install_error_handlers
+from chat.api.schemas import ChatMessage, ChatRequest, FeedbackRequest
+from chat.engine.engine import BASE, GenParams
 from chat.errors import BadInput, ChatError, NotFound
 from chat.limits import InFlight
 from chat.service import Answer, ChatService, ServiceContext

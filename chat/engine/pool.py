@@ -7,7 +7,7 @@ import threading
 import time
 from collections import OrderedDict
 
-from chat.engine import BASE
+from chat.engine.engine import BASE
 from chat.errors import BadInput
 from training import registry
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from chat.api_schemas import FeedbackRequest
+from chat.api.schemas import FeedbackRequest
 from chat.errors import BadInput, NotFound
 from chat.service import ChatService
 from feedback.store import Store

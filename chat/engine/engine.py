@@ -64,7 +64,7 @@ class Engine:
 
     @classmethod
     def from_config(cls, cfg) -> Engine:
-        from chat.models import load_base_model
+        from chat.engine.loading import load_base_model
 
         model, tok, device = load_base_model(cfg)
         return cls(model, tok, device, cfg.max_context_tokens,
@@ -191,7 +191,7 @@ class Engine:
 
     def prepare(self, name: str | None = None):
         """Build the merged fast copy of a version now (call it at activation time)."""
-        from chat.fastpath import FastModel, Unsupported
+        from chat.engine.fastpath import FastModel, Unsupported
 
         key = name or BASE
         if self.fast_mode == "off":
@@ -314,7 +314,7 @@ def _fast_mode(setting: str, device: str, gpu_auto=lambda: "off") -> str:
     """auto: fp16 mode on CPU (exact GGUF blocks where the weights allow, else fbgemm fp16
     weights; greedy output matched fp32 on our prompts either way); on a GPU
     `gpu_auto()` picks by memory. A GPU takes bf16 or fp32 only (fp16 and int8 are CPU kernels)."""
-    from chat.fastpath import GPU_MODES, MODES
+    from chat.engine.fastpath import GPU_MODES, MODES
 
     setting = (setting or "auto").lower()
     if setting not in ("auto", "off", *MODES):
@@ -332,7 +332,7 @@ def _fast_mode(setting: str, device: str, gpu_auto=lambda: "off") -> str:
 def _gpu_auto(model, device: str) -> str:
     import torch
 
-    from chat.fastpath import gpu_auto_mode
+    from chat.engine.fastpath import gpu_auto_mode
 
     total = torch.cuda.get_device_properties(torch.device(device)).total_memory
     embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight

@@ -1,5 +1,5 @@
 """Chat handlers of the web app (plain functions of context and inputs): ask, retry, undo,
-clear, and this user's past conversations. chat/app.py lays them out and wires them."""
+clear, and this user's past conversations. chat/web/app.py lays them out and wires them."""
 
 import threading
 from collections.abc import Iterator
@@ -8,10 +8,10 @@ from dataclasses import dataclass, field
 import gradio as gr
 
 from chat.auth import web_user
-from chat.downloads import PrivateDownloads
 from chat.errors import ChatError
 from chat.service import ServiceContext
-from chat.views import (
+from chat.web.downloads import PrivateDownloads
+from chat.web.views import (
     aligned_ids,
     check_text_history,
     conversation_choices,

@@ -8,7 +8,7 @@ import threading
 import time
 from pathlib import Path
 
-from chat.bench import percentile
+from chat.bench.common import percentile
 
 SWAP_EVENTS = 20
 CLIENTS = 4
@@ -19,7 +19,7 @@ def make_adapter(cfg, folder: Path, seed: int, r: int = 8) -> Path:
     import torch
     from peft import LoraConfig, get_peft_model
 
-    from chat.models import load_base_model
+    from chat.engine.loading import load_base_model
 
     model, _, _ = load_base_model(cfg)
     peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r,
@@ -51,11 +51,11 @@ def _client(service_call, stop: threading.Event, stats: dict, lock: threading.Lo
 def bench_swap(cfg) -> dict:
     """4 streaming clients while 20 activations/rollbacks happen through the AdapterPool."""
     from chat.config import replace
-    from chat.engine import Engine, GenParams
-    from chat.models import resolve_base_model
+    from chat.engine.engine import Engine, GenParams
+    from chat.engine.loading import resolve_base_model
+    from chat.engine.pool import AdapterPool
     from feedback.store import Store
     from training import registry
-    from training.pool import AdapterPool
 
     engine = Engine.from_config(cfg)
     with tempfile.TemporaryDirectory() as tmp:
@@ -93,7 +93,7 @@ def bench_swap(cfg) -> dict:
 
 def _swap_events(store, pool, engine, question, versions) -> list[float]:
     """Activate or roll back; time from the registry change to a first token on the new one."""
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
     from training import registry
 
     times = []
@@ -125,7 +125,7 @@ def bench_train(cfg, n_pairs: int = 64) -> dict:
     from datasets import Dataset
     from trl import DPOConfig, DPOTrainer
 
-    from chat.models import resolve_base_model
+    from chat.engine.loading import resolve_base_model
     from training.config import TrainSettings
     from training.trainers import Hooks, device_and_dtype, load_policy, lora_config, train_dpo
 

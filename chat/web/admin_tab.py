@@ -1,4 +1,5 @@
-"""The admin tab: layout and wiring only; every handler goes through chat.admin's role checks."""
+"""The admin tab: layout and wiring only; every handler goes through chat.web.admin's role
+checks."""
 
 import json
 from pathlib import Path
@@ -6,9 +7,9 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from chat import admin
 from chat.auth import web_user
 from chat.errors import ChatError
+from chat.web import admin
 
 METHODS = ["auto", "dpo", "kto", "rlhf"]
 REASONS = ["", "wrong or missing source", "wrong facts", "not helpful", "too long", "unsafe",

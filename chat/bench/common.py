@@ -47,9 +47,9 @@ def bench_gen(cfg, n_tokens: int = 128, rounds: int = 2) -> dict:
     """Decode tok/s of the serving path (a LoRA adapter active) vs plain fp32 model.generate."""
     import torch
 
-    from chat.bench_swap import make_adapter
-    from chat.engine import Engine, GenParams
-    from chat.models import load_base_model
+    from chat.bench.swap import make_adapter
+    from chat.engine.engine import Engine, GenParams
+    from chat.engine.loading import load_base_model
 
     engine = Engine.from_config(cfg)
     baseline, tok, _ = load_base_model(cfg)
@@ -93,7 +93,7 @@ FOLLOWUP_TURNS = 5
 
 
 def _ttft(engine, messages: list[dict], search=None, adapter=None, conversation=None) -> float:
-    from chat.engine import GenParams
+    from chat.engine.engine import GenParams
 
     start = time.perf_counter()
     if search is not None:
@@ -107,7 +107,7 @@ def _conversation_ttft(engine, searcher, users: int = 1) -> tuple[float, int]:
     """Time to first token of the last turn of `users` conversations taking turns (earlier
     answers canned), and that turn's prompt length: how a follow-up's wait grows with the
     history before it, and whether other people's questions in between cost it its cache."""
-    from chat.bench_corpus import QUESTIONS, canned_answer
+    from chat.bench.corpus import QUESTIONS, canned_answer
 
     histories: list[list[dict]] = [[] for _ in range(users)]
     for turn in range(FOLLOWUP_TURNS):
@@ -124,8 +124,8 @@ def bench_ttft(cfg, runs: int = 20, baseline_runs: int = 5, followups: int = 3) 
     """Time to first token with 4 retrieved chunks, retrieval included; baseline: fast path off.
     Also the same wait for the 5th turn of a conversation (history in the prompt), alone and
     with a second conversation taking turns with it."""
-    from chat.bench_corpus import QUESTIONS, retrieval_setup
-    from chat.engine import Engine
+    from chat.bench.corpus import QUESTIONS, retrieval_setup
+    from chat.engine.engine import Engine
 
     engine = Engine.from_config(cfg)
     plain = Engine(engine.model, engine.tokenizer, engine.device, engine.max_context_tokens,
@@ -169,9 +169,9 @@ def run_bench(name: str, cfg) -> dict:
     if name == "ttft":
         return bench_ttft(cfg)
     if name == "swap":
-        return _lazy("chat.bench_swap", "bench_swap", "the adapter pool, issue 5")(cfg)
+        return _lazy("chat.bench.swap", "bench_swap", "the adapter pool, issue 5")(cfg)
     if name == "train":
-        return _lazy("chat.bench_swap", "bench_train", "training/, issue 5")(cfg)
+        return _lazy("chat.bench.swap", "bench_train", "training/, issue 5")(cfg)
     if name == "retrieval":
         return _lazy("retrieval.bench", "bench_retrieval", "retrieval/, issue 3")()
     if name == "feedback":
