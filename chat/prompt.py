@@ -1,7 +1,7 @@
 """Prompt building: system prompt + few-shot turns + history + the question with its sources.
 
 The numbered sources (framed as data) go into the last user message, just before the question,
-not into the system message. Two measured reasons (README, Performance): the system message
+not into the system message. Two measured reasons (docs/performance.md): the system message
 and every earlier turn stay the same from one turn to the next, so a follow-up reuses their
 cached keys/values instead of recomputing the whole conversation; and SmolLM2's answers used
 more of the sources' words with them next to the question.

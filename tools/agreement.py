@@ -2,7 +2,7 @@
 9 prompts x 64 tokens (6 short ones, and 3 questions with 4 retrieved chunks, ~380 tokens,
 as the ttft benchmark asks them); base model and a random LoRA (q/v) served per request.
 
-Run from the checkout (README, Performance):
+Run from the checkout (docs/performance.md):
     `PYTHONPATH=. python tools/agreement.py [PATH ...]`
 PATH: off (transformers/peft in the model's dtype), a fast-path mode (fp16, int8, bf16,
 fp32), or a mode with `-noblocks` (CPU: no exact GGUF block kernels) or `-fp32prompts`

@@ -4,7 +4,7 @@ The default model comes from a Q4_1 GGUF file: every linear weight is `q * d + m
 of 32 (q a 4-bit integer, d and m fp16) and the tied embedding is Q8_0 (`q * d`, q 8-bit). The
 fp32 tensors transformers builds from it hold those values exactly, so a decode step that reads
 4 or 8 bits a weight instead of 16 or 32 gives the fp32 products, not an approximation. One
-decode step is bound by the bytes of weights it reads (README, Performance), and these kernels
+decode step is bound by the bytes of weights it reads (docs/performance.md), and these kernels
 read a quarter of fbgemm fp16's.
 
 `find_blocks` recovers the blocks from an fp32 weight and returns None unless it rebuilds every

@@ -3,7 +3,7 @@ then greedy answers to 20 new questions from the newly active adapter (retrieval
 embedder does not travel to the device). It works in a fresh temporary data folder unless
 CHAT_DATA_DIR names one, so a checkout's own database is never touched.
 
-Run from the checkout (README, Performance, "On a GPU"):
+Run from the checkout (docs/gpu.md):
     `CHAT_TOP_K=0 PYTHONPATH=. python tools/gpu/efficacy.py`
 """
 import json
