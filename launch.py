@@ -9,13 +9,15 @@ import os
 import sqlite3
 import sys
 
+from chat.config import load_config
+from chat.errors import ChatError
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 # Each module has register(subparsers): subcommands live with the package they belong to.
-COMMAND_MODULES = ["chat.cli", "chat.prompts_cli", "feedback.cli", "retrieval.cli",
-                   "chat.users_cli", "training.cli", "chat.bench.cli"]
+COMMAND_MODULES = ["chat.cli", "feedback.cli", "retrieval.cli", "training.cli", "chat.bench.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,8 +37,6 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING)
-    from chat.config import load_config
-    from chat.errors import ChatError
 
     try:
         cfg = load_config(data_dir=args.data_dir, base_model=args.base_model,

@@ -1,4 +1,4 @@
-"""Accounts, passwords, API keys and roles; every admin action calls require_role server-side."""
+"""Accounts, passwords, API keys and roles; every admin action asks the Authorizer server-side."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import hmac
 import re
 import secrets
 
+from chat.config import Config
 from chat.errors import BadInput, Forbidden, NotFound
 from feedback.store import Store, utcnow
 
@@ -172,47 +173,49 @@ def user_for_key(store: Store, key: str | None) -> str | None:
 # ---------------------------------------------------------------------------- roles
 
 
-def require_role(store: Store, user: str | None, role: str = "admin", cfg=None) -> str:
-    """Raise Forbidden unless `user` has `role` (admins pass every check); returns the name.
+class Authorizer:
+    """Who may do what, decided once from the configuration; the web app, the API and the CLI
+    all ask this one object, so there is one rule per mode.
 
-    With `cfg.auth == "open"` (the explicit single-user mode on localhost) the local operator
-    owns everything, so every check passes.
+    In open mode (the explicit single-user mode, served on localhost only) the local operator,
+    who has no account, owns everything, so its checks pass; a caller that is an account (an
+    API key's owner) is held to its role in either mode.
     """
-    if cfg is not None and getattr(cfg, "auth", None) == "open":
-        return user or OPEN_USER
-    if role not in ROLES:
-        raise ValueError(f"unknown role {role!r}")
-    row = get_user(store, user)
-    if row is None:
-        raise Forbidden("log in first: this action needs an account"
-                        + (" with the admin role" if role == "admin" else ""))
-    if role == "admin" and row["role"] != "admin":
-        raise Forbidden(f"user {user!r} may not do this: it needs the admin role")
-    return row["name"]
 
+    def __init__(self, cfg: Config, store: Store):
+        self.open = cfg.auth == "open"
+        self.store = store
 
-def require_admin(store: Store, user: str | None, cfg=None) -> str:
-    """require_role(store, user, "admin", cfg)."""
-    return require_role(store, user, "admin", cfg)
+    def require(self, user: str | None, role: str = "user") -> str:
+        """The caller's name, or Forbidden unless `user` has `role` (admins pass every check)."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r}")
+        row = get_user(self.store, user)
+        if row is None and self.open:
+            return user or OPEN_USER
+        if row is None:
+            raise Forbidden("log in first: this action needs an account"
+                            + (" with the admin role" if role == "admin" else ""))
+        if role == "admin" and row["role"] != "admin":
+            raise Forbidden(f"user {user!r} may not do this: it needs the admin role")
+        return row["name"]
 
+    def is_admin(self, user: str | None) -> bool:
+        try:
+            self.require(user, "admin")
+        except Forbidden:
+            return False
+        return True
 
-def is_admin(store: Store, user: str | None, cfg=None) -> bool:
-    try:
-        require_admin(store, user, cfg)
-    except Forbidden:
-        return False
-    return True
-
-
-def web_user(cfg, request) -> str:
-    """Who is calling the web app: the login name, or in open mode the local operator. Never
-    taken from session state, which a client can address by its hash."""
-    if cfg.auth == "open":
-        return OPEN_USER
-    name = getattr(request, "username", None) if request is not None else None
-    if not name:
-        raise Forbidden("log in first")
-    return name
+    def web_user(self, request) -> str:
+        """Who is calling the web app: the login name, or in open mode the local operator.
+        Never taken from session state, which a client can address by its hash."""
+        if self.open:
+            return OPEN_USER
+        name = request.username if request is not None else None
+        if not name:
+            raise Forbidden("log in first")
+        return name
 
 
 def check_auth_mode(cfg, host: str, store: Store | None = None) -> None:

@@ -1,14 +1,39 @@
-"""Core subcommands: provision, serve, ask."""
+"""The chat package's subcommands: provision, serve, ask; prompts (versioned prompt profiles);
+users (accounts and API keys for the web login and the API)."""
 
 from __future__ import annotations
 
+import getpass
 import json
 import sys
 
+from chat import auth
 from chat.config import Config, positive_int, replace
+from chat.engine.engine import GenParams
+from chat.engine.loading import load_embedder, resolve_base_model
+from chat.errors import BadInput, NotFound
+from chat.profiles import (
+    ProfileStore,
+    load_profile_file,
+    preview,
+    preview_questions,
+    profile_as_json,
+)
+from chat.runtime import build_runtime
+from chat.server import serve
+from feedback.store import Store
 
 
 def register(sub) -> None:
+    _register_chat(sub)
+    _register_prompts(sub)
+    _register_users(sub)
+
+
+# ---------------------------------------------------------------------------- chat
+
+
+def _register_chat(sub) -> None:
     p = sub.add_parser("provision", help="convert/cache the default models (run by make)")
     p.set_defaults(func=cmd_provision)
 
@@ -28,8 +53,6 @@ def register(sub) -> None:
 
 
 def cmd_provision(cfg: Config, args) -> int:
-    from chat.engine.loading import load_embedder, resolve_base_model
-
     print(f"base model: {resolve_base_model(cfg)}")
     load_embedder(cfg)
     print("embedder: ok")
@@ -37,8 +60,6 @@ def cmd_provision(cfg: Config, args) -> int:
 
 
 def cmd_serve(cfg: Config, args) -> int:
-    from chat.server import serve
-
     cfg = replace(cfg, host=args.host or cfg.host, port=cfg.port if args.port is None
                   else args.port)  # checked here, before the model loads
     serve(cfg, host=cfg.host, port=cfg.port)
@@ -46,9 +67,6 @@ def cmd_serve(cfg: Config, args) -> int:
 
 
 def cmd_ask(cfg: Config, args) -> int:
-    from chat.engine.engine import GenParams
-    from chat.runtime import build_runtime
-
     rt = build_runtime(cfg)
     params = GenParams(
         args.temperature if args.temperature is not None else cfg.temperature, cfg.top_p,
@@ -63,4 +81,176 @@ def cmd_ask(cfg: Config, args) -> int:
     print(pass_text)
     for i, s in enumerate(answer.sources, 1):
         print(f"  [{i}] {s.document} (score {s.score:.2f})", file=sys.stderr)
+    return 0
+
+
+# ---------------------------------------------------------------------------- prompts
+
+
+def _register_prompts(sub) -> None:
+    p = sub.add_parser("prompts", help="versioned system prompts and few-shot examples")
+    psub = p.add_subparsers(dest="prompts_command", required=True, metavar="ACTION")
+    a = psub.add_parser("list", help="all versions with their status")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=prompts_list)
+    a = psub.add_parser("show", help="one version in full")
+    a.add_argument("version", type=int)
+    a.set_defaults(func=prompts_show)
+    a = psub.add_parser("add", help="add a new version from a JSON file (not activated)")
+    a.add_argument("file")
+    a.add_argument("--user", default="cli")
+    a.set_defaults(func=prompts_add)
+    a = psub.add_parser("activate", help="make a version the active one (no restart needed)")
+    a.add_argument("version", type=int)
+    a.set_defaults(func=prompts_activate)
+    a = psub.add_parser("preview", help="answers of the active and a candidate version")
+    a.add_argument("version", type=int)
+    a.add_argument("--n", type=positive_int, default=3, help="how many held-out questions")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=prompts_preview)
+
+
+def _profiles(cfg: Config):
+    return ProfileStore(Store(cfg.db_path), cfg.system_prompt)
+
+
+def prompts_list(cfg: Config, args) -> int:
+    rows = _profiles(cfg).list()
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    for r in rows:
+        shots = len(json.loads(r["few_shot_json"])) // 2
+        print(f"v{r['version']:<4} {r['status']:<8} {r['created_at'][:19]}  few-shot={shots}  "
+              f"{(r['note'] or '')[:40]}  {r['system_prompt'][:60]!r}")
+    return 0
+
+
+def prompts_show(cfg: Config, args) -> int:
+    print(json.dumps(profile_as_json(_profiles(cfg).get(args.version)), indent=2,
+                     ensure_ascii=False))
+    return 0
+
+
+def prompts_add(cfg: Config, args) -> int:
+    profile, note = load_profile_file(args.file)
+    version = _profiles(cfg).add(profile, args.user, note)
+    print(f"added prompt profile v{version} (activate with: launch.py prompts activate {version})")
+    return 0
+
+
+def prompts_activate(cfg: Config, args) -> int:
+    _profiles(cfg).activate(args.version)
+    print(f"prompt profile v{args.version} is active")
+    return 0
+
+
+def prompts_preview(cfg: Config, args) -> int:
+    rt = build_runtime(cfg)
+    candidate = _profiles(cfg).get(args.version)
+    rows = preview(rt.service, candidate, preview_questions(rt.store, args.n))
+    if args.json:
+        print(json.dumps(rows, ensure_ascii=False))
+        return 0
+    for row in rows:
+        print(f"Q: {row['question']}\n  active:    {row['active']!r}\n"
+              f"  candidate: {row['candidate']!r}\n")
+    return 0
+
+
+# ---------------------------------------------------------------------------- users
+
+
+def _register_users(sub) -> None:
+    p = sub.add_parser("users", help="manage accounts and API keys")
+    users = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+
+    q = users.add_parser("add", help="create an account (password from --password, a prompt "
+                         "or one line on stdin)")
+    q.add_argument("name")
+    q.add_argument("--admin", action="store_true", help="give it the admin role")
+    q.add_argument("--password", default=None, help="(visible in the process list: prefer "
+                   "the prompt or stdin)")
+    q.set_defaults(func=users_add)
+
+    q = users.add_parser("list", help="accounts, roles and number of API keys")
+    q.add_argument("--json", action="store_true")
+    q.set_defaults(func=users_list)
+
+    q = users.add_parser("passwd", help="set a new password")
+    q.add_argument("name")
+    q.add_argument("--password", default=None)
+    q.set_defaults(func=users_passwd)
+
+    q = users.add_parser("role", help="make an account admin or user")
+    q.add_argument("name")
+    q.add_argument("role", choices=["user", "admin"])
+    q.set_defaults(func=users_role)
+
+    q = users.add_parser("key", help="print a new API key for NAME (shown once)")
+    q.add_argument("name")
+    q.add_argument("--revoke", action="store_true", help="delete NAME's keys instead")
+    q.set_defaults(func=users_key)
+
+
+def _store(cfg: Config):
+    return Store(cfg.db_path)
+
+
+def read_password(given: str | None, confirm: bool = True) -> str:
+    """--password, else a hidden prompt (twice) on a terminal, else one line of stdin."""
+    if given is not None:
+        return given
+    if not sys.stdin.isatty():
+        return sys.stdin.readline().rstrip("\r\n")
+    first = getpass.getpass("password: ")
+    if confirm and getpass.getpass("again: ") != first:
+        raise BadInput("the two passwords differ")
+    return first
+
+
+def users_add(cfg: Config, args) -> int:
+    name = auth.check_name(args.name)  # before asking for a password
+    password = read_password(args.password)
+    auth.check_password_rules(password)
+    row = auth.add_user(_store(cfg), name, password, "admin" if args.admin else "user")
+    print(f"added {row['role']} {row['name']}")
+    return 0
+
+
+def users_list(cfg: Config, args) -> int:
+    rows = auth.list_users(_store(cfg))
+    if args.json:
+        print(json.dumps(rows))
+        return 0
+    if not rows:
+        print("no users (add one with: launch.py users add NAME --admin)")
+    for r in rows:
+        print(f"{r['name']:<24} {r['role']:<6} keys={r['api_keys']}  since {r['created_at']}")
+    return 0
+
+
+def users_passwd(cfg: Config, args) -> int:
+    store = _store(cfg)
+    if auth.get_user(store, args.name) is None:
+        raise NotFound(f"no user {args.name!r}")
+    auth.set_password(store, args.name, read_password(args.password))
+    print(f"password of {args.name} changed")
+    return 0
+
+
+def users_role(cfg: Config, args) -> int:
+    auth.set_role(_store(cfg), args.name, args.role)
+    print(f"{args.name} is now {args.role}")
+    return 0
+
+
+def users_key(cfg: Config, args) -> int:
+    if args.revoke:
+        store = _store(cfg)
+        if auth.get_user(store, args.name) is None:  # a typo must not look like a revoked key
+                raise NotFound(f"no user {args.name!r}")
+        print(f"revoked {auth.revoke_api_keys(store, args.name)} key(s) of {args.name}")
+        return 0
+    print(auth.create_api_key(_store(cfg), args.name))
     return 0

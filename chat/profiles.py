@@ -6,6 +6,7 @@ import json
 from dataclasses import asdict
 from pathlib import Path
 
+from chat.engine.engine import GenParams
 from chat.errors import BadInput, NotFound
 from chat.prompt import DEFAULT_SOURCE_TEMPLATE, PromptProfile, question_of
 from feedback.store import Store, dumps, utcnow
@@ -162,8 +163,8 @@ FALLBACK_QUESTIONS = ["What can you help me with?", "How do I rate an answer?",
 def preview_questions(store: Store, n: int = 5) -> list[str]:
     """Recent distinct questions people gave feedback on (the gate's prompts), else a few."""
     questions: list[str] = []
-    for row in store.query("SELECT prompt_json FROM preferences ORDER BY id DESC LIMIT 200"):
-        prompt = json.loads(row["prompt_json"])
+    for prompt_json in store.preference_prompts(200):
+        prompt = json.loads(prompt_json)
         text = prompt if isinstance(prompt, str) else next(
             (question_of(m["content"]) for m in reversed(prompt) if m.get("role") == "user"),
             None)
@@ -177,10 +178,13 @@ def preview_questions(store: Store, n: int = 5) -> list[str]:
 def preview(service, candidate: PromptProfile, questions: list[str],
             max_new_tokens: int = 96) -> list[dict]:
     """Answers of the active and the candidate profile to the same questions, unrecorded."""
-    from chat.engine.engine import GenParams
-
     params = GenParams(temperature=0.0, max_new_tokens=max_new_tokens)
     active = service.profile()
     return [{"question": q,
              "active": service.draft_answer(q, active, params),
              "candidate": service.draft_answer(q, candidate, params)} for q in questions]
+
+
+def active_profile(store: Store, cfg) -> PromptProfile:
+    """The prompt profile serving now: bare imported questions, exports and the gate use it."""
+    return ProfileStore(store, cfg.system_prompt).active()

@@ -5,62 +5,56 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable
 
+from starlette.requests import HTTPConnection
+
+from chat.api.routes import install_api
+from chat.auth import OPEN_USER, Authorizer, check_auth_mode, verify_password
 from chat.config import Config
-from chat.limits import RateLimiter
+from chat.runtime import Runtime, build_runtime
+from chat.web.downloads import DownloadGuard
+from chat.web.login_guard import LoginGuard, LoginThrottle
+from feedback.store import Store
 
 
-def login_checker(store) -> Callable[[str, str], bool]:
+def login_checker(store: Store) -> Callable[[str, str], bool]:
     """Gradio's auth callable: true only for a known user with the right password. Guessing
     is slowed down before this is called, per client address (chat/web/login_guard.py)."""
-    from chat.auth import verify_password
-
     return lambda username, password: verify_password(store, username, password)
 
 
-def _watch_adapters(rt):
+def _watch_adapters(rt: Runtime):
     """Lifespan: follow the adapter registry (hot-swap) while the server runs."""
 
     @contextlib.asynccontextmanager
     async def lifespan(app):
-        pool = rt.service.adapters
-        if pool is not None and hasattr(pool, "start"):
-            pool.start()
+        rt.service.adapters.start()
         try:
             yield
         finally:
-            if pool is not None and hasattr(pool, "stop"):
-                pool.stop()
+            rt.service.adapters.stop()
 
     return lifespan
 
 
-def build_server(rt):
+def build_server(rt: Runtime):
     """The ASGI app: /v1 API routes, /docs, /healthz, and the Gradio app at "/"."""
     import gradio as gr
     from fastapi import FastAPI
     from fastapi.middleware.cors import CORSMiddleware
 
-    from chat.api.routes import ApiContext, install_api
-    from chat.limits import InFlight
-    from chat.web.app import build_app
-    from chat.web.chat_handlers import AppContext
-    from chat.web.downloads import DownloadGuard
-    from chat.web.login_guard import LoginGuard, LoginThrottle
+    from chat.web.app import build_app  # Gradio: loaded only where a server is built
 
     cfg = rt.cfg
-    if rt.service.limiter is None:
-        rt.service.limiter = RateLimiter(cfg.rate_limit_per_minute)
     app = FastAPI(title="Learning Chat", version="0.1.0", lifespan=_watch_adapters(rt),
                   description="An OpenAI-compatible chat API with RAG and feedback; the web "
                   "app is served at /.")
-    install_api(app, ApiContext(rt.service, InFlight(cfg.max_queue)))
+    install_api(app, rt)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz():
         return {"ok": True}
 
-    ctx = AppContext(rt.service)
-    blocks = build_app(ctx)
+    blocks = build_app(rt)
     accounts = cfg.auth == "accounts"
     # The parent app's own CORS policy replaces Gradio's, which answers any localhost origin
     # with Allow-Credentials: only the app's own origin (and CHAT_ALLOWED_ORIGINS) may make
@@ -82,19 +76,14 @@ def build_server(rt):
     # in a handler's inputs until it is set (processing_utils._check_allowed): without this,
     # any path a client names in a Chatbot or File value is copied to the cache and served.
     blocks.has_launched = True
-    app.add_middleware(DownloadGuard, downloads=ctx.downloads,
-                       user_of=_web_login(app, cfg))
-    app.state.downloads = ctx.downloads
+    app.add_middleware(DownloadGuard, downloads=rt.downloads,
+                       user_of=_web_login(app, rt.authorizer))
     return app
 
 
-def _web_login(app, cfg: Config) -> Callable[[dict], str | None]:
+def _web_login(app, authorizer: Authorizer) -> Callable[[dict], str | None]:
     """The login name behind an HTTP request to the web app (Gradio's session cookie)."""
-    from starlette.requests import HTTPConnection
-
-    from chat.auth import OPEN_USER
-
-    if cfg.auth == "open":
+    if authorizer.open:
         return lambda scope: OPEN_USER
     web = next(r.app for r in app.routes if hasattr(getattr(r, "app", None), "tokens"))
 
@@ -111,14 +100,10 @@ def serve(cfg: Config, host: str, port: int) -> None:
     """Check the auth mode, load everything once, then run uvicorn until interrupted."""
     import uvicorn
 
-    from chat.auth import check_auth_mode
-    from chat.runtime import build_runtime
-    from feedback.store import Store
-
     check_auth_mode(cfg, host, Store(cfg.db_path))  # fail before loading the model
     rt = build_runtime(cfg)
     rt.service.adapters.start()  # follow activations made elsewhere (CLI, admin) within ~1 s
-    if rt.service.retriever is not None and cfg.top_k > 0:  # CHAT_TOP_K=0: no retrieval
+    if cfg.top_k > 0:  # CHAT_TOP_K=0: no retrieval
         print("Loading the embedder and the knowledge base index...", flush=True)
         rt.service.retriever.refresh()  # so the first question does not pay for it
     app = build_server(rt)

@@ -9,8 +9,11 @@ from typing import Protocol
 
 from chat.config import Config
 from chat.engine.engine import BASE, Engine, GenParams
+from chat.engine.pool import AdapterPool
 from chat.errors import BadInput
 from chat.focus import focus_sources
+from chat.limits import RateLimiter
+from chat.profiles import ProfileStore
 from chat.prompt import PromptProfile, Source, build_messages
 from chat.sanitize import check_unicode
 from feedback.store import Store
@@ -45,27 +48,21 @@ class Answer:
 class ChatService:
     """Business logic shared by the web UI, the HTTP API and the CLI."""
 
-    def __init__(self, cfg: Config, engine: Engine, store: Store,
-                 retriever: Retriever | None = None, adapters=None, prompts=None):
+    def __init__(self, cfg: Config, engine: Engine, store: Store, *, retriever: Retriever,
+                 adapters: AdapterPool, prompts: ProfileStore, limiter: RateLimiter):
         self.cfg = cfg
         self.engine = engine
         self.store = store
         self.retriever = retriever
-        self.adapters = adapters  # training.registry.AdapterPool (active version, loading)
-        self.prompts = prompts  # chat.profiles.ProfileStore (active prompt profile)
-        self.limiter = None  # chat.limits.RateLimiter, set by the server (web app and API)
+        self.adapters = adapters  # the active version, and the pinned ones loaded on demand
+        self.prompts = prompts  # the active prompt profile, read per request
+        self.limiter = limiter  # per-user requests a minute (web app, API and CLI alike)
 
     def profile(self) -> PromptProfile:
-        if self.prompts is not None:
-            return self.prompts.active()
-        return PromptProfile(system_prompt=self.cfg.system_prompt)
+        return self.prompts.active()
 
     def resolve_adapter(self, pinned: str | None) -> str | None:
         """The version this request is served by, fixed for its whole life."""
-        if self.adapters is None:
-            if pinned not in (None, BASE):
-                raise BadInput(f"unknown adapter version {pinned!r}")
-            return None
         return self.adapters.resolve(pinned)
 
     def check_text(self, text: str, what: str, factor: int = 1) -> str:
@@ -104,8 +101,6 @@ class ChatService:
         return turns
 
     def retrieve(self, question: str) -> list[Source]:
-        if self.retriever is None:
-            return []
         return self.retriever.search(question, self.cfg.top_k, self.cfg.min_score)
 
     def build_prompt(self, profile: PromptProfile, question: str, history: list[dict] | None,
@@ -128,8 +123,7 @@ class ChatService:
         """Yield the growing Answer after each piece; the last one has message_id set."""
         question = self.check_question(question)
         history = self.check_history(history)
-        if self.limiter is not None:
-            self.limiter.check(user)
+        self.limiter.check(user)
         params = params or self.default_params()
         version = self.resolve_adapter(adapter) or BASE
         profile = self.profile()
@@ -185,17 +179,11 @@ class ChatService:
         content = self.check_text((content or "").strip(), "the correction", ANSWER_FACTOR)
         return self.store.record_correction(message_id, user, content)
 
+    def choose(self, prompt: list[dict], answer_a: str, answer_b: str, choice: str, user: str,
+               adapter_a: str | None = None, adapter_b: str | None = None,
+               prompt_version: int | None = None) -> int:
+        """Record a pick between two answers to one prompt (web app and API); A or B also
+        becomes a preference pair."""
+        return self.store.record_comparison(prompt, answer_a, answer_b, choice, user,
+                                            adapter_a, adapter_b, prompt_version)
 
-@dataclass
-class ServiceContext:
-    """What request handlers (web app, HTTP API) share: one ChatService, loaded once."""
-
-    service: ChatService
-
-    @property
-    def store(self):
-        return self.service.store
-
-    @property
-    def cfg(self):
-        return self.service.cfg

@@ -10,15 +10,11 @@ import threading
 import time
 from pathlib import Path
 
+from chat.bench.common import percentile
 from feedback.store import Store
 
 WRITES_PER_WRITER = 100
 MESSAGES = 100
-
-
-def _percentile(values: list[float], q: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(round(q / 100 * (len(values) - 1))))]
 
 
 def _setup(store: Store) -> list[int]:
@@ -50,7 +46,7 @@ def _run(store: Store, message_ids: list[int], writers: int, tag: str) -> dict:
         t.join()
     elapsed = time.perf_counter() - start
     flat = [x for lat in latencies for x in lat]
-    return {"p50": statistics.median(flat), "p99": _percentile(flat, 99),
+    return {"p50": statistics.median(flat), "p99": percentile(flat, 99),
             "writes_per_s": len(flat) / elapsed, "n": len(flat)}
 
 
@@ -62,7 +58,7 @@ def bench_feedback(json_out: bool = False) -> dict:
         _run(store, ids, 4, "warmup")
         one = _run(store, ids, 1, "w1")
         many = _run(store, ids, 32, "w32")
-        rows = store.db.execute("SELECT count(*) FROM ratings").fetchone()[0]
+        rows = store.counts()["ratings"]
     result = {
         "p50_ms_1": round(one["p50"], 3), "p99_ms_1": round(one["p99"], 3),
         "writes_per_s_1": round(one["writes_per_s"], 1),

@@ -6,6 +6,11 @@ import json
 import sys
 
 from chat.config import Config
+from chat.profiles import active_profile
+from feedback.export import export_rows, write_jsonl
+from feedback.importer import import_file
+from feedback.stats import feedback_stats, format_stats
+from feedback.store import Store
 
 
 def register(sub) -> None:
@@ -27,14 +32,10 @@ def register(sub) -> None:
 
 
 def _store(cfg: Config):
-    from feedback.store import Store
-
     return Store(cfg.db_path)
 
 
 def cmd_import(cfg: Config, args) -> int:
-    from feedback.importer import import_file
-
     counts = import_file(_store(cfg), args.file)
     detail = ", ".join(f"{kind} {n}" for kind, n in sorted(counts.items()))
     print(f"imported {sum(counts.values())} lines: {detail}")
@@ -42,9 +43,6 @@ def cmd_import(cfg: Config, args) -> int:
 
 
 def cmd_export(cfg: Config, args) -> int:
-    from feedback.export import export_rows, write_jsonl
-    from training.runner import active_profile
-
     store = _store(cfg)
     # framed as training frames them (bare imported questions get the active system prompt)
     rows = export_rows(store, args.format, active_profile(store, cfg))
@@ -55,8 +53,6 @@ def cmd_export(cfg: Config, args) -> int:
 
 
 def cmd_stats(cfg: Config, args) -> int:
-    from feedback.stats import feedback_stats, format_stats
-
     stats = feedback_stats(_store(cfg))
     print(json.dumps(stats, ensure_ascii=False) if args.json else format_stats(stats))
     return 0

@@ -10,6 +10,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from chat.errors import BadInput
+from chat.prompt import PromptProfile, build_messages
 from feedback.store import Store, same_answer
 
 FORMATS = ("dpo", "kto", "raw")
@@ -25,8 +26,6 @@ def normalize_prompt(prompt, profile=None) -> list[dict]:
     """Messages exactly as the model saw them. A bare imported question is framed by `profile`
     (a PromptProfile or a plain system prompt) as serving would frame it; without a profile
     it becomes a lone user turn."""
-    from chat.prompt import PromptProfile, build_messages
-
     if isinstance(profile, str):
         profile = PromptProfile(system_prompt=profile)
     if isinstance(prompt, str):
@@ -116,7 +115,7 @@ def raw_rows(store: Store) -> list[dict]:
 
 def export_rows(store: Store, fmt: str, profile=None) -> list[dict]:
     """Rows for `fmt`: dpo/kto keep only TRL's columns; raw keeps everything. Pass the active
-    profile (training.runner.active_profile) so dpo/kto rows are the ones a run trains on."""
+    profile (chat.profiles.active_profile) so dpo/kto rows are the ones a run trains on."""
     if fmt == "dpo":
         return [{k: r[k] for k in DPO_KEYS} for r in dpo_rows(store, profile)]
     if fmt == "kto":

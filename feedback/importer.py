@@ -9,7 +9,7 @@ from pathlib import Path
 from chat.errors import BadInput
 from chat.prompt import question_of
 from chat.sanitize import check_unicode
-from feedback.store import RATING_REASONS, Store, check_pair, dumps, same_answer, utcnow
+from feedback.store import RATING_REASONS, Rows, Store, check_pair, dumps, same_answer
 
 IMPORT_VERSION = "import"  # adapter_version of messages that came from a file, not a model
 ROLES = ("system", "user", "assistant")
@@ -104,56 +104,45 @@ def parse_file(path: Path | str) -> list[dict]:
 # ---------------------------------------------------------------------------- writing
 
 
-def _answer(store: Store, db, rec: dict, content: str, now: str) -> int:
+def _answer(rows: Rows, rec: dict, content: str) -> int:
     """A conversation holding the prompt turns and the imported answer; returns its message id."""
     prompt = rec["prompt"]
     title = next((question_of(m["content"]) for m in reversed(prompt) if m["role"] == "user"),
                  "")[:80]
-    conv = store._insert(db, "conversations", {"user": rec["user"], "created_at": now,
-                                               "title": title})
+    conv = rows.conversation(rec["user"], title)
     parent = None
     for m in prompt:
         if m["role"] == "system":
             continue
         # earlier answers of an imported conversation carry the import marker too: no model
         # of ours wrote them, so stats must not count them as the base model's
-        parent = store._insert(db, "messages", {
-            "conversation_id": conv, "parent_id": parent, "role": m["role"],
-            "content": question_of(m["content"]) if m["role"] == "user" else m["content"],
-            "adapter_version": IMPORT_VERSION if m["role"] == "assistant" else None,
-            "created_at": now})
-    return store._insert(db, "messages", {
-        "conversation_id": conv, "parent_id": parent, "role": "assistant", "content": content,
-        "adapter_version": IMPORT_VERSION, "prompt_json": dumps(prompt), "created_at": now})
+        parent = rows.message(
+            conv, m["role"],
+            question_of(m["content"]) if m["role"] == "user" else m["content"],
+            parent_id=parent,
+            adapter_version=IMPORT_VERSION if m["role"] == "assistant" else None)
+    return rows.message(conv, "assistant", content, parent_id=parent,
+                        adapter_version=IMPORT_VERSION, prompt=prompt)
 
 
-def _write(store: Store, db, rec: dict, now: str) -> None:
+def _write(rows: Rows, rec: dict) -> None:
     user, prompt_json = rec["user"], dumps(rec["prompt"])
     if rec["type"] == "preference":
-        store._insert(db, "preferences", {
-            "prompt_json": prompt_json, "chosen": rec["chosen"], "rejected": rec["rejected"],
-            "source": "import", "user": user, "adapter_version": IMPORT_VERSION,
-            "created_at": now})
+        rows.preference(prompt_json, rec["chosen"], rec["rejected"], "import", user,
+                        adapter_version=IMPORT_VERSION)
     elif rec["type"] == "rating":
-        mid = _answer(store, db, rec, rec["completion"], now)
-        store._insert(db, "ratings", {
-            "message_id": mid, "user": user, "value": rec["value"], "reason": rec["reason"],
-            "comment": rec["comment"], "created_at": now})
+        mid = _answer(rows, rec, rec["completion"])
+        rows.rating(mid, user, rec["value"], rec["reason"], rec["comment"])
     else:
-        mid = _answer(store, db, rec, rec["original"], now)
-        store._insert(db, "corrections", {
-            "message_id": mid, "user": user, "content": rec["corrected"], "created_at": now})
-        store._insert(db, "preferences", {
-            "prompt_json": prompt_json, "chosen": rec["corrected"], "rejected": rec["original"],
-            "source": "correction", "user": user, "message_id": mid,
-            "adapter_version": IMPORT_VERSION, "created_at": now})
+        mid = _answer(rows, rec, rec["original"])
+        rows.correction(mid, user, rec["corrected"], original=rec["original"],
+                        prompt_json=prompt_json, adapter_version=IMPORT_VERSION)
 
 
 def import_file(store: Store, path: Path | str) -> dict[str, int]:
     """Import a JSONL file all or nothing; returns how many lines of each type were imported."""
     records = parse_file(path)
-    now = utcnow()
-    with store.write() as db:
+    with store.batch() as rows:  # one transaction: a failure on any line stores no line
         for rec in records:
-            _write(store, db, rec, now)
+            _write(rows, rec)
     return dict(Counter(rec["type"] for rec in records))

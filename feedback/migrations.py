@@ -105,3 +105,13 @@ def m003_run_process_identity(db: Database) -> None:
     """A training run's process by more than its pid: after a reboot (or a long time) the pid
     may belong to another process, and the run would look alive forever."""
     db["training_runs"].add_column("pid_identity", str)
+
+
+COUNTED = ("conversations", "messages", "ratings", "corrections", "preferences", "comparisons",
+           "documents", "chunks", "adapters", "training_runs")
+
+
+def table_counts(db: Database) -> dict[str, int]:
+    """Rows per table. It spans every table family, so it lives with the schema, the one module
+    that knows them all, rather than in any family's owner."""
+    return {t: db.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in COUNTED}

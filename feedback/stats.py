@@ -1,7 +1,9 @@
-"""Feedback counts: by kind, by reason, by adapter version and by (prompt, adapter) version."""
+"""Feedback counts: by kind, by reason, by adapter version and by (prompt, adapter) version;
+and the admin console's views of the latest feedback."""
 
 from __future__ import annotations
 
+from chat.errors import BadInput
 from feedback.store import RATING_REASONS, Store
 
 
@@ -82,3 +84,45 @@ def _thumbs(s: dict) -> str:
     rate = "-" if s["thumbs_down_rate"] is None else f"{100 * s['thumbs_down_rate']:.1f}%"
     return (f"{s['answers']} answers, +{s['thumbs_up']} -{s['thumbs_down']} "
             f"(thumbs-down rate {rate})")
+
+
+def feedback_since(store: Store, since: str) -> int:
+    """Preference pairs and ratings created after `since` (an ISO time; "" counts them all)."""
+    row = store.one("SELECT (SELECT count(*) FROM preferences WHERE created_at > ?) + "
+                    "(SELECT count(*) FROM ratings WHERE created_at > ?) AS n", (since, since))
+    return row["n"]
+
+
+def thumbs_down_by_day(store: Store) -> list[dict]:
+    """Thumbs-down rate per adapter version per day (rows for a line plot)."""
+    return store.query(
+        "SELECT substr(r.created_at, 1, 10) AS day, coalesce(m.adapter_version, 'base') "
+        "AS adapter, avg(r.value = -1) AS down_rate, count(*) AS n FROM ratings r "
+        "JOIN messages m ON m.id = r.message_id GROUP BY day, adapter ORDER BY day, adapter")
+
+
+RECENT = {  # one SELECT per kind, the same columns each, so they can be UNIONed
+    "rating": "SELECT 'rating' AS kind, r.created_at, r.user, m.content AS answer, "
+              "CASE r.value WHEN 1 THEN 'up' ELSE 'down' END || "
+              "coalesce(': ' || r.reason, '') || coalesce(' - ' || r.comment, '') AS detail, "
+              "r.reason AS reason FROM ratings r JOIN messages m ON m.id = r.message_id",
+    "correction": "SELECT 'correction', c.created_at, c.user, m.content, c.content, NULL "
+                  "FROM corrections c JOIN messages m ON m.id = c.message_id",
+    "preference": "SELECT 'preference', created_at, user, rejected, 'chosen: ' || chosen, "
+                  "NULL FROM preferences WHERE source != 'correction'",
+}
+
+
+def recent_feedback(store: Store, kind: str = "all", reason: str = "",
+                    limit: int = 50) -> list[dict]:
+    """Latest ratings, corrections and preferences (kind "all" or one of RECENT), newest
+    first; with `reason`, only ratings given that reason."""
+    if kind != "all" and kind not in RECENT:
+        raise BadInput(f"unknown feedback kind {kind!r}")
+    chosen = RECENT.values() if kind == "all" else [RECENT[kind]]
+    sql = " UNION ALL ".join(chosen)
+    where, params = "", []
+    if reason:
+        where, params = "WHERE reason = ?", [reason]
+    return store.query(f"SELECT * FROM ({sql}) {where} ORDER BY created_at DESC LIMIT ?",
+                       [*params, limit])

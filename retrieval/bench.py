@@ -12,6 +12,10 @@ import time
 
 import numpy as np
 
+from chat.config import load_config
+from retrieval.embed import Embedder
+from retrieval.retriever import KNOWLEDGE_DIR
+
 K = 10
 
 
@@ -49,10 +53,6 @@ def recall(found: np.ndarray, truth: np.ndarray) -> float:
 
 def embed_throughput(n_chunks: int = 64) -> float:
     """Chunks/s for the configured embedder on ~200-token passages of the shipped knowledge."""
-    from chat.config import load_config
-    from retrieval.embed import Embedder
-    from retrieval.retriever import KNOWLEDGE_DIR
-
     emb = Embedder(load_config())
     words = " ".join(p.read_text() for p in sorted(KNOWLEDGE_DIR.glob("*.md"))).split()
     chunks = [" ".join(words[(i * 37) % 300:(i * 37) % 300 + 150]) for i in range(n_chunks)]

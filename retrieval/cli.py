@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 
 from chat.config import Config
+from feedback.store import Store
+from retrieval.ingest import list_documents
+from retrieval.retriever import Retriever
 
 
 def register(sub) -> None:
@@ -25,9 +28,6 @@ def register(sub) -> None:
 
 
 def _retriever(cfg: Config):
-    from feedback.store import Store
-    from retrieval.retriever import Retriever
-
     return Retriever(cfg, Store(cfg.db_path))
 
 
@@ -45,9 +45,6 @@ def cmd_ingest(cfg: Config, args) -> int:
 
 
 def cmd_documents_list(cfg: Config, args) -> int:
-    from feedback.store import Store
-    from retrieval.ingest import list_documents
-
     docs = list_documents(Store(cfg.db_path))  # no embedder needed just to list
     if args.json:
         print(json.dumps(docs, ensure_ascii=False))

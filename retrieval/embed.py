@@ -8,6 +8,7 @@ import threading
 import numpy as np
 
 from chat.config import Config
+from chat.engine.loading import load_embedder, pick_device, resolve_embedder
 
 _MODELS: dict[tuple[str, str], object] = {}
 _MODELS_LOCK = threading.Lock()
@@ -15,8 +16,6 @@ _MODELS_LOCK = threading.Lock()
 
 def _shared_model(cfg: Config):
     """One SentenceTransformer per (source, device) per process: runtimes and tests share it."""
-    from chat.engine.loading import load_embedder, pick_device, resolve_embedder
-
     key = (resolve_embedder(cfg), pick_device(cfg.device))
     with _MODELS_LOCK:
         if key not in _MODELS:

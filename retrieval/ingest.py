@@ -103,6 +103,25 @@ def delete_document(store: Store, document_id: int) -> list[int]:
     return ids
 
 
+def has_content(store: Store, sha: str) -> bool:
+    """Whether some document already holds these bytes (under any path)."""
+    return store.one("SELECT 1 FROM documents WHERE sha256 = ?", (sha,)) is not None
+
+
+def get_document(store: Store, document_id: int) -> dict | None:
+    return store.one("SELECT id, path, title, sha256, size, added_at FROM documents "
+                     "WHERE id = ?", (document_id,))
+
+
+def retitle(store: Store, titles: dict[str, tuple[str, str]]) -> None:
+    """path -> (old title, new title): each document whose title is still the old one gets the
+    new one, all in one transaction; any other title (say, one found in the file) is kept."""
+    with store.write() as db:
+        for path, (old, new) in titles.items():
+            db.conn.execute("UPDATE documents SET title = ? WHERE path = ? AND title = ?",
+                            (new, path, old))
+
+
 def list_documents(store: Store) -> list[dict]:
     return store.query(
         "SELECT d.id, d.path, d.title, d.sha256, d.size, d.added_at, count(c.id) AS chunks "

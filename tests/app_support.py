@@ -1,25 +1,23 @@
-"""What the web-app handler tests share: a context around the tiny model, asking, a like."""
+"""What the web-app handler tests share: a runtime around the tiny model, asking, a like."""
 
 from types import SimpleNamespace
 
 import pytest
 
-from chat.config import replace
-from chat.service import ChatService
-from chat.web.chat_handlers import AppContext, new_session, respond
+from chat.web.chat_handlers import new_session, respond
+from tests.wiring_support import wired
 
 
 @pytest.fixture
 def ctx(cfg, store, tiny_engine):
     """The real store and service around a tiny random model: the words do not matter here."""
-    return AppContext(ChatService(replace(cfg, max_new_tokens=6), tiny_engine, store))
+    return wired(cfg, tiny_engine, store, max_new_tokens=6)
 
 
 @pytest.fixture
 def accounts_ctx(ctx):
     """The same handlers behind logins (CHAT_AUTH=accounts): `login(name)` is the request."""
-    return AppContext(ChatService(replace(ctx.cfg, auth="accounts"), ctx.service.engine,
-                                  ctx.store))
+    return wired(ctx.cfg, ctx.engine, ctx.store, auth="accounts")
 
 
 def login(name: str) -> SimpleNamespace:

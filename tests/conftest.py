@@ -71,6 +71,7 @@ def store(cfg):
 
 @pytest.fixture
 def service(cfg, store, real_engine):
-    from chat.service import ChatService
+    """The service of a whole runtime around the real model (an empty knowledge base)."""
+    from tests.wiring_support import wired
 
-    return ChatService(cfg, real_engine, store)
+    return wired(cfg, real_engine, store).service

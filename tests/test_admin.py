@@ -6,8 +6,7 @@ import pytest
 
 from chat.auth import add_user
 from chat.errors import BadInput, Forbidden, NotEnoughData, NotFound
-from chat.web import admin
-from chat.web.chat_handlers import AppContext
+from chat.web import admin, uploads
 
 PASSWORD = "correct horse battery"
 
@@ -21,7 +20,7 @@ def ctx(monkeypatch, tiny_engine):
     rt = build_runtime(load_config(), engine=tiny_engine)
     add_user(rt.store, "alice", PASSWORD, "user")
     add_user(rt.store, "root", PASSWORD, "admin")
-    return AppContext(rt.service)
+    return rt
 
 
 ACTIONS = {
@@ -72,7 +71,7 @@ def test_admin_passes_the_role_check(ctx, action):
 @pytest.mark.parametrize("name,kept", [("../../x.txt", "-x.txt"), ("a\\..\\b.md", "-b.md"),
                                        ("My Notes (v2).MD", "-My-Notes-v2.md")])
 def test_upload_names_are_neutralised(name, kept):
-    safe = admin.safe_upload_name(name)
+    safe = uploads.safe_upload_name(name)
     assert safe.endswith(kept) and len(safe) == 12 + len(kept)  # 12 random hex digits first
     assert "/" not in safe and "\\" not in safe and ".." not in safe
 
@@ -80,7 +79,7 @@ def test_upload_names_are_neutralised(name, kept):
 @pytest.mark.parametrize("name", ["/etc/passwd", "evil\x00.txt", "noext", "run.sh"])
 def test_upload_names_without_an_allowed_type_are_rejected(name):
     with pytest.raises(BadInput):
-        admin.safe_upload_name(name)
+        uploads.safe_upload_name(name)
 
 
 def test_upload_lands_inside_the_data_folder_under_a_generated_name(ctx):
@@ -138,19 +137,19 @@ def test_symlink_upload_is_refused(tmp_path):
     (tmp_path / "secret").write_text("x")
     (tmp_path / "link.txt").symlink_to(tmp_path / "secret")
     with pytest.raises(BadInput, match="symbolic"):
-        admin.read_upload(tmp_path / "link.txt", tmp_path)
+        uploads.read_upload(tmp_path / "link.txt", tmp_path)
 
 
 def test_upload_outside_gradios_folder_is_refused(tmp_path):
     """A client can name any server path as an "uploaded" file: only Gradio's folder counts."""
-    uploads = tmp_path / "gradio"
-    uploads.mkdir()
-    (uploads / "mine.md").write_text("# uploaded")
+    folder = tmp_path / "gradio"
+    folder.mkdir()
+    (folder / "mine.md").write_text("# uploaded")
     (tmp_path / "secret.md").write_text("# not uploaded")
-    assert admin.read_upload(uploads / "mine.md", uploads) == b"# uploaded"
-    for path in (tmp_path / "secret.md", uploads / ".." / "secret.md", Path("/etc/passwd")):
+    assert uploads.read_upload(folder / "mine.md", folder) == b"# uploaded"
+    for path in (tmp_path / "secret.md", folder / ".." / "secret.md", Path("/etc/passwd")):
         with pytest.raises(BadInput, match="only files uploaded"):
-            admin.read_upload(path, uploads)
+            uploads.read_upload(path, folder)
 
 
 def test_oversized_upload_is_a_clear_error_and_writes_nothing(ctx):
@@ -206,6 +205,6 @@ def test_serving_says_which_weights_answers_come_from(ctx, real_engine):
     assert info["device"] == "cpu" and info["fast_path"] == "fp16"
     expected = "weights on no GGUF grid" if c_kernels.problem() is None else "block kernels"
     assert expected in info["decode"]
-    real = AppContext(build_runtime(load_config(), engine=real_engine).service)  # same store
+    real = build_runtime(load_config(), engine=real_engine)  # same store
     if c_kernels.problem() is None:  # the shipped model's weights are Q4_1 / Q8_0
         assert admin.serving(real, "root")["decode"].startswith("exact GGUF blocks")

@@ -1,6 +1,6 @@
 """What the admin tab shows for a training run: progress bar, curves, the gate's verdict."""
 
-from chat.web.admin_tab import (
+from chat.web.admin_views import (
     curve_frames,
     gate_rows,
     progress_html,

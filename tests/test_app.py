@@ -1,13 +1,13 @@
 import pytest
 
 from chat.web.app import build_app
-from chat.web.chat_handlers import AppContext
 from chat.web.views import text_of as _text
+from tests.wiring_support import wired
 
 
 @pytest.fixture
-def running_app(service):
-    app = build_app(AppContext(service))
+def running_app(cfg, store, real_engine):
+    app = build_app(wired(cfg, real_engine, store))
     app.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
     yield app
     app.close()

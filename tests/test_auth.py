@@ -65,23 +65,25 @@ def test_api_keys_are_stored_hashed_and_map_to_their_user(store):
 def test_require_role_matrix(store, cfg):
     auth.add_user(store, "alice", PW)
     auth.add_user(store, "root", PW, "admin")
-    accounts = replace(cfg, auth="accounts")
+    accounts = auth.Authorizer(replace(cfg, auth="accounts"), store)
     for who in (None, "", "ghost", "alice"):
         with pytest.raises(Forbidden):
-            auth.require_role(store, who, "admin", accounts)
-        assert not auth.is_admin(store, who, accounts)
-    assert auth.require_role(store, "root", "admin", accounts) == "root"
-    assert auth.require_role(store, "alice", "user") == "alice"
-    assert auth.require_role(store, "root", "user") == "root"  # admins may do what users do
+            accounts.require(who, "admin")
+        assert not accounts.is_admin(who)
+    assert accounts.require("root", "admin") == "root"
+    assert accounts.require("alice", "user") == "alice"
+    assert accounts.require("root", "user") == "root"  # admins may do what users do
     with pytest.raises(Forbidden):
-        auth.require_role(store, "ghost", "user")
+        accounts.require("ghost", "user")
     auth.set_role(store, "alice", "admin")
-    assert auth.is_admin(store, "alice", accounts)
+    assert accounts.is_admin("alice")
 
 
 def test_open_mode_is_explicit_and_local_only(store, cfg):
     open_cfg = replace(cfg, auth="open")
-    assert auth.require_admin(store, "guest-1234", open_cfg) == "guest-1234"
+    local = auth.Authorizer(open_cfg, store)
+    assert local.require("guest-1234", "admin") == "guest-1234"
+    assert local.web_user(None) == auth.OPEN_USER and local.is_admin(auth.OPEN_USER)
     auth.check_auth_mode(open_cfg, "127.0.0.1")
     with pytest.raises(BadInput, match="localhost"):
         auth.check_auth_mode(open_cfg, "0.0.0.0")
@@ -92,6 +94,10 @@ def test_open_mode_is_explicit_and_local_only(store, cfg):
         auth.check_auth_mode(accounts, "0.0.0.0", store)
     auth.add_user(store, "root", PW, "admin")
     auth.check_auth_mode(accounts, "0.0.0.0", store)
+    auth.add_user(store, "alice", PW)  # an account (say, behind an API key) keeps its role
+    with pytest.raises(Forbidden):
+        local.require("alice", "admin")
+    assert local.require("root", "admin") == "root"
 
 
 def test_web_login_checker_accepts_only_the_right_password(store):

@@ -3,7 +3,8 @@ import json
 import pytest
 
 import launch
-from chat.bench.common import BenchUnavailable, _lazy, percentile, run_bench, table
+from chat.bench.cli import _lazy, run_bench
+from chat.bench.common import BenchUnavailable, percentile, table
 from chat.engine import c_kernels
 
 
@@ -33,7 +34,7 @@ def test_unknown_bench_is_a_clear_error(cfg):
 
 def test_missing_part_is_a_one_line_error():
     with pytest.raises(BenchUnavailable, match="needs no_such_pkg.bench.run"):
-        _lazy("no_such_pkg.bench", "run", "issue 99")
+        _lazy("no_such_pkg.bench", "run", "a missing part")
 
 
 def test_cli_rejects_unknown_bench_name(capsys):
@@ -43,10 +44,10 @@ def test_cli_rejects_unknown_bench_name(capsys):
 
 
 def test_cli_missing_module_exits_2_with_one_line(monkeypatch, capsys):
-    import chat.bench.common as bench
+    import chat.bench.cli as bench
 
     def unavailable(name, cfg):
-        return bench._lazy("no_such_pkg.bench", "run", "issue 99")
+        return bench._lazy("no_such_pkg.bench", "run", "a missing part")
 
     monkeypatch.setattr(bench, "run_bench", unavailable)
     assert launch.main(["bench", "train"]) == 2

@@ -49,13 +49,12 @@ def test_good_device_values_pass(monkeypatch):
 
 
 def test_no_history_means_none_not_all(cfg, store, tiny_engine):
-    from chat.config import replace
-    from chat.service import ChatService
+    from tests.wiring_support import wired
 
     history = [{"role": r, "content": f"{r} {i}"} for i in range(5) for r in ("user", "assistant")]
-    kept = ChatService(replace(cfg, max_history_turns=0), tiny_engine, store).check_history
+    kept = wired(cfg, tiny_engine, store, max_history_turns=0).service.check_history
     assert kept(history) == []
-    two = ChatService(replace(cfg, max_history_turns=2), tiny_engine, store).check_history
+    two = wired(cfg, tiny_engine, store, max_history_turns=2).service.check_history
     assert two(history) == history[-4:]
 
 

@@ -211,14 +211,14 @@ def test_unknown_fast_path_setting_is_a_clear_error(tiny_lora):
     ("auto", "picked by memory"), ("off", "off"), ("bf16", "bf16"), ("fp32", "fp32"),
     ("fp16", "CPU kernels"), ("int8", "CPU kernels")])
 def test_a_gpu_takes_only_the_gpu_kinds_of_fast_path(setting, expected):
-    from chat.engine.engine import _fast_mode
+    from chat.engine.fast_mode import choose_fast_mode
 
     if expected == "CPU kernels":
         with pytest.raises(BadInput, match="fast_path .* uses CPU kernels; on cuda use bf16"):
-            _fast_mode(setting, "cuda")
+            choose_fast_mode(setting, "cuda")
     else:
-        assert _fast_mode(setting, "cuda", lambda: "picked by memory") == expected
-    assert _fast_mode(setting, "cpu") == ("fp16" if setting == "auto" else setting)
+        assert choose_fast_mode(setting, "cuda", lambda: "picked by memory") == expected
+    assert choose_fast_mode(setting, "cpu") == ("fp16" if setting == "auto" else setting)
 
 
 SMOLLM2_135M = (134_515_008, 28_311_552, True)  # parameters, embedding (49152 x 576), tied
@@ -235,6 +235,6 @@ BIG_TIED = (1_700_000_000, 100_663_296, True)     # a 1.7B model with a 49152 x 
     ((7_000_000_000, 131_072_000, False), 80, "off")])  # 84 GB in fp32, 42.8 GB in bf16
 def test_gpu_auto_takes_fp32_where_its_copies_fit_then_bf16_then_nothing(model, gpu_gib,
                                                                         expected):
-    from chat.engine.fastpath import gpu_auto_mode
+    from chat.engine.fast_mode import gpu_auto_mode
 
     assert gpu_auto_mode(*model, gpu_gib * 2**30, copies=3) == expected

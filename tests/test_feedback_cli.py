@@ -119,8 +119,8 @@ def test_export_round_trip_loads_with_datasets(cfg, tmp_path, capsys):
 
 def test_export_rows_are_the_rows_a_run_trains_on(cfg, tmp_path):
     """Bare imported questions get the active profile's system prompt, as in training."""
+    from chat.profiles import active_profile
     from feedback.export import DPO_KEYS, KTO_KEYS
-    from training.runner import active_profile
 
     launch.main(["feedback", "import", str(_write(tmp_path / "f.jsonl", LINES))])
     store = _store(cfg)

@@ -24,15 +24,12 @@ def engine():
 
 
 def make_service(cfg, store, engine, watch=True):
-    from chat.config import replace
-    from chat.engine.pool import AdapterPool
-    from chat.service import ChatService
+    from tests.wiring_support import wired
 
-    cfg = replace(cfg, watch_interval_s=0.2)
-    pool = AdapterPool(store, engine, cfg)
+    service = wired(cfg, engine, store, watch_interval_s=0.2).service
     if watch:
-        pool.start()
-    return ChatService(cfg, engine, store, adapters=pool), pool
+        service.adapters.start()
+    return service, service.adapters
 
 
 def wait_for(pool, version, limit_s=2.0) -> float:

@@ -246,14 +246,14 @@ def test_serve_loads_the_index_at_start_only_when_retrieval_is_on(cfg, monkeypat
 
     import uvicorn
 
-    from chat import runtime, server
+    from chat import server
     from chat.config import replace
 
     refreshed = []
     fake = SimpleNamespace(service=SimpleNamespace(
         retriever=SimpleNamespace(refresh=lambda: refreshed.append(True)),
         adapters=SimpleNamespace(start=lambda: None)))
-    monkeypatch.setattr(runtime, "build_runtime", lambda cfg: fake)
+    monkeypatch.setattr(server, "build_runtime", lambda cfg: fake)
     monkeypatch.setattr(server, "build_server", lambda rt: None)
     monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
     server.serve(replace(cfg, top_k=top_k), "127.0.0.1", 7860)

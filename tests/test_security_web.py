@@ -128,8 +128,7 @@ def test_another_users_session_hash_does_not_make_their_rating(live):
 
 def test_an_export_is_served_only_to_the_admin_who_made_it(live):
     root, alice = (web_support.login(live["url"], u) for u in ("root", "alice"))
-    if hasattr(live["app"].state, "downloads"):
-        live["app"].state.downloads.copy_grace_s = 1.0
+    live["rt"].downloads.copy_grace_s = 1.0
     export = web_support.named(root, "admin_export")
     result = web_support.call(root, export, [None, "raw"])
     assert result.get("success"), result

@@ -72,9 +72,9 @@ def test_real_dpo_step_logs_the_same_as_plain_trl(cfg, monkeypatch):
     """One fp32 DPO step on the shipped model: loss, gradient norm and log-probs as TRL's."""
     from trl import DPOTrainer
 
-    from chat.bench.swap import _pairs
     from chat.engine.loading import resolve_base_model
     from training import trainers
+    from training.bench import _pairs
     from training.config import TrainSettings
 
     def first_step(tmp: str) -> dict:

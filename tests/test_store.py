@@ -265,3 +265,22 @@ def test_text_sqlite_cannot_store_is_a_clear_error_and_writes_nothing(store):
     with pytest.raises(BadInput, match="not valid Unicode"):
         store.record_correction(mid, "alice", "Lyon \udc00")
     assert store.counts() == before
+
+
+def test_a_batch_is_one_transaction_stored_whole_or_not_at_all(store):
+    before = store.counts()
+    with pytest.raises(RuntimeError):
+        with store.batch() as rows:
+            mid = rows.message(rows.conversation("imp"), "assistant", "An answer.")
+            rows.rating(mid, "imp", 1)
+            rows.correction(mid, "imp", "A better answer.", original="An answer.",
+                            prompt_json="[]", adapter_version=None)
+            raise RuntimeError("a later row fails")
+    assert store.counts() == before
+    with store.batch() as rows:
+        mid = rows.message(rows.conversation("imp"), "assistant", "An answer.")
+        rows.correction(mid, "imp", "A better answer.", original="An answer.",
+                        prompt_json="[]", adapter_version=None)
+    (pref,) = store.query("SELECT chosen, rejected, source, message_id FROM preferences")
+    assert pref == {"chosen": "A better answer.", "rejected": "An answer.",
+                    "source": "correction", "message_id": mid}

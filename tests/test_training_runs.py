@@ -153,8 +153,7 @@ def test_the_training_process_has_its_own_session(store, cfg, settings):
 def fake_heavy_steps(monkeypatch, during_gate) -> None:
     """Training and the gate replaced by fakes (the gate passes; registry and runner are real);
     during_gate(active) is what an admin does while the gate runs."""
-    from chat.engine import loading
-    from training import steps
+    from training import runner
     from training.gate import GateResult
 
     def train(method, base_path, data, s, out_dir, hooks, store, cfg):
@@ -165,9 +164,10 @@ def fake_heavy_steps(monkeypatch, during_gate) -> None:
         during_gate(active)
         return GateResult(True, 0.9, 0.8 if active else None, 1.0, 1.0, 1.0, len(heldout))
 
-    monkeypatch.setattr(loading, "resolve_base_model", lambda cfg: "base")
-    monkeypatch.setattr(steps, "train_method", train)
-    monkeypatch.setattr(steps, "gate_candidate", gate)
+    # the names the runner calls (it imports them at its top)
+    monkeypatch.setattr(runner, "resolve_base_model", lambda cfg: "base")
+    monkeypatch.setattr(runner, "train_method", train)
+    monkeypatch.setattr(runner, "gate_candidate", gate)
 
 
 @pytest.mark.parametrize("action, served, why_not", [

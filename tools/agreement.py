@@ -16,8 +16,8 @@ from pathlib import Path
 
 import torch
 
-from chat.bench.common import GEN_PROMPT
 from chat.bench.corpus import QUESTIONS, retrieval_setup
+from chat.bench.gen import GEN_PROMPT
 from chat.bench.swap import make_adapter
 from chat.config import load_config
 from chat.engine.engine import Engine, GenParams

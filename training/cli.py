@@ -7,7 +7,9 @@ import sys
 import time
 
 from chat.config import Config
-from training.config import METHODS
+from feedback.store import Store
+from training import registry, runner, runs
+from training.config import METHODS, TrainSettings
 
 
 def register(sub) -> None:
@@ -41,8 +43,6 @@ def register(sub) -> None:
 
 
 def settings_from_args(cfg: Config, args):
-    from training.config import TrainSettings
-
     optim = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
                                "learning_rate": args.learning_rate,
                                "batch_size": args.batch_size}.items() if v is not None}
@@ -51,9 +51,6 @@ def settings_from_args(cfg: Config, args):
 
 
 def cmd_train(cfg: Config, args) -> int:
-    from feedback.store import Store
-    from training import runner, runs
-
     settings = settings_from_args(cfg, args)
     store = Store(cfg.db_path)
     runner.prepare(store, cfg, settings)  # NotEnoughData here, before a process starts
@@ -70,8 +67,6 @@ def cmd_train(cfg: Config, args) -> int:
 
 def wait(store, run_id: int, proc, show_bar: bool, log_file=None, poll_s: float = 0.5) -> dict:
     """Follow the run's progress in the database until its process ends; Ctrl-C cancels."""
-    from training import runs
-
     bar = None
     try:
         while proc.poll() is None:
@@ -136,9 +131,6 @@ def print_summary(out: dict) -> None:
 
 
 def cmd_adapters(cfg: Config, args) -> int:
-    from feedback.store import Store
-    from training import registry
-
     store = Store(cfg.db_path)
     if args.action == "list":
         rows = registry.list_adapters(store)

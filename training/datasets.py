@@ -38,11 +38,9 @@ __all__ = ["dpo_rows", "kto_rows", "normalize_prompt", "conversation_prompts", "
 
 def conversation_prompts(store, profile, limit: int) -> list[list[dict]]:
     """Distinct prompts from real conversations (for RL rollouts), newest first."""
-    rows = store.query("SELECT prompt_json FROM messages WHERE role = 'assistant' AND "
-                       "prompt_json IS NOT NULL ORDER BY id DESC LIMIT ?", (limit * 4,))
     seen, out = set(), []
-    for r in rows:
-        prompt = normalize_prompt(r["prompt_json"], profile)
+    for prompt_json in store.answer_prompts(limit * 4):
+        prompt = normalize_prompt(prompt_json, profile)
         key = json.dumps(prompt)
         if prompt and prompt[-1]["role"] == "user" and key not in seen:
             seen.add(key)

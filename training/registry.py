@@ -54,6 +54,19 @@ def active_row(store: Store) -> dict | None:
     return _decode(store.one("SELECT * FROM adapters WHERE status = 'active'"))
 
 
+def servable(store: Store) -> list[dict]:
+    """Versions a request may pin (version, status, method, created_at), oldest first: all
+    but the rejected ones and one still training."""
+    return store.query(
+        "SELECT version, status, method, created_at FROM adapters "
+        "WHERE status IN ('active', 'candidate', 'retired') ORDER BY created_at")
+
+
+def of_run(store: Store, run_id: int) -> dict | None:
+    """The version and status of the adapter a training run registered, if it did."""
+    return store.one("SELECT version, status FROM adapters WHERE run_id = ?", (run_id,))
+
+
 # ---------------------------------------------------------------------------- registration
 
 

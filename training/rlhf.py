@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat.errors import NotEnoughData
+from chat.profiles import active_profile
 from chat.sanitize import special_token_pattern
 from training.config import TrainSettings
 from training.datasets import Split, conversation_prompts, inert_text, trl_columns
+from training.gate import using
 from training.trainers import (
     Hooks,
     _finish,
@@ -16,6 +18,7 @@ from training.trainers import (
     device_and_dtype,
     load_policy,
     lora_config,
+    make_callback,
 )
 
 
@@ -44,8 +47,6 @@ def train_reward_model(base_path: str, rows: list[dict], s: TrainSettings, out_d
 
 
 def _callback(hooks: Hooks, phase: str):
-    from training.trainers import make_callback
-
     return make_callback(Hooks(hooks.on_log, hooks.should_stop, phase))
 
 
@@ -77,7 +78,6 @@ def train_rlhf(base_path: str, data: Split, s: TrainSettings, out_dir: Path, hoo
 
     rm, rm_tok, rm_metrics = train_reward_model(base_path, data.train, s, out_dir, hooks)
     score = reward_scorer(rm, rm_tok)
-    from training.runner import active_profile
 
     policy, tok = load_policy(base_path, s.optim.precision)
     prompts = [inert_text(p, special_token_pattern(tok)) for p in  # as data.train already is
@@ -110,8 +110,6 @@ def train_rlhf(base_path: str, data: Split, s: TrainSettings, out_dir: Path, hoo
 
 def _greedy(model, tok, prompts, adapter, max_new_tokens: int) -> list[str]:
     import torch
-
-    from training.gate import using
 
     out = []
     device = next(model.parameters()).device

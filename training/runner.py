@@ -13,12 +13,26 @@ import traceback
 from pathlib import Path
 
 from chat.config import Config, load_config
+from chat.engine.loading import resolve_base_model
 from chat.errors import BadInput, NotEnoughData
-from feedback.store import Store, dumps, utcnow
+from chat.profiles import active_profile
+from feedback.stats import feedback_since
+from feedback.store import Store, utcnow
 from training import registry
 from training.config import TrainSettings
 from training.datasets import dpo_rows, kto_rows, kto_weights, require, split
-from training.runs import get_run, process_identity, reap_stale, start_run, update_run
+from training.runs import (
+    cancel_requested,
+    get_run,
+    going_run,
+    last_started_at,
+    process_identity,
+    reap_stale,
+    record_progress,
+    start_run,
+    update_run,
+)
+from training.steps import gate_candidate, train_method
 from training.trainers import Cancelled, Hooks
 
 log = logging.getLogger(__name__)
@@ -28,10 +42,7 @@ log = logging.getLogger(__name__)
 
 
 def new_feedback_since_last_run(store: Store) -> int:
-    last = store.one("SELECT max(started_at) AS t FROM training_runs")["t"] or ""
-    row = store.one("SELECT (SELECT count(*) FROM preferences WHERE created_at > ?) + "
-                    "(SELECT count(*) FROM ratings WHERE created_at > ?) AS n", (last, last))
-    return row["n"]
+    return feedback_since(store, last_started_at(store))
 
 
 def maybe_autotrain(store: Store, cfg: Config) -> int | None:
@@ -39,7 +50,7 @@ def maybe_autotrain(store: Store, cfg: Config) -> int | None:
     if cfg.auto_train_every <= 0:
         return None
     reap_stale(store)
-    if store.one("SELECT id FROM training_runs WHERE status IN ('queued', 'running')"):
+    if going_run(store) is not None:
         return None
     if new_feedback_since_last_run(store) < cfg.auto_train_every:
         return None
@@ -102,13 +113,6 @@ def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
     return {"method": method, "why": why, "split": data, "profile": profile}
 
 
-def active_profile(store: Store, cfg: Config):
-    """The prompt profile serving now: bare imported questions and the gate use it."""
-    from chat.profiles import ProfileStore
-
-    return ProfileStore(store, cfg.system_prompt).active()
-
-
 # ---------------------------------------------------------------------------- the run
 
 
@@ -158,9 +162,6 @@ def _adapters_dir(cfg: Config) -> Path:
 
 def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int,
                         tmp: Path) -> dict:
-    from chat.engine.loading import resolve_base_model
-    from training.steps import gate_candidate, train_method
-
     prep = prepare(store, cfg, s)
     data, method = prep["split"], prep["method"]
     base_path = resolve_base_model(cfg)
@@ -222,17 +223,10 @@ def _activate(store: Store, s: TrainSettings, passed: bool, version: str,
 
 def _hooks(store: Store, run_id: int, method: str) -> Hooks:
     def on_log(step: int, total: int, logs: dict) -> None:
-        with store.write() as db:
-            db.conn.execute(
-                "INSERT INTO training_events (run_id, step, total, metrics_json, created_at) "
-                "VALUES (?, ?, ?, ?, ?)", (run_id, step, total, dumps(logs), utcnow()))
-            db.conn.execute("UPDATE training_runs SET progress_json = ? WHERE id = ?",
-                            (dumps({"phase": logs.get("phase", "training"), "method": method,
-                                    "step": step, "total": total, "last": logs}), run_id))
+        record_progress(store, run_id, method, step, total, logs)
 
     def should_stop() -> bool:
-        row = store.one("SELECT cancel_requested FROM training_runs WHERE id = ?", (run_id,))
-        return bool(row and row["cancel_requested"])
+        return cancel_requested(store, run_id)
 
     return Hooks(on_log=on_log, should_stop=should_stop)
 

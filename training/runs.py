@@ -14,6 +14,7 @@ from pathlib import Path
 from chat.config import Config
 from chat.errors import BadInput, ChatError, NotFound
 from feedback.store import Store, dumps, utcnow
+from training import registry
 from training.config import TrainSettings
 
 log = logging.getLogger(__name__)
@@ -42,10 +43,9 @@ def start_run(store: Store, cfg: Config, settings: TrainSettings,
     insert share one transaction, so two requests at once cannot start two runs."""
     reap_stale(store)
     with store.write() as db:
-        busy = db.conn.execute("SELECT id FROM training_runs "
-                               "WHERE status IN ('queued', 'running')").fetchone()
+        busy = _going(db)
         if busy:
-            raise BadInput(f"training run {busy[0]} is still going; cancel it or wait")
+            raise BadInput(f"training run {busy} is still going; cancel it or wait")
         run_id = _insert_run(db, settings, requested_by)
     try:
         proc = spawn(cfg, run_id)
@@ -60,6 +60,27 @@ def start_run(store: Store, cfg: Config, settings: TrainSettings,
                         "WHERE id = ? AND pid IS NULL",
                         (proc.pid, process_identity(proc.pid), run_id))
     return run_id, proc
+
+
+def _going(db) -> int | None:
+    row = db.conn.execute("SELECT id FROM training_runs "
+                          "WHERE status IN ('queued', 'running')").fetchone()
+    return row[0] if row else None
+
+
+def going_run(store: Store) -> int | None:
+    """The id of a run that is queued or running, if any."""
+    return _going(store.db)
+
+
+def latest_run_id(store: Store) -> int | None:
+    row = store.one("SELECT id FROM training_runs ORDER BY id DESC LIMIT 1")
+    return row["id"] if row else None
+
+
+def last_started_at(store: Store) -> str:
+    """When the latest run started (ISO time); "" when there has been none."""
+    return store.one("SELECT max(started_at) AS t FROM training_runs")["t"] or ""
 
 
 def get_run(store: Store, run_id: int) -> dict:
@@ -84,6 +105,31 @@ def update_run(store: Store, run_id: int, **cols) -> None:
 def request_cancel(store: Store, run_id: int) -> None:
     with store.write() as db:
         db.conn.execute("UPDATE training_runs SET cancel_requested = 1 WHERE id = ?", (run_id,))
+
+
+def cancel_requested(store: Store, run_id: int) -> bool:
+    row = store.one("SELECT cancel_requested FROM training_runs WHERE id = ?", (run_id,))
+    return bool(row and row["cancel_requested"])
+
+
+def record_progress(store: Store, run_id: int, method: str, step: int, total: int,
+                    logs: dict) -> None:
+    """A logged training step: its event (a point of the curve) and the run's progress, in
+    one transaction so the two never disagree."""
+    with store.write() as db:
+        db.conn.execute(
+            "INSERT INTO training_events (run_id, step, total, metrics_json, created_at) "
+            "VALUES (?, ?, ?, ?, ?)", (run_id, step, total, dumps(logs), utcnow()))
+        db.conn.execute("UPDATE training_runs SET progress_json = ? WHERE id = ?",
+                        (dumps({"phase": logs.get("phase", "training"), "method": method,
+                                "step": step, "total": total, "last": logs}), run_id))
+
+
+def curve(store: Store, run_id: int) -> list[dict]:
+    """The run's logged steps, in order: {"step": n, **the metrics logged at it}."""
+    events = store.query("SELECT step, total, metrics_json FROM training_events "
+                         "WHERE run_id = ? ORDER BY id", (run_id,))
+    return [{"step": e["step"], **json.loads(e["metrics_json"])} for e in events]
 
 
 def process_identity(pid: int) -> str | None:
@@ -140,7 +186,7 @@ def _gone(row: dict) -> bool:
 def _settle_dead(store: Store, run_id: int) -> None:
     """A dead run's final state: failed, unless it had already registered its adapter (it
     died between registering and recording that), which the run then reports."""
-    adapter = store.one("SELECT version, status FROM adapters WHERE run_id = ?", (run_id,))
+    adapter = registry.of_run(store, run_id)
     if adapter is None:
         status, version = "failed", None
         error = "the training process died (crash or kill); nothing served changed"

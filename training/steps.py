@@ -9,6 +9,7 @@ from chat.sanitize import special_token_pattern
 from training.config import TrainSettings
 from training.datasets import Split, inert_rows
 from training.gate import GateResult, evaluate, load_for_gate
+from training.rlhf import train_rlhf
 from training.trainers import Hooks, device_and_dtype, train_dpo, train_kto
 
 
@@ -22,8 +23,6 @@ def train_method(method: str, base_path: str, data: Split, s: TrainSettings, out
     elif method == "kto":
         metrics = train_kto(base_path, data.train, s, out_dir, hooks)
     elif method == "rlhf":
-        from training.rlhf import train_rlhf
-
         metrics, reward = train_rlhf(base_path, data, s, out_dir, hooks, store, cfg)
     else:
         raise ValueError(f"unknown method {method!r}")

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from chat.engine.hardware import cpu_has_fast_bf16
 from training.config import TrainSettings
 from training.datasets import kto_weights, trl_columns
 
@@ -82,7 +83,6 @@ def common_args(s: TrainSettings, out_dir: Path, lr: float | None = None,
 
     bf16 = dtype == torch.bfloat16
     if device == "cpu":  # fp32 weights; bf16 autocast where the CPU multiplies bf16 natively
-        from chat.engine.hardware import cpu_has_fast_bf16
 
         bf16 = s.optim.precision == "bf16" or (
             s.optim.precision == "auto" and cpu_has_fast_bf16())

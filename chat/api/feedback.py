@@ -36,7 +36,8 @@ def _require(req: FeedbackRequest, *names: str) -> None:
         raise BadInput(f"{req.kind} feedback needs {', '.join(missing)}")
 
 
-def _preference(store: Store, user: str, req: FeedbackRequest, msg: dict) -> int:
+def _preference(service: ChatService, user: str, req: FeedbackRequest, msg: dict) -> int:
+    store = service.store
     other = own_answer(store, req.other_message_id, user)
     if other["id"] == msg["id"]:
         raise BadInput("other_message_id must be a different answer")
@@ -44,7 +45,7 @@ def _preference(store: Store, user: str, req: FeedbackRequest, msg: dict) -> int
         raise BadInput("the two answers reply to different questions; compare answers to "
                        "the same question")
     prompt = json.loads(msg["prompt_json"]) if msg["prompt_json"] else []
-    return store.record_comparison(
+    return service.choose(
         prompt, msg["content"], other["content"], req.choice, user,
         adapter_a=msg["adapter_version"], adapter_b=other["adapter_version"],
         prompt_version=msg["prompt_version"])
@@ -63,5 +64,5 @@ def record(service: ChatService, user: str, req: FeedbackRequest) -> dict:
         row = service.correct(msg["id"], user, req.content)
     else:
         _require(req, "other_message_id", "choice")
-        row = _preference(store, user, req, msg)
+        row = _preference(service, user, req, msg)
     return {"id": row, "kind": req.kind, "message_id": msg["id"]}

@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from chat.config import replace
+from chat.engine.engine import GenParams
 from chat.prompt import PromptProfile
+from chat.runtime import build_runtime
 
 TOPICS = {
     "lighthouses": "A lighthouse keeper trims the wick, winds the clockwork that turns the lens "
@@ -56,20 +58,13 @@ def retrieval_setup(cfg, folder: Path, engine):
     """Ingest the corpus with the real Retriever; return (searcher, retrieve): searcher maps
     a question (and history) to () -> the messages built by the serving path
     (ChatService.build_prompt, sources focused); retrieve gives a question's sources."""
-    from chat.engine.engine import GenParams
-    from chat.service import ChatService
-    from feedback.store import Store
-    from retrieval.retriever import Retriever
-
     cfg = replace(cfg, data_dir=folder / "data", min_score=0.0, top_k=4)
     docs = cfg.data_dir / "docs"
     docs.mkdir(parents=True, exist_ok=True)
     for topic, text in TOPICS.items():
         (docs / f"{topic}.md").write_text(_document(topic, text))
-    store = Store(cfg.db_path)
-    retriever = Retriever(cfg, store)
-    retriever.ingest([docs])
-    service = ChatService(cfg, engine, store, retriever=retriever)
+    service = build_runtime(cfg, engine, knowledge=None).service
+    service.retriever.ingest([docs])
     profile, params = PromptProfile(cfg.system_prompt), GenParams(max_new_tokens=8)
 
     def searcher(question: str, history: list[dict] | None = None):

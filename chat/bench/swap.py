@@ -9,6 +9,12 @@ import time
 from pathlib import Path
 
 from chat.bench.common import percentile
+from chat.config import replace
+from chat.engine.engine import Engine, GenParams
+from chat.engine.loading import load_base_model, resolve_base_model
+from chat.engine.pool import AdapterPool
+from feedback.store import Store
+from training import registry
 
 SWAP_EVENTS = 20
 CLIENTS = 4
@@ -18,8 +24,6 @@ def make_adapter(cfg, folder: Path, seed: int, r: int = 8) -> Path:
     """A real peft LoRA (q/v) on the base model with small random B weights, saved as files."""
     import torch
     from peft import LoraConfig, get_peft_model
-
-    from chat.engine.loading import load_base_model
 
     model, _, _ = load_base_model(cfg)
     peft_model = get_peft_model(model, LoraConfig(r=r, lora_alpha=2 * r,
@@ -50,13 +54,6 @@ def _client(service_call, stop: threading.Event, stats: dict, lock: threading.Lo
 
 def bench_swap(cfg) -> dict:
     """4 streaming clients while 20 activations/rollbacks happen through the AdapterPool."""
-    from chat.config import replace
-    from chat.engine.engine import Engine, GenParams
-    from chat.engine.loading import resolve_base_model
-    from chat.engine.pool import AdapterPool
-    from feedback.store import Store
-    from training import registry
-
     engine = Engine.from_config(cfg)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = replace(cfg, data_dir=Path(tmp) / "data")
@@ -93,9 +90,6 @@ def bench_swap(cfg) -> dict:
 
 def _swap_events(store, pool, engine, question, versions) -> list[float]:
     """Activate or roll back; time from the registry change to a first token on the new one."""
-    from chat.engine.engine import GenParams
-    from training import registry
-
     times = []
     for i in range(SWAP_EVENTS):
         start = time.perf_counter()
@@ -107,53 +101,3 @@ def _swap_events(store, pool, engine, question, versions) -> list[float]:
         next(iter(engine.generate(question, GenParams(max_new_tokens=4), expected)))
         times.append((time.perf_counter() - start) * 1000)
     return times
-
-
-# ---------------------------------------------------------------------------- train
-
-
-def _pairs(n: int = 64) -> list[dict]:
-    topics = ["tea", "rivers", "maps", "owls", "glass", "kites", "salt", "clocks"]
-    return [{"prompt": [{"role": "user", "content": f"Tell me one fact about {t} (#{i})."}],
-             "chosen": [{"role": "assistant", "content": f"A clear, correct fact about {t}."}],
-             "rejected": [{"role": "assistant", "content": f"I do not know anything about {t}."}]}
-            for i, t in zip(range(n), topics * (n // len(topics) + 1), strict=False)]
-
-
-def bench_train(cfg, n_pairs: int = 64) -> dict:
-    """DPO pairs/s: the project's train_dpo vs TRL DPOTrainer defaults, same LoRA, same pairs."""
-    from datasets import Dataset
-    from trl import DPOConfig, DPOTrainer
-
-    from chat.engine.loading import resolve_base_model
-    from training.config import TrainSettings
-    from training.trainers import Hooks, device_and_dtype, load_policy, lora_config, train_dpo
-
-    base, rows, s = resolve_base_model(cfg), _pairs(n_pairs), TrainSettings()
-    s.optim.epochs = 1.0
-    device = device_and_dtype(s.optim.precision)[0]
-    with tempfile.TemporaryDirectory() as tmp:
-        # warm-up, so neither side pays for first imports and a cold page cache: a 1-step run
-        warm = TrainSettings()
-        warm.optim.max_steps = 1
-        train_dpo(base, rows[:warm.optim.batch_size], warm, Path(tmp) / "warm", Hooks())
-        start = time.perf_counter()
-        train_dpo(base, rows, s, Path(tmp) / "ours", Hooks())
-        ours = n_pairs / (time.perf_counter() - start)
-        start = time.perf_counter()
-        model, tok = load_policy(base, s.optim.precision)
-        args = DPOConfig(output_dir=str(Path(tmp) / "trl"), report_to=[],
-                         use_cpu=device == "cpu", num_train_epochs=1.0, save_strategy="no")
-        DPOTrainer(model=model, args=args, processing_class=tok, peft_config=lora_config(s),
-                   train_dataset=Dataset.from_list(rows)).train()
-        theirs = n_pairs / (time.perf_counter() - start)
-    return {"pairs_s": round(ours, 2), "pairs_s_baseline": round(theirs, 2),
-            "ratio": round(ours / theirs, 2), "pairs": n_pairs, "epochs": 1,
-            "device": device, "precision": _precision(s)}
-
-
-def _precision(s) -> str:
-    from training.trainers import common_args
-
-    args = common_args(s, Path(tempfile.gettempdir()))
-    return "bf16 autocast" if args["bf16"] else "fp16 autocast" if args["fp16"] else "fp32"

@@ -10,12 +10,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from chat.engine.context import fit_messages
+from chat.engine.fast_mode import FAST_SLOTS, choose_fast_mode, gpu_auto
+from chat.engine.loading import load_base_model
+from chat.engine.sampling import sample
 from chat.errors import BadInput, NotFound
 from chat.sanitize import inert, special_token_pattern
 
 BASE = "base"  # the name under which requests ask for no adapter
-FAST_SLOTS = 3  # fast versions kept (base, active, one more): merged copies
-# ~0.3-0.6 GB each, or only LoRA factors where they share the base's GGUF blocks
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class Engine:
         extra = extra if isinstance(extra, (list, tuple)) else [extra]
         eos = {tokenizer.eos_token_id, *extra}
         self.stop_ids = {i for i in eos if i is not None}
-        self.fast_mode = _fast_mode(fast_path, device, lambda: _gpu_auto(model, device))
+        self.fast_mode = choose_fast_mode(fast_path, device, lambda: gpu_auto(model, device))
         self.block_kernels, self.prompt_blocks = block_kernels, prompt_blocks
         self._specials = special_token_pattern(tokenizer)
         # adapter name -> merged FastModel (None: this version cannot use the fast path)
@@ -64,8 +66,6 @@ class Engine:
 
     @classmethod
     def from_config(cls, cfg) -> Engine:
-        from chat.engine.loading import load_base_model
-
         model, tok, device = load_base_model(cfg)
         return cls(model, tok, device, cfg.max_context_tokens,
                    getattr(cfg, "fast_path", "auto"), getattr(cfg, "block_kernels", True),
@@ -92,59 +92,8 @@ class Engine:
 
     def fit_messages(self, messages: list[dict], max_new_tokens: int,
                      keep_head: int = 0) -> list[dict]:
-        """Drop the oldest history turns until the prompt fits; never the system or question.
-
-        `keep_head` more leading messages after the system prompt (few-shot turns) are kept too.
-        """
-        if not messages or messages[-1]["role"] != "user":
-            raise BadInput("the last message must be the user's question")
-        budget = self.max_context_tokens - max_new_tokens
-        if budget <= 0:
-            raise BadInput(f"max_new_tokens ({max_new_tokens}) leaves no room for the question "
-                           f"in the {self.max_context_tokens}-token context window")
-        n_system = 1 if messages[0]["role"] == "system" else 0
-        head = messages[: min(n_system + keep_head, len(messages) - 1)]
-        history, question = messages[len(head):-1], messages[-1]
-        bare = len(self.encode(head + [question]))
-        if bare > budget:
-            raise BadInput(f"the question is too long for the context window ({budget} tokens)")
-        if not history:
-            return head + [question]
-        # whole exchanges are dropped, oldest first, so that roles keep alternating
-        starts = [*range(0, len(history), 2), len(history)]
-        empty = [{"role": "user", "content": ""}, {"role": "assistant", "content": ""}]
-        # what the template adds around each message
-        per_message = (len(self.encode(head + empty + [question])) - bare) / 2
-        i = self._estimate_start(history, starts, budget - bare, per_message)
-
-        def fits(k: int) -> bool:
-            return len(self.encode(head + history[starts[k]:] + [question])) <= budget
-
-        # the estimate is confirmed by encoding; where the template tokenizes differently,
-        # step to the first start that fits (the last one, no history, always does)
-        if fits(i):
-            while i > 0 and fits(i - 1):
-                i -= 1
-        else:
-            while not fits(i):
-                i += 1
-        return head + history[starts[i]:] + [question]
-
-    def _estimate_start(self, history: list[dict], starts: list[int], room: int,
-                        per_message: float) -> int:
-        """Index into `starts` of the oldest exchange that fits in `room` more tokens.
-
-        Each message is counted once, newest first, so a long history costs what fits plus
-        one exchange (re-encoding the whole prompt after each drop was quadratic).
-        """
-        used = 0.0
-        for i in range(len(starts) - 2, -1, -1):
-            turns = history[starts[i]:starts[i + 1]]
-            used += sum(self.count_tokens([m.get("content") or "" for m in turns]))
-            used += per_message * len(turns)
-            if used > room:
-                return i + 1
-        return 0
+        """Drop the oldest history turns until the prompt fits (chat/engine/context.py)."""
+        return fit_messages(self, messages, max_new_tokens, keep_head)
 
     # ------------------------------------------------------------------ adapters
 
@@ -308,51 +257,3 @@ class Engine:
     def complete(self, messages: list[dict], params: GenParams | None = None,
                  adapter: str | None = None) -> str:
         return "".join(self.generate(messages, params, adapter))
-
-
-def _fast_mode(setting: str, device: str, gpu_auto=lambda: "off") -> str:
-    """auto: fp16 mode on CPU (exact GGUF blocks where the weights allow, else fbgemm fp16
-    weights; greedy output matched fp32 on our prompts either way); on a GPU
-    `gpu_auto()` picks by memory. A GPU takes bf16 or fp32 only (fp16 and int8 are CPU kernels)."""
-    from chat.engine.fastpath import GPU_MODES, MODES
-
-    setting = (setting or "auto").lower()
-    if setting not in ("auto", "off", *MODES):
-        raise BadInput(f"fast_path must be auto, off or one of {MODES}, got {setting!r}")
-    if setting == "auto":
-        return "fp16" if device == "cpu" else gpu_auto()
-    if device == "cpu" or setting == "off":
-        return setting
-    if setting not in GPU_MODES:
-        raise BadInput(f"fast_path {setting} uses CPU kernels; on {device} use "
-                       f"{', '.join(GPU_MODES)} or off")
-    return setting
-
-
-def _gpu_auto(model, device: str) -> str:
-    import torch
-
-    from chat.engine.fastpath import gpu_auto_mode
-
-    total = torch.cuda.get_device_properties(torch.device(device)).total_memory
-    embed, head = model.get_input_embeddings().weight, model.get_output_embeddings().weight
-    return gpu_auto_mode(sum(p.numel() for p in model.parameters()), embed.numel(),
-                         head.data_ptr() == embed.data_ptr(), total, FAST_SLOTS)
-
-
-def sample(logits, params: GenParams, generator=None) -> int:
-    """Greedy when temperature is 0, else temperature + nucleus (top-p) sampling."""
-    import torch
-
-    if params.temperature == 0:
-        return int(torch.argmax(logits))
-    probs = torch.softmax(logits / params.temperature, dim=-1)
-    if params.top_p < 1.0:
-        sorted_probs, order = torch.sort(probs, descending=True)
-        keep = torch.cumsum(sorted_probs, dim=-1) - sorted_probs < params.top_p
-        sorted_probs = sorted_probs * keep
-        choice = torch.multinomial(sorted_probs / sorted_probs.sum(), 1, generator=generator)
-        return int(order[choice])
-    return int(torch.multinomial(probs, 1, generator=generator))
-
-

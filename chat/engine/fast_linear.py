@@ -197,7 +197,7 @@ def base_blocks(modules) -> c_kernels.Blocks | None:
 def base_product(modules):
     """x -> x W^T over the modules' base weights stacked in fp32. A stack of several is one
     copy, shared by every version: one matmul into one output instead of a matmul each and a
-    concatenation saved 15 ms of a 352 ms prompt (B, 310 new tokens)."""
+    concatenation saved 15 ms of a 352 ms prompt of 310 new tokens (AVX-512 with VNNI, 2 cores)."""
     base = _base(modules)
     base.stacked = stacked = base.stack()
     return lambda x: F.linear(x, stacked)

@@ -36,38 +36,17 @@ from chat.engine.fast_linear import (
     merged_weight,
     prompt_kernel,
 )
+from chat.engine.fast_mode import GPU_MODES
 from chat.engine.prefix_cache import PrefixCache
 
 __all__ = ["FastModel", "KVCache", "Unsupported", "prompt_kernel"]
 
 MODES = FAST_PATH_MODES
-GPU_MODES = ("bf16", "fp32")  # F.linear on any device; fp16 (fbgemm) and int8 are CPU kernels
-GPU_SHARE = 0.25  # of a GPU's memory that the merged copies of the served versions may take
 _PROJ = {"q": "self_attn.q_proj", "k": "self_attn.k_proj", "v": "self_attn.v_proj",
          "o": "self_attn.o_proj", "gate": "mlp.gate_proj", "up": "mlp.up_proj",
          "down": "mlp.down_proj"}
 # the projections each fused matrix of a layer is made of
 _GROUPS = {"qkv": ("q", "k", "v"), "o": ("o",), "gate_up": ("gate", "up"), "down": ("down",)}
-
-
-# ---------------------------------------------------------------------------- copies
-
-
-def copy_bytes(n_params: int, n_embed: int, tied: bool, size: int) -> int:
-    """One served version's copy with `size`-byte weights: the embedding stays fp32, and the
-    LM head is a copy of its own even where the model ties it to the embedding."""
-    return (n_params - n_embed) * size + n_embed * 4 + (n_embed * size if tied else 0)
-
-
-def gpu_auto_mode(n_params: int, n_embed: int, tied: bool, gpu_bytes: int, copies: int) -> str:
-    """`auto` on a GPU: fp32 copies where they fit, else bf16, else no fast path. fp32 gave
-    fp32's greedy answers and was no slower: a small model's decode step waits on kernel
-    launches, not bytes (H200, SmolLM2, 6 prompts x 64 tokens: 78 tok/s with fp32 copies, 52
-    with bf16 ones, whose casts around each matmul are more launches; 24 through transformers)."""
-    for mode, size in (("fp32", 4), ("bf16", 2)):
-        if copy_bytes(n_params, n_embed, tied, size) * copies <= GPU_SHARE * gpu_bytes:
-            return mode
-    return "off"
 
 
 # ---------------------------------------------------------------------------- weights

@@ -1,6 +1,6 @@
 """What this machine's CPU does fast, decided once per process.
 
-A CPU flag is not enough to choose bf16: one dev machine here with AVX512-BF16 ran a prompt's
+A CPU flag is not enough to choose bf16: one 2-core CPU with AVX512-BF16 ran a prompt's
 bf16 GEMM at 2x fp32, another with the same flag (no AMX) at 0.55x. So the flag only rules
 bf16 out; where it is present, a ~35 ms timing of a prompt-sized GEMM decides.
 """

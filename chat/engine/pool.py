@@ -6,9 +6,12 @@ import logging
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 
+from chat.config import Config
 from chat.engine.engine import BASE
 from chat.errors import BadInput
+from feedback.store import Store
 from training import registry
 
 log = logging.getLogger(__name__)
@@ -17,10 +20,13 @@ log = logging.getLogger(__name__)
 class AdapterPool:
     """Loads versions into the engine under their own names; the pointer moves only after."""
 
-    def __init__(self, store, engine, cfg, keep: int = 3):
+    def __init__(self, store, engine, cfg, keep: int = 3,
+                 autotrain: Callable[[Store, Config], int | None] | None = None):
         self.store = store
         self.engine = engine
         self.cfg = cfg
+        # the serving side only watches; what starts a run is training's (runtime wires it)
+        self.autotrain = autotrain
         self.keep = keep  # active + previous ones: instant rollback, in-flight answers safe
         self.active: str | None = None
         self._loaded: OrderedDict[str, None] = OrderedDict()  # LRU of loaded versions
@@ -100,15 +106,14 @@ class AdapterPool:
                 self.refresh()
             except Exception:  # a bad folder must not kill the watcher: keep serving
                 log.exception("adapter refresh failed; still serving %s", self.active)
-            if getattr(self.cfg, "auto_train_every", 0) and time.monotonic() - last_auto > 30:
+            if self.autotrain and self.cfg.auto_train_every \
+                    and time.monotonic() - last_auto > 30:
                 last_auto = time.monotonic()
                 self._autotrain()
 
     def _autotrain(self) -> None:
-        from training.runner import maybe_autotrain
-
         try:
-            run_id = maybe_autotrain(self.store, self.cfg)
+            run_id = self.autotrain(self.store, self.cfg)
             if run_id is not None:
                 log.info("started training run %s (new feedback)", run_id)
         except Exception:

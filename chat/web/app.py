@@ -1,11 +1,14 @@
 """The Gradio web app: lays out the chat tab and wires its events to the handlers in
-chat/web/chat_handlers.py and chat/web/feedback_handlers.py (plain functions of context and
-inputs)."""
+chat/web/chat_handlers.py and chat/web/feedback_handlers.py (plain functions of the runtime
+and inputs)."""
+
+from dataclasses import dataclass
 
 import gradio as gr
 
+from chat.runtime import Runtime
+from chat.web.admin_tab import render_admin_tab
 from chat.web.chat_handlers import (
-    AppContext,
     clear,
     my_conversations,
     new_session,
@@ -19,7 +22,30 @@ from chat.web.feedback_handlers import CHOICES, compare, edit, like, pick, save_
 from feedback.store import RATING_REASONS
 
 
-def _render_chat_tab(ctx: AppContext, session: gr.State, app: gr.Blocks) -> None:
+@dataclass
+class ChatTab:
+    """The chat tab's components that events read or write."""
+
+    conversations: gr.Dropdown
+    refresh: gr.Button
+    reopen: gr.Button
+    chatbot: gr.Chatbot
+    box: gr.Textbox
+    send: gr.Button
+    stop: gr.Button
+    compare: gr.Button
+    reason_box: gr.Group
+    reason: gr.Radio
+    comment: gr.Textbox
+    save: gr.Button
+    answer_a: gr.Markdown
+    answer_b: gr.Markdown
+    pick_row: gr.Row
+    pick_buttons: dict[str, gr.Button]
+    sources: gr.Dataframe
+
+
+def _render_chat_tab() -> ChatTab:
     with gr.Row():
         with gr.Column(scale=1, min_width=220):
             convs = gr.Dropdown(label="My conversations", choices=[], elem_id="conversations")
@@ -51,21 +77,29 @@ def _render_chat_tab(ctx: AppContext, session: gr.State, app: gr.Blocks) -> None
                                    datatype=["number", "str", "number", "str"], value=[],
                                    label="Sources", interactive=False, wrap=True,
                                    elem_id="sources")
-    _setup_events(ctx, session, app, locals())  # every component above, by its variable name
+    return ChatTab(convs, refresh, reopen, chatbot, box, send, stop, compare_btn, reason_box,
+                   reason, comment, save, answer_a, answer_b, pick_row, pick_buttons, sources)
 
 
-def _setup_events(ctx: AppContext, session: gr.State, app: gr.Blocks, ui: dict) -> None:
-    chatbot, box, convs = ui["chatbot"], ui["box"], ui["convs"]
+# Gradio reads event-data types and gr.Request from a handler's annotations, which
+# functools.partial hides: each handler below binds the runtime with a signature of its own.
 
-    # gradio reads event-data types from annotations, which functools.partial hides
+
+def _conversation_list(ctx: Runtime):
+    def _list(session: dict, request: gr.Request):
+        return my_conversations(ctx, session, request)
+    return _list
+
+
+def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
     def _respond(message: str, chat_history: list, session: dict, request: gr.Request):
         yield from respond(ctx, message, chat_history, session, request)
 
     def _retry(chat_history: list, session: dict, data: gr.RetryData, request: gr.Request):
         yield from retry(ctx, chat_history, session, data, request)
 
-    def _like(chat_history: list, session: dict, data: gr.LikeData, request: gr.Request):
-        return like(ctx, chat_history, session, data, request)
+    def _edit(chat_history: list, session: dict, data: gr.EditData, request: gr.Request):
+        yield from edit(ctx, chat_history, session, data, request)
 
     def _undo(chat_history: list, session: dict, data: gr.UndoData, request: gr.Request):
         return undo(ctx, chat_history, session, data, request)
@@ -73,66 +107,75 @@ def _setup_events(ctx: AppContext, session: gr.State, app: gr.Blocks, ui: dict) 
     def _clear(session: dict, request: gr.Request):
         return clear(ctx, session, request)
 
-    def _edit(chat_history: list, session: dict, data: gr.EditData, request: gr.Request):
-        yield from edit(ctx, chat_history, session, data, request)
-
-    def _compare(chat_history: list, session: dict, request: gr.Request):
-        yield from compare(ctx, chat_history, session, request)
-
-    def _list(session: dict, request: gr.Request):
-        return my_conversations(ctx, session, request)
-
-    def _open(conversation_id, session: dict, request: gr.Request):
-        return open_conversation(ctx, conversation_id, session, request)
-
-    after = dict(fn=shown_sources, inputs=[session], outputs=[ui["sources"]])
+    chatbot, box = ui.chatbot, ui.box
+    after = dict(fn=shown_sources, inputs=[session], outputs=[ui.sources])
     # a question sent while an answer streams is asked once that answer is done
     events = [trigger(_respond, [box, chatbot, session], [box, chatbot, session],
                       api_name=name, trigger_mode="always_last")
-              for trigger, name in ((box.submit, "chat"), (ui["send"].click, False))]
+              for trigger, name in ((box.submit, "chat"), (ui.send.click, False))]
     for event in events:
-        event.then(**after).then(_list, [session], [session, convs], api_name=False)
+        event.then(**after).then(_conversation_list(ctx), [session],
+                                 [session, ui.conversations], api_name=False)
     events += [chatbot.retry(_retry, [chatbot, session], [chatbot, session, box],
                              api_name="retry"),
                chatbot.edit(_edit, [chatbot, session], [chatbot, session, box],
                             api_name="edit")]
     for event in events[2:]:
         event.then(**after)
-    ui["stop"].click(None, cancels=events)
+    ui.stop.click(None, cancels=events)
     chatbot.undo(_undo, [chatbot, session], [chatbot, session, box], api_name="undo")
     chatbot.clear(_clear, [session], [chatbot, session], api_name="clear").then(**after)
-    chatbot.like(_like, [chatbot, session], [session, ui["reason_box"]], api_name="like")
+
+
+def _wire_feedback(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
+    def _like(chat_history: list, session: dict, data: gr.LikeData, request: gr.Request):
+        return like(ctx, chat_history, session, data, request)
+
     def _save(reason: str | None, comment: str, session: dict, request: gr.Request):
         return save_reason(ctx, reason, comment, session, request)
 
-    ui["save"].click(_save, [ui["reason"], ui["comment"], session],
-                     [session, ui["reason_box"], ui["reason"], ui["comment"]], api_name=False)
-    ui["compare_btn"].click(_compare, [chatbot, session],
-                            [ui["answer_a"], ui["answer_b"], session, ui["pick_row"]],
-                            api_name="compare")
+    def _compare(chat_history: list, session: dict, request: gr.Request):
+        yield from compare(ctx, chat_history, session, request)
+
     def _picker(label: str):
         def _pick(session: dict, request: gr.Request):
             return pick(ctx, label, session, request)
         return _pick
 
-    for label, button in ui["pick_buttons"].items():
-        button.click(_picker(label), [session], [session, ui["pick_row"]],
+    ui.chatbot.like(_like, [ui.chatbot, session], [session, ui.reason_box], api_name="like")
+    ui.save.click(_save, [ui.reason, ui.comment, session],
+                  [session, ui.reason_box, ui.reason, ui.comment], api_name=False)
+    ui.compare.click(_compare, [ui.chatbot, session],
+                     [ui.answer_a, ui.answer_b, session, ui.pick_row], api_name="compare")
+    for label, button in ui.pick_buttons.items():
+        button.click(_picker(label), [session], [session, ui.pick_row],
                      api_name=f"pick_{CHOICES[label]}")
-    app.load(_list, [session], [session, convs], api_name=False)
-    ui["refresh"].click(_list, [session], [session, convs], api_name="conversations")
-    ui["reopen"].click(_open, [convs, session], [chatbot, session, ui["sources"]],
-                       api_name="open_conversation")
 
 
-def build_app(ctx: AppContext) -> gr.Blocks:
+def _wire_conversations(ctx: Runtime, session: gr.State, app: gr.Blocks, ui: ChatTab) -> None:
+    def _open(conversation_id, session: dict, request: gr.Request):
+        return open_conversation(ctx, conversation_id, session, request)
+
+    listed = _conversation_list(ctx)
+    app.load(listed, [session], [session, ui.conversations], api_name=False)
+    ui.refresh.click(listed, [session], [session, ui.conversations], api_name="conversations")
+    ui.reopen.click(_open, [ui.conversations, session], [ui.chatbot, session, ui.sources],
+                    api_name="open_conversation")
+
+
+def _setup_events(ctx: Runtime, session: gr.State, app: gr.Blocks, ui: ChatTab) -> None:
+    _wire_chat(ctx, session, ui)
+    _wire_feedback(ctx, session, ui)
+    _wire_conversations(ctx, session, app, ui)
+
+
+def build_app(ctx: Runtime) -> gr.Blocks:
     with gr.Blocks(title="Learning Chat", delete_cache=(3600, 3600)) as app:
         gr.Markdown("## Learning Chat — answers from your documents, improved by your feedback")
         session = gr.State(new_session)
         with gr.Tab("Chat"):
-            _render_chat_tab(ctx, session, app)
+            _setup_events(ctx, session, app, _render_chat_tab())
         with gr.Tab("Admin"):
-            from chat.web.admin_tab import render_admin_tab
-
             render_admin_tab(ctx, session)
     app.queue(default_concurrency_limit=4, max_size=ctx.cfg.max_queue)
     return app

@@ -3,14 +3,11 @@ clear, and this user's past conversations. chat/web/app.py lays them out and wir
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import gradio as gr
 
-from chat.auth import web_user
 from chat.errors import ChatError
-from chat.service import ServiceContext
-from chat.web.downloads import PrivateDownloads
+from chat.runtime import Runtime
 from chat.web.views import (
     aligned_ids,
     check_text_history,
@@ -24,23 +21,16 @@ from chat.web.views import (
 )
 
 
-@dataclass
-class AppContext(ServiceContext):
-    """Everything handlers need; shared by all sessions (model and index are loaded once)."""
-
-    downloads: PrivateDownloads = field(default_factory=PrivateDownloads)
-
-
 def new_session(user: str | None = None) -> dict:
     """Per-browser-session state (deep-copyable: never the model or the index)."""
     return {"user": user, "conversation_id": None, "message_ids": [], "sources": [],
             "pending_rating": None, "compare": None}
 
 
-def session_for(ctx: AppContext, session: dict | None, request: gr.Request | None) -> dict:
+def session_for(ctx: Runtime, session: dict | None, request: gr.Request | None) -> dict:
     """This request's session state, owned by the caller's login. A client can address any
     session by its hash, so state that belongs to someone else is dropped, never used."""
-    user = web_user(ctx.cfg, request)
+    user = ctx.authorizer.web_user(request)
     if not session or session.get("user") != user:
         return new_session(user)
     return {**new_session(user), **session}
@@ -57,7 +47,7 @@ def client_chat(chat_history) -> list[dict]:
 # ---------------------------------------------------------------------------- chat
 
 
-def respond(ctx: AppContext, message: str, chat_history: list[dict], session: dict,
+def respond(ctx: Runtime, message: str, chat_history: list[dict], session: dict,
             request: gr.Request = None) -> Iterator[tuple]:
     """Stream an answer into the chat; records both turns in the store. The question shows
     and the box empties at once; after that the box is left alone, so the next question can be
@@ -104,7 +94,7 @@ def respond(ctx: AppContext, message: str, chat_history: list[dict], session: di
         yield gr.skip(), shown, session
 
 
-def retry(ctx: AppContext, chat_history: list[dict], session: dict, retry_data: gr.RetryData,
+def retry(ctx: Runtime, chat_history: list[dict], session: dict, retry_data: gr.RetryData,
           request: gr.Request = None) -> Iterator[tuple]:
     """Ask the last question again (a new answer; the old one stays in the store)."""
     chat_history = client_chat(chat_history)
@@ -115,7 +105,7 @@ def retry(ctx: AppContext, chat_history: list[dict], session: dict, retry_data: 
         yield shown, state, gr.skip()  # the question stays in the chat: the box is left alone
 
 
-def ask_again(ctx: AppContext, question: str, chat_history: list[dict], index: int,
+def ask_again(ctx: Runtime, question: str, chat_history: list[dict], index: int,
                session: dict, request: gr.Request = None) -> Iterator[tuple]:
     """Ask `question` in place of the chat from `index` on (retry, an edited question). A
     refused one leaves the chat as it was and yields the text for the box, to fix and send."""
@@ -126,7 +116,7 @@ def ask_again(ctx: AppContext, question: str, chat_history: list[dict], index: i
         yield shown, state, gr.skip()
 
 
-def undo(ctx: AppContext, chat_history: list[dict], session: dict, undo_data: gr.UndoData,
+def undo(ctx: Runtime, chat_history: list[dict], session: dict, undo_data: gr.UndoData,
          request: gr.Request = None) -> tuple:
     """Drop the last exchange from the view (the store keeps it: nothing acknowledged is lost)."""
     chat_history = client_chat(chat_history)
@@ -136,22 +126,22 @@ def undo(ctx: AppContext, chat_history: list[dict], session: dict, undo_data: gr
     return kept, session, raw_text(chat_history[undo_data.index]["content"])
 
 
-def clear(ctx: AppContext, session: dict, request: gr.Request = None) -> tuple:
+def clear(ctx: Runtime, session: dict, request: gr.Request = None) -> tuple:
     """Start a new conversation."""
-    return [], new_session(web_user(ctx.cfg, request))
+    return [], new_session(ctx.authorizer.web_user(request))
 
 
 # ---------------------------------------------------------------------------- conversations
 
 
-def my_conversations(ctx: AppContext, session: dict, request: gr.Request = None) -> tuple:
+def my_conversations(ctx: Runtime, session: dict, request: gr.Request = None) -> tuple:
     """This user's past conversations (never anyone else's) for the picker."""
     session = session_for(ctx, session, request)
     choices = conversation_choices(ctx.store.conversations(session["user"]))
     return session, gr.update(choices=choices, value=None)
 
 
-def open_conversation(ctx: AppContext, conversation_id, session: dict,
+def open_conversation(ctx: Runtime, conversation_id, session: dict,
                       request: gr.Request = None) -> tuple:
     """Reopen one of this user's conversations: the chat continues where it stopped."""
     session = session_for(ctx, session, request)
@@ -162,8 +152,7 @@ def open_conversation(ctx: AppContext, conversation_id, session: dict,
     except (ChatError, ValueError):
         raise gr.Error("No such conversation.") from None
     history, ids, sources = history_from_store(ctx.store.messages(int(conversation_id)))
-    rated = {r["message_id"]: r["value"] for r in ctx.store.query(
-        "SELECT message_id, value FROM ratings WHERE user = ?", (session["user"],))}
+    rated = ctx.store.ratings_by(session["user"])
     feedback = [{1: "Like", -1: "Dislike"}.get(rated.get(i)) for i in ids]
     session = {**session, "conversation_id": int(conversation_id), "message_ids": ids,
                "sources": sources, "compare": None, "pending_rating": None}

@@ -9,7 +9,8 @@ import gradio as gr
 
 from chat.engine.engine import GenParams
 from chat.errors import ChatError
-from chat.web.chat_handlers import AppContext, ask_again, client_chat, session_for
+from chat.runtime import Runtime
+from chat.web.chat_handlers import ask_again, client_chat, session_for
 from chat.web.views import (
     aligned_ids,
     answer_ordinal,
@@ -26,7 +27,7 @@ COMPARE_TEMPERATURE = 0.8  # two samples of the same prompt; later: two adapter 
 CHOICES = {"A": "a", "B": "b", "Tie": "tie", "Both bad": "both_bad"}
 
 
-def _answer_id(ctx: AppContext, chat_history: list[dict], session: dict, index) -> int:
+def _answer_id(ctx: Runtime, chat_history: list[dict], session: dict, index) -> int:
     ordinal = answer_ordinal(list(chat_history or []), index)
     if ordinal is None:
         raise gr.Error("Only the assistant's answers can be rated or corrected.")
@@ -41,7 +42,7 @@ def _answer_id(ctx: AppContext, chat_history: list[dict], session: dict, index) 
     return found
 
 
-def _stopped_answer_id(ctx: AppContext, session: dict, shown: str,
+def _stopped_answer_id(ctx: Runtime, session: dict, shown: str,
                        claimed: set[int]) -> int | None:
     """The stored id of a stopped answer shown as `shown`. Its stream ends before it can hand
     its id to the session, and may take one more piece after the browser's last update, so
@@ -67,7 +68,7 @@ def _answer_body(shown: str) -> str:
     return body.removesuffix("\n```") if body.count("```") % 2 == 0 else body
 
 
-def like(ctx: AppContext, chat_history: list[dict], session: dict, like_data: gr.LikeData,
+def like(ctx: Runtime, chat_history: list[dict], session: dict, like_data: gr.LikeData,
          request: gr.Request = None) -> tuple:
     """👍 saves +1; 👎 saves -1 at once and opens the reason picker (saving it replaces it)."""
     chat_history = client_chat(chat_history)
@@ -78,14 +79,14 @@ def like(ctx: AppContext, chat_history: list[dict], session: dict, like_data: gr
     message_id = _answer_id(ctx, chat_history, session, like_data.index)
     value = 1 if like_data.liked else -1
     try:
-        ctx.store.record_rating(message_id, session["user"], value)
+        ctx.service.rate(message_id, session["user"], value)
     except ChatError as exc:
         raise gr.Error(str(exc)) from None
     session = {**session, "pending_rating": None if value == 1 else message_id}
     return session, gr.update(visible=value == -1)
 
 
-def save_reason(ctx: AppContext, reason: str | None, comment: str, session: dict,
+def save_reason(ctx: Runtime, reason: str | None, comment: str, session: dict,
                 request: gr.Request = None) -> tuple:
     """Store why an answer got a thumbs down (replaces the bare -1)."""
     session = session_for(ctx, session, request)
@@ -103,7 +104,7 @@ def save_reason(ctx: AppContext, reason: str | None, comment: str, session: dict
     return {**session, "pending_rating": None}, gr.update(visible=False), None, ""
 
 
-def edit(ctx: AppContext, chat_history: list[dict], session: dict, edit_data: gr.EditData,
+def edit(ctx: Runtime, chat_history: list[dict], session: dict, edit_data: gr.EditData,
          request: gr.Request = None) -> Iterator[tuple]:
     """An edited answer is stored as a correction; an edited question is asked again."""
     chat_history = client_chat(chat_history)
@@ -124,7 +125,7 @@ def edit(ctx: AppContext, chat_history: list[dict], session: dict, edit_data: gr
     yield chat_history, session, gr.skip()
 
 
-def compare(ctx: AppContext, chat_history: list[dict], session: dict,
+def compare(ctx: Runtime, chat_history: list[dict], session: dict,
             request: gr.Request = None) -> Iterator[tuple]:
     """Two answers to the last question side by side (two samples; nothing added to the chat)."""
     session = session_for(ctx, session, request)
@@ -162,14 +163,14 @@ def compare(ctx: AppContext, chat_history: list[dict], session: dict,
     yield texts[0], texts[1], session, gr.update(visible=True)
 
 
-def pick(ctx: AppContext, choice: str, session: dict, request: gr.Request = None) -> tuple:
+def pick(ctx: Runtime, choice: str, session: dict, request: gr.Request = None) -> tuple:
     """Save the side-by-side choice (A, B, Tie, Both bad); A or B also becomes a preference."""
     session = session_for(ctx, session, request)
     pending = session.get("compare")
     if not pending:
         raise gr.Error("Press Compare first.")
     try:
-        ctx.store.record_comparison(
+        ctx.service.choose(
             pending["prompt"], pending["a"], pending["b"], CHOICES.get(choice, choice),
             session["user"], pending["adapter_a"], pending["adapter_b"],
             pending["prompt_version"])

@@ -1,0 +1,152 @@
+"""The admin tab's layout: one render function per section, each returning the components
+its events read or write (chat/web/admin_tab.py wires them)."""
+
+import json
+from dataclasses import dataclass
+
+import gradio as gr
+
+from chat.runtime import Runtime
+from chat.web.admin_views import progress_html
+from chat.web.uploads import ALLOWED_UPLOADS
+from feedback.store import RATING_REASONS
+from training.config import METHODS
+
+KINDS = ["all", "rating", "correction", "preference"]
+REASONS = ["", *RATING_REASONS]  # "": every reason
+EXPORT_FORMATS = ["dpo", "kto", "raw"]
+SIDE_BY_SIDE = ["question", "active", "candidate"]
+
+
+@dataclass
+class Dashboard:
+    kind: gr.Dropdown
+    reason: gr.Dropdown
+    refresh: gr.Button
+    stats: gr.Markdown
+    trend: gr.LinePlot
+    recent: gr.Dataframe
+
+
+def render_dashboard() -> Dashboard:
+    with gr.Tab("Dashboard"):
+        with gr.Row():
+            kind = gr.Dropdown(KINDS, value="all", label="kind")
+            reason = gr.Dropdown(REASONS, value="", label="reason")
+            refresh = gr.Button("Refresh", elem_id="admin-refresh")
+        return Dashboard(kind, reason, refresh, gr.Markdown(elem_id="feedback-stats"),
+                         gr.LinePlot(x="day", y="down_rate", color="adapter",
+                                     title="Thumbs-down rate per adapter version"),
+                         gr.Dataframe(label="Recent feedback", wrap=True))
+
+
+@dataclass
+class Documents:
+    files: gr.File
+    upload: gr.Button
+    list: gr.Button
+    doc_id: gr.Number
+    delete: gr.Button
+    report: gr.JSON
+    table: gr.Dataframe
+
+
+def render_documents() -> Documents:
+    with gr.Tab("Documents"):
+        files = gr.File(file_count="multiple", label="Upload .txt .md .html .pdf",
+                        file_types=sorted(ALLOWED_UPLOADS))
+        with gr.Row():
+            upload = gr.Button("Ingest uploads", variant="primary")
+            listed = gr.Button("List documents")
+            doc_id = gr.Number(label="document id", precision=0, minimum=1, maximum=2**53)
+            delete = gr.Button("Delete document", variant="stop")
+        return Documents(files, upload, listed, doc_id, delete, gr.JSON(label="Ingest report"),
+                         gr.Dataframe(label="Documents"))
+
+
+@dataclass
+class Training:
+    method: gr.Dropdown
+    activate: gr.Checkbox
+    start: gr.Button
+    cancel: gr.Button
+    view: list  # progress bar, loss curve, reward curve, the gate's verdict
+    timer: gr.Timer
+
+
+def render_training() -> Training:
+    with gr.Tab("Training"):
+        with gr.Row():
+            method = gr.Dropdown(list(METHODS), value="auto", label="method",
+                                 elem_id="train-method")
+            activate = gr.Checkbox(True, label="activate if the gate passes")
+            start = gr.Button("Start training", variant="primary", elem_id="train-start")
+            cancel = gr.Button("Cancel", variant="stop")
+        progress = gr.HTML(progress_html(None))
+        with gr.Row():
+            loss = gr.LinePlot(x="step", y="loss", title="Loss")
+            reward = gr.LinePlot(x="step", y="value", color="metric",
+                                 title="Reward accuracy / margins")
+        view = [progress, loss, reward, gr.Markdown(elem_id="gate-verdict")]
+        return Training(method, activate, start, cancel, view, gr.Timer(2.0))
+
+
+@dataclass
+class Adapters:
+    version: gr.Textbox
+    list: gr.Button
+    activate: gr.Button
+    rollback: gr.Button
+    base: gr.Button
+    compare: gr.Button
+    table: gr.Dataframe
+    side_by_side: gr.Dataframe
+
+
+def render_adapters() -> Adapters:
+    with gr.Tab("Adapters"):
+        with gr.Row():
+            version = gr.Textbox(label="version (e.g. v0002)")
+            buttons = [gr.Button("List"), gr.Button("Activate", variant="primary"),
+                       gr.Button("Roll back"), gr.Button("Serve the base model"),
+                       gr.Button("Side by side with active")]
+        return Adapters(version, *buttons, gr.Dataframe(label="Adapters"),
+                        gr.Dataframe(label="Active vs candidate on held-out questions",
+                                     wrap=True, headers=SIDE_BY_SIDE))
+
+
+@dataclass
+class Prompts:
+    profile: gr.Code
+    version: gr.Number
+    list: gr.Button
+    add: gr.Button
+    activate: gr.Button
+    preview: gr.Button
+    table: gr.Dataframe
+    previewed: gr.Dataframe
+
+
+def render_prompts(ctx: Runtime) -> Prompts:
+    with gr.Tab("Prompts"):
+        profile = gr.Code(language="json", label="new profile (JSON)", value=json.dumps(
+            {"system_prompt": ctx.cfg.system_prompt, "few_shot": [], "note": ""}, indent=2))
+        with gr.Row():
+            version = gr.Number(label="profile version", precision=0, minimum=1, maximum=2**53)
+            buttons = [gr.Button(label) for label in ("List", "Add", "Activate",
+                                                      "Preview vs active")]
+        return Prompts(profile, version, *buttons, gr.Dataframe(label="Prompt profiles", wrap=True),
+                       gr.Dataframe(label="Preview", wrap=True))
+
+
+@dataclass
+class Export:
+    format: gr.Dropdown
+    go: gr.Button
+    file: gr.File
+
+
+def render_export() -> Export:
+    with gr.Tab("Export"):
+        return Export(gr.Dropdown(EXPORT_FORMATS, value="dpo", label="format"),
+                      gr.Button("Export JSONL"), gr.File(label="download"))

@@ -1,0 +1,155 @@
+"""What the admin tab shows, as plain functions of what chat.web.admin returns: the feedback
+tables, the training run's progress, curves and gate verdict, and the adapter and prompt
+tables."""
+
+import json
+
+import pandas as pd
+
+from feedback.store import RATING_REASONS
+
+
+def progress_html(run: dict | None) -> str:
+    if not run:
+        return "<div id='train-progress'>No training run yet.</div>"
+    p = run.get("progress") or {}
+    step, total = p.get("step") or 0, p.get("total") or 0
+    done = run["status"] in ("succeeded", "rejected", "failed", "cancelled")
+    pct = 100 if done and run["status"] == "succeeded" else int(100 * step / total) if total else 0
+    label = f"run {run['id']} · {run['method']} · {run['status']} · {p.get('phase', '')}"
+    if total:
+        label += f" · step {step}/{total}"
+    return (f"<div id='train-progress' data-status='{run['status']}'>"
+            f"<div style='background:#eee;border-radius:6px'><div style='width:{pct}%;"
+            f"background:#4a8;color:white;padding:4px;border-radius:6px'>{pct}%</div></div>"
+            f"<small>{label}</small></div>")
+
+
+def verdict_md(run: dict | None) -> str:
+    """A finished run in words: the gate's verdict, its figures as a table, and why it failed."""
+    if not run or run["status"] not in ("succeeded", "rejected", "failed", "cancelled"):
+        return ""
+    if run["status"] in ("failed", "cancelled"):
+        return f"**Run {run['status']}**: {run.get('error') or ''}"
+    metrics = run.get("metrics") or {}
+    gate = metrics.get("gate", {})
+    verdict = "passed" if gate.get("passed") else "failed"
+    served = ("now served" if metrics.get("activated") else
+              f"not activated: {metrics.get('not_activated_because') or 'activate was off'}"
+              if gate.get("passed") else "never served")
+    lines = [f"**Gate {verdict}** for {run.get('adapter_version')} ({run['method']}, {served})",
+             "", "| check | candidate | compared with |", "|---|---|---|"]
+    lines += [f"| {check} | {value} | {other} |" for check, value, other in gate_rows(gate)]
+    lines += [""] + [f"- {reason}" for reason in gate.get("reasons", [])]
+    return "\n".join(lines).rstrip()
+
+
+def _num(value) -> str:
+    return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
+
+
+def gate_rows(gate: dict) -> list[tuple[str, str, str]]:
+    """(check, candidate's figure, what it was compared with) for each check the gate ran."""
+    rows = []
+    if gate.get("n_heldout") is not None:
+        held = "pairs" if gate.get("pref_kind", "pairs") == "pairs" else "thumbs"
+        active = gate.get("pref_accuracy_active")
+        rows.append((f"preference accuracy on {gate['n_heldout']} held-out {held}",
+                     _num(gate.get("pref_accuracy")),
+                     "no adapter active" if active is None else f"active adapter {_num(active)}"))
+    if gate.get("ppl_candidate") is not None:
+        rows.append(("perplexity on the reference set", _num(gate["ppl_candidate"]),
+                     f"base model {_num(gate.get('ppl_base'))} "
+                     f"(×{_num(gate.get('ppl_ratio'))})"))
+    if gate.get("reward_candidate") is not None:
+        rows.append(("reward model score", _num(gate["reward_candidate"]),
+                     f"active {_num(gate.get('reward_active'))}"))
+    return rows
+
+
+def curve_frames(run: dict | None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    rows = (run or {}).get("curve", [])
+    # rounded: the plots label their axes with the values as given (2.2288060188...)
+    loss = [{"step": r["step"], "loss": round(r["loss"], 4)} for r in rows if "loss" in r]
+    reward = [{"step": r["step"], "metric": k, "value": round(v, 4)} for r in rows
+              for k, v in r.items() if k.startswith("rewards/") and isinstance(v, float)]
+    return (pd.DataFrame(loss or [], columns=["step", "loss"]),
+            pd.DataFrame(reward or [], columns=["step", "metric", "value"]))
+
+
+def stats_md(stats: dict) -> str:
+    """feedback_stats() as short tables: what came in, why answers were disliked (and whether
+    that blames retrieval or generation), and how each adapter version fares."""
+    kinds = stats["kinds"]
+    lines = ["| " + " | ".join(k.replace("_", " ") for k in kinds) + " |",
+             "|" + "---|" * len(kinds), "| " + " | ".join(str(v) for v in kinds.values()) + " |"]
+    extras = [f"{name}: " + ", ".join(f"{k} {v}" for k, v in stats[key].items())
+              for name, key in (("preferences by source", "preferences_by_source"),
+                                ("comparisons by choice", "comparisons_by_choice"))
+              if stats[key]]
+    lines += ["", "; ".join(extras)] if extras else []
+    if stats["reasons"]:
+        lines += ["", "| thumbs-down reason | n | blames |", "|---|---|---|"]
+        lines += [f"| {reason} | {n} | {RATING_REASONS.get(reason, 'unspecified')} |"
+                  for reason, n in stats["reasons"].items()]
+    if stats["by_adapter"]:
+        lines += ["", "| adapter | answers | thumbs up | thumbs down | thumbs-down rate |",
+                  "|---|---|---|---|---|"]
+        for version, s in stats["by_adapter"].items():
+            rate = s["thumbs_down_rate"]
+            lines.append(f"| {'base' if version == '(none)' else version} | {s['answers']} | "
+                         f"{s['thumbs_up']} | {s['thumbs_down']} | "
+                         f"{'—' if rate is None else f'{100 * rate:.0f}%'} |")
+    return "\n".join(lines)
+
+
+def serving_md(info: dict) -> str:
+    return (f"**Serving** {info['model']} on {info['device']}, fast path `{info['fast_path']}`: "
+            f"decode steps read {info['decode']}; prompts read {info['prompts']}.")
+
+
+def _count_ids(ids) -> int:
+    if isinstance(ids, dict):
+        return sum(_count_ids(v) for v in ids.values())
+    return len(ids) if isinstance(ids, list) else 0
+
+
+ADAPTER_COLUMNS = ["version", "status", "method", "parent_version", "created_at",
+                   "activated_at", "n_feedback", "pref_accuracy", "ppl_ratio"]
+
+
+def adapters_frame(rows: list[dict]) -> pd.DataFrame:
+    """One row per adapter version: where it came from and what its gate measured."""
+    table = []
+    for r in rows:
+        meta, gate = r.get("meta") or {}, (r.get("metrics") or {}).get("gate", {})
+        table.append([r["version"], r["status"], r["method"], r.get("parent_version"),
+                      r["created_at"][:19], (r.get("activated_at") or "")[:19],
+                      _count_ids(meta.get("feedback_ids")), gate.get("pref_accuracy"),
+                      gate.get("ppl_ratio")])
+    return pd.DataFrame(table, columns=ADAPTER_COLUMNS)
+
+
+def prompts_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame([[r["version"], r["status"], r["note"], r["system_prompt"][:120],
+                          len(json.loads(r["few_shot_json"])) // 2] for r in rows],
+                        columns=["version", "status", "note", "system_prompt", "few_shot"])
+
+
+def documents_frame(rows: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(rows or [], columns=list(rows[0]) if rows else ["id", "path"])
+
+
+def training_view(run: dict | None) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
+    """The training section's progress bar, loss and reward curves, and verdict."""
+    loss, reward = curve_frames(run)
+    return progress_html(run), loss, reward, verdict_md(run)
+
+
+def dashboard_view(info: dict, stats: dict, trend: list[dict],
+                   recent: list[dict]) -> tuple[str, pd.DataFrame, pd.DataFrame]:
+    """What is served and the feedback tables; thumbs-down rate per day; latest feedback."""
+    return (serving_md(info) + "\n\n" + stats_md(stats),
+            pd.DataFrame(trend, columns=["day", "adapter", "down_rate", "n"]),
+            pd.DataFrame(recent, columns=["kind", "created_at", "user", "answer", "detail",
+                                          "reason"]))
