@@ -75,6 +75,7 @@ def test_dpo_teaches_short_answer_prefix(cfg, store, real_engine):
     print("train:", json.dumps(out))
     assert out["status"] == "succeeded" and out["activated"], out
     assert out["gate"]["passed"] and out["n_heldout"] >= 10
+    assert out["gate"]["verdict"] == "passed" and out["gate"]["visible_share"] >= 0.75
 
     after = short_share(rt.service, HELDOUT, None)  # the newly active adapter
     print(f"short-answer share: before {before:.2f}, after {after:.2f}")

@@ -47,6 +47,9 @@ def test_identity_adapter_matches_base_and_fails_accuracy(cfg, heldout, tmp_path
     assert gate.ppl_ratio == pytest.approx(1.0, abs=1e-3)
     assert gate.pref_accuracy == 0.0 and not gate.passed  # ties are not wins
     assert gate.n_heldout == 4 and gate.pref_accuracy_active is None
+    # it answers exactly as the base does: nothing a user sees moves
+    assert gate.visible_prompts == 4 and gate.visible_share == gate.visible_share_served
+    assert any(r.startswith("no visible change") for r in gate.reasons)
 
 
 def test_identity_adapter_fails_kto_label_accuracy(cfg, store, tmp_path):

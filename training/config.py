@@ -233,10 +233,18 @@ class GateSettings(_Checked):
     min_heldout: int = field(default=2, metadata={"help": "fewest held-out items to judge on"})
     reward_tolerance: float = field(
         default=0.0, metadata={"help": "how far below active's reward a candidate may score"})
+    visible_prompts: int = field(default=8, metadata={
+        "help": "held-out prompts both versions answer greedily (0: skip the visible check)"})
+    min_visible_gain: float = field(default=0.25, metadata={
+        "help": "share of those answers that must move to the liked side of the feedback"})
+    visible_max_tokens: int = field(default=160, metadata={
+        "help": "cap on each of those answers (else the longest liked answer, + 8 tokens)"})
 
     _section = "gate"
     _rules = {"min_pref_accuracy": _Range(0, 1), "max_ppl_ratio": _Range(1),
-              "min_heldout": NON_NEGATIVE, "reward_tolerance": NON_NEGATIVE}
+              "min_heldout": NON_NEGATIVE, "reward_tolerance": NON_NEGATIVE,
+              "visible_prompts": NON_NEGATIVE, "min_visible_gain": _Range(0, 1),
+              "visible_max_tokens": POSITIVE}
 
 
 @dataclass

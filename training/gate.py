@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from training.config import GateSettings
+from training.visible import Visible, measure, sides
 
 REFERENCE_SET = Path(__file__).with_name("reference.jsonl")
 
@@ -26,10 +27,18 @@ class GateResult:
     pref_kind: str = "pairs"  # "pairs" (chosen > rejected) or "labels" (KTO thumbs)
     reward_candidate: float | None = None
     reward_active: float | None = None
+    # greedy held-out answers that read like the liked feedback: candidate vs served now
+    visible_share: float | None = None
+    visible_share_served: float | None = None
+    visible_prompts: int = 0
+    visible_examples: list[dict] = field(default_factory=list)
     reasons: list[str] = field(default_factory=list)
+    verdict: str | None = None  # passed | failed | no visible change (None: from `passed`)
 
     def as_dict(self) -> dict:
-        return asdict(self)
+        out = asdict(self)
+        out["verdict"] = self.verdict or ("passed" if self.passed else "failed")
+        return out
 
 
 def reference_messages(system_prompt: str | None) -> list[tuple[list[dict], str]]:
@@ -93,6 +102,40 @@ def answer_logps(model, tok, items: list[tuple[list[dict], str]], adapter: str |
                 span = tok_logp[row, start - 1:len(x) - 1]
                 out.append((float(span.sum()), int(span.numel())))
     return out
+
+
+def greedy_answers(model, tok, prompts: list[list[dict]], adapter: str | None,
+                   max_new_tokens: int) -> list[str]:
+    """Greedy answers of one version to several prompts, in one left-padded batch."""
+    import torch
+
+    texts = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
+             for p in prompts]
+    side, tok.padding_side = tok.padding_side, "left"
+    try:
+        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+    finally:
+        tok.padding_side = side
+    batch = batch.to(next(model.parameters()).device)
+    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
+    with torch.inference_mode(), using(model, adapter):
+        out = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
+                             pad_token_id=pad)
+    width = batch["input_ids"].shape[1]
+    return [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+
+
+def visible_change(model, tok, heldout: list[dict], s: GateSettings, candidate: str,
+                   served: str | None) -> Visible:
+    """Greedy held-out answers of the candidate and of the served version, judged."""
+    liked = sides(heldout)[0] or [""]
+    longest = max(len(tok(t, add_special_tokens=False)["input_ids"]) for t in liked)
+    budget = min(s.visible_max_tokens, longest + 8)
+
+    def answer(prompts, adapter):
+        return greedy_answers(model, tok, prompts, adapter, budget)
+
+    return measure(heldout, answer, candidate, served, s.visible_prompts)
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -165,9 +208,30 @@ def evaluate(model, tok, heldout: list[dict], settings: GateSettings, *,
     if reward is not None:
         result.reward_candidate = reward(candidate)
         result.reward_active = reward(active)
+    if heldout and settings.visible_prompts > 0 and all(sides(heldout)):
+        seen = visible_change(model, tok, heldout, settings, candidate, active)
+        result.visible_share, result.visible_share_served = (seen.share_candidate,
+                                                             seen.share_served)
+        result.visible_prompts, result.visible_examples = seen.n_prompts, seen.examples
     result.reasons = _reasons(result, settings)
     result.passed = not result.reasons
+    result.verdict = _verdict(result, settings)
     return result
+
+
+def _verdict(r: GateResult, s: GateSettings) -> str:
+    if r.passed:
+        return "passed"
+    return "no visible change" if r.reasons == _visible_reasons(r, s) else "failed"
+
+
+def _visible_reasons(r: GateResult, s: GateSettings) -> list[str]:
+    if r.visible_share is None or r.visible_share - r.visible_share_served >= s.min_visible_gain:
+        return []
+    n = r.visible_prompts
+    return [f"no visible change: {round(r.visible_share * n)} of {n} held-out answers read "
+            f"like the liked feedback (served now: {round(r.visible_share_served * n)}; "
+            f"needs {s.min_visible_gain:.0%} more)"]
 
 
 def _reasons(r: GateResult, s: GateSettings) -> list[str]:
@@ -187,7 +251,7 @@ def _reasons(r: GateResult, s: GateSettings) -> list[str]:
             and r.reward_candidate < r.reward_active - s.reward_tolerance:
         out.append(f"reward model scores the candidate {r.reward_candidate:.3f} below the "
                    f"active's {r.reward_active:.3f}")
-    return out
+    return out + _visible_reasons(r, s)
 
 
 def load_for_gate(base_path: str, candidate_folder: Path, active_folder: Path | None,

@@ -33,7 +33,7 @@ def verdict_md(run: dict | None) -> str:
         return f"**Run {run['status']}**: {run.get('error') or ''}"
     metrics = run.get("metrics") or {}
     gate = metrics.get("gate", {})
-    verdict = "passed" if gate.get("passed") else "failed"
+    verdict = gate.get("verdict") or ("passed" if gate.get("passed") else "failed")
     served = ("now served" if metrics.get("activated") else
               f"not activated: {metrics.get('not_activated_because') or 'activate was off'}"
               if gate.get("passed") else "never served")
@@ -64,6 +64,10 @@ def gate_rows(gate: dict) -> list[tuple[str, str, str]]:
     if gate.get("reward_candidate") is not None:
         rows.append(("reward model score", _num(gate["reward_candidate"]),
                      f"active {_num(gate.get('reward_active'))}"))
+    if gate.get("visible_share") is not None:
+        rows.append((f"greedy answers to {gate['visible_prompts']} held-out questions that read "
+                     "like the liked feedback", f"{gate['visible_share']:.0%}",
+                     f"served now {gate['visible_share_served']:.0%}"))
     return rows
 
 
