@@ -76,6 +76,8 @@ def check_name(name: str) -> str:
     if not _NAME.fullmatch(name):
         raise BadInput(f"invalid user name {name!r}: use 1-64 letters, digits, _ . @ - "
                        "(starting with a letter or digit)")
+    if name == OPEN_USER:  # open mode's operator has no account: one would change its rights
+        raise BadInput(f"the user name {OPEN_USER!r} is reserved for the local operator")
     return name
 
 

@@ -95,3 +95,13 @@ def test_serving_line_names_model_device_and_kernels():
     assert text.startswith("**Serving** smollm2-135m on cpu, fast path `fp16`")
     assert "decode steps read exact GGUF blocks" in text
     assert "prompts read int16 inputs x GGUF blocks" in text
+
+
+def test_an_adapter_that_did_not_move_says_so():
+    gate = {"passed": False, "verdict": "no visible change", "n_heldout": 8,
+            "pref_accuracy": 1.0, "visible_share": 0.0, "visible_share_served": 0.0,
+            "visible_prompts": 8, "reasons": ["no visible change: 0 of 8 held-out answers"]}
+    text = verdict_md(_run("rejected", gate))
+    assert text.startswith("**Gate: no visible change**")
+    assert ("greedy answers to 8 held-out questions that read like the liked feedback", "0%",
+            "served now 0%") in gate_rows(gate)

@@ -98,6 +98,8 @@ def test_open_mode_is_explicit_and_local_only(store, cfg):
     with pytest.raises(Forbidden):
         local.require("alice", "admin")
     assert local.require("root", "admin") == "root"
+    with pytest.raises(BadInput, match="reserved"):  # else it would change the operator's rights
+        auth.add_user(store, auth.OPEN_USER, PW, "user")
 
 
 def test_web_login_checker_accepts_only_the_right_password(store):

@@ -247,7 +247,8 @@ def training_steps(page, live, shots, tmp_path) -> None:
     verdict = page.locator("#gate-verdict").first
     wait_for(lambda: "Gate" in verdict.inner_text(), 20, "the gate's verdict")
     assert run["adapter_version"] in verdict.inner_text()
-    assert ("Gate passed" if status == "succeeded" else "Gate failed") in verdict.inner_text()
+    said = ("Gate passed",) if status == "succeeded" else ("Gate failed", "Gate: no visible change")
+    assert any(words in verdict.inner_text() for words in said)
     assert "100%" in progress.inner_text() or status == "rejected"
     shots.take(page, f"training-{status}")
 

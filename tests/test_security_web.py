@@ -126,6 +126,19 @@ def test_another_users_session_hash_does_not_make_their_rating(live):
     assert all(r["user"] == "bob" for r in new)  # never alice's name on bob's click
 
 
+def test_another_users_session_hash_does_not_show_their_sources(live):
+    alice, bob = (web_support.login(live["url"], u) for u in ("alice", "bob"))
+    session = "alicesources1"
+    done = web_support.call(alice, web_support.named(alice, "chat"),  # the shipped knowledge
+                            ["How do I rate an answer in the chat?", [], None], session)
+    assert done.get("success"), done
+    sources = web_support.named(bob, "sources")
+    mine = web_support.call(alice, sources, [None], session)
+    theirs = web_support.call(bob, sources, [None], session)
+    assert mine["output"]["data"][0]["data"]  # alice's own session shows her sources
+    assert not theirs["output"]["data"][0]["data"]  # bob, on her hash, sees nothing
+
+
 def test_an_export_is_served_only_to_the_admin_who_made_it(live):
     root, alice = (web_support.login(live["url"], u) for u in ("root", "alice"))
     live["rt"].downloads.copy_grace_s = 1.0
@@ -134,7 +147,11 @@ def test_an_export_is_served_only_to_the_admin_who_made_it(live):
     assert result.get("success"), result
     [path] = web_support.paths_in(result["output"]["data"])
     assert root.get(f"/gradio_api/file={path}").status_code == 200
-    assert alice.get(f"/gradio_api/file={path}").status_code == 404
+    # Gradio serves files at /file=PATH and /file/PATH and normalises what follows
+    for url in (f"/gradio_api/file={path}", f"/gradio_api/file/{path}",
+                f"/gradio_api/file={path}/", f"/gradio_api/file={path}/.",
+                f"/gradio_api/file={path.replace('-dl', '-%64l')}"):
+        assert alice.get(url).status_code in (403, 404), url
     assert httpx.get(f"{live['url']}/gradio_api/file={path}").status_code in (401, 404)
     time.sleep(2.0)
     leftover = list(Path(tempfile.gettempdir()).glob(f"download-*/{Path(path).name}"))

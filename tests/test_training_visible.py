@@ -52,6 +52,23 @@ def test_the_judge_learns_each_behaviour_from_the_feedback_alone(name):
     assert sum(judge(a) < 0 for a in unseen) >= len(unseen) - 1, name
 
 
+def test_an_empty_or_off_topic_answer_never_reads_liked():
+    """A collapsed adapter (empty answers) must not pass because it lacks the disliked side's
+    words; chatty disliked answers made an empty one score strongly 'liked'."""
+    verbose = [a + " " + a for a in ANSWERS[:8]]
+    judge = fit_judge([" ".join(a.split()[:6]) + "." for a in ANSWERS[:8]], verbose)
+    assert judge("") == 0 and judge("   ") == 0 and judge("zzz qqq") == 0
+
+
+def test_feedback_with_nothing_that_tells_its_sides_apart_is_not_measured():
+    same = ANSWERS[:2]
+    assert fit_judge(same, same) is None
+    heldout = [{"prompt": [{"role": "user", "content": "q"}],
+                "chosen": [{"role": "assistant", "content": a}],
+                "rejected": [{"role": "assistant", "content": a}]} for a in same]
+    assert measure(heldout, lambda prompts, adapter: ["x"] * len(prompts), "c", None, 8) is None
+
+
 def _rows(change, answers):
     return [{"prompt": [{"role": "user", "content": f"question {i}"}],
              "chosen": [{"role": "assistant", "content": change(a)}],

@@ -126,10 +126,12 @@ def greedy_answers(model, tok, prompts: list[list[dict]], adapter: str | None,
 
 
 def visible_change(model, tok, heldout: list[dict], s: GateSettings, candidate: str,
-                   served: str | None) -> Visible:
+                   served: str | None) -> Visible | None:
     """Greedy held-out answers of the candidate and of the served version, judged."""
-    liked = sides(heldout)[0] or [""]
-    longest = max(len(tok(t, add_special_tokens=False)["input_ids"]) for t in liked)
+    liked, disliked = sides(heldout)
+    # room for the longer side, so that neither version's answers are cut to look like the
+    # other's (a preference for short answers is only seen if long ones can be long)
+    longest = max(len(tok(t, add_special_tokens=False)["input_ids"]) for t in liked + disliked)
     budget = min(s.visible_max_tokens, longest + 8)
 
     def answer(prompts, adapter):
@@ -208,8 +210,10 @@ def evaluate(model, tok, heldout: list[dict], settings: GateSettings, *,
     if reward is not None:
         result.reward_candidate = reward(candidate)
         result.reward_active = reward(active)
+    seen = None
     if heldout and settings.visible_prompts > 0 and all(sides(heldout)):
         seen = visible_change(model, tok, heldout, settings, candidate, active)
+    if seen is not None:
         result.visible_share, result.visible_share_served = (seen.share_candidate,
                                                              seen.share_served)
         result.visible_prompts, result.visible_examples = seen.n_prompts, seen.examples

@@ -34,8 +34,9 @@ def features(text: str) -> set[str]:
     return out
 
 
-def fit_judge(liked: list[str], disliked: list[str]) -> Callable[[str], float]:
-    """A text's log-odds of reading like the liked side (> 0: liked)."""
+def fit_judge(liked: list[str], disliked: list[str]) -> Callable[[str], float] | None:
+    """A text's log-odds of reading like the liked side (> 0: liked); None when nothing
+    recurs that tells the sides apart (then nothing can be measured)."""
     seen = [Counter(f for t in side for f in features(t)) for side in (liked, disliked)]
     sizes = [max(1, len(liked)), max(1, len(disliked))]
     # only what recurs on a side can be a behaviour; a word of one answer is its content,
@@ -48,10 +49,15 @@ def fit_judge(liked: list[str], disliked: list[str]) -> Callable[[str], float]:
 
     weights = {f: (math.log(p(0, f)) - math.log(p(1, f)),
                    math.log(1 - p(0, f)) - math.log(1 - p(1, f))) for f in vocab}
+    weights = {f: w for f, w in weights.items() if w != (0.0, 0.0)}
+    if not weights:
+        return None
     absent = sum(w[1] for w in weights.values())
 
     def log_odds(text: str) -> float:
-        present = features(text) & vocab
+        present = features(text) & weights.keys()
+        if not present:  # an empty or off-topic answer is on neither side (it did not move)
+            return 0.0
         return absent + sum(weights[f][0] - weights[f][1] for f in present)
 
     return log_odds
@@ -92,10 +98,13 @@ def prompts_of(heldout: list[dict], n: int) -> list[list[dict]]:
 
 
 def measure(heldout: list[dict], answer: Callable[[list[list[dict]], str | None], list[str]],
-            candidate: str, served: str | None, n_prompts: int) -> Visible:
-    """Judge the greedy answers `answer(prompts, adapter)` of both versions."""
+            candidate: str, served: str | None, n_prompts: int) -> Visible | None:
+    """Judge the greedy answers `answer(prompts, adapter)` of both versions (None: the
+    feedback has nothing that tells its sides apart, so nothing is measured)."""
     liked, disliked = sides(heldout)
     judge = fit_judge(liked, disliked)
+    if judge is None:
+        return None
     prompts = prompts_of(heldout, n_prompts)
     new, old = answer(prompts, candidate), answer(prompts, served)
     share = [sum(judge(t) > 0 for t in texts) / max(1, len(texts)) for texts in (new, old)]

@@ -7,6 +7,7 @@ import json
 import pandas as pd
 
 from feedback.store import RATING_REASONS
+from training.runs import FINISHED
 
 
 def progress_html(run: dict | None) -> str:
@@ -14,7 +15,7 @@ def progress_html(run: dict | None) -> str:
         return "<div id='train-progress'>No training run yet.</div>"
     p = run.get("progress") or {}
     step, total = p.get("step") or 0, p.get("total") or 0
-    done = run["status"] in ("succeeded", "rejected", "failed", "cancelled")
+    done = run["status"] in FINISHED
     pct = 100 if done and run["status"] == "succeeded" else int(100 * step / total) if total else 0
     label = f"run {run['id']} · {run['method']} · {run['status']} · {p.get('phase', '')}"
     if total:
@@ -27,7 +28,7 @@ def progress_html(run: dict | None) -> str:
 
 def verdict_md(run: dict | None) -> str:
     """A finished run in words: the gate's verdict, its figures as a table, and why it failed."""
-    if not run or run["status"] not in ("succeeded", "rejected", "failed", "cancelled"):
+    if not run or run["status"] not in FINISHED:
         return ""
     if run["status"] in ("failed", "cancelled"):
         return f"**Run {run['status']}**: {run.get('error') or ''}"
@@ -37,7 +38,8 @@ def verdict_md(run: dict | None) -> str:
     served = ("now served" if metrics.get("activated") else
               f"not activated: {metrics.get('not_activated_because') or 'activate was off'}"
               if gate.get("passed") else "never served")
-    lines = [f"**Gate {verdict}** for {run.get('adapter_version')} ({run['method']}, {served})",
+    verdict = "Gate: no visible change" if verdict == "no visible change" else f"Gate {verdict}"
+    lines = [f"**{verdict}** for {run.get('adapter_version')} ({run['method']}, {served})",
              "", "| check | candidate | compared with |", "|---|---|---|"]
     lines += [f"| {check} | {value} | {other} |" for check, value, other in gate_rows(gate)]
     lines += [""] + [f"- {reason}" for reason in gate.get("reasons", [])]

@@ -107,8 +107,11 @@ def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
     def _clear(session: dict, request: gr.Request):
         return clear(ctx, session, request)
 
+    def _sources(session: dict, request: gr.Request):
+        return shown_sources(ctx, session, request)
+
     chatbot, box = ui.chatbot, ui.box
-    after = dict(fn=shown_sources, inputs=[session], outputs=[ui.sources])
+    after = dict(fn=_sources, inputs=[session], outputs=[ui.sources], api_name="sources")
     # a question sent while an answer streams is asked once that answer is done
     events = [trigger(_respond, [box, chatbot, session], [box, chatbot, session],
                       api_name=name, trigger_mode="always_last")

@@ -159,5 +159,6 @@ def open_conversation(ctx: Runtime, conversation_id, session: dict,
     return gr.update(value=history, feedback_value=feedback), session, sources
 
 
-def shown_sources(session: dict) -> list[list]:
-    return (session or {}).get("sources") or []
+def shown_sources(ctx: Runtime, session: dict, request: gr.Request = None) -> list[list]:
+    """The last answer's sources, from this login's own session state only."""
+    return session_for(ctx, session, request)["sources"]

@@ -17,9 +17,11 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import unquote
 
-_TOKEN = re.compile(r"-dl([0-9a-f]{32})\.[A-Za-z0-9]+$")
-FILE_ROUTE = "/gradio_api/file="
+# anywhere in a request's path: Gradio serves files at /file=PATH and /file/PATH and
+# normalises the path, so a suffix ("/", "/.") or another route must not hide the token
+_TOKEN = re.compile(r"-dl([0-9a-f]{32})")
 
 
 class PrivateDownloads:
@@ -72,12 +74,16 @@ class DownloadGuard:
         self.user_of = user_of
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"].startswith(FILE_ROUTE):
-            owner = self.downloads.owner_of(scope["path"][len(FILE_ROUTE):])
+        if scope["type"] == "http":
+            owner = self.downloads.owner_of(scope["path"] + "?" + _query(scope))
             if owner is not None and (not owner or self.user_of(scope) != owner):
                 await _not_found(send)
                 return
         await self.app(scope, receive, send)
+
+
+def _query(scope) -> str:
+    return unquote(scope.get("query_string", b"").decode("latin-1"))
 
 
 async def _not_found(send) -> None:

@@ -37,9 +37,10 @@ def check_text_history(chat_history) -> list[dict]:
     for turn in history:
         content = turn.get("content") if isinstance(turn, dict) else None
         parts = content if isinstance(content, list) else [content]
-        if not isinstance(turn, dict) or not all(_is_text_part(p) for p in parts):
-            raise BadInput("the chat may hold text only: files, images and components are "
-                           "not accepted")
+        if not isinstance(turn, dict) or turn.get("role") not in ("user", "assistant") \
+                or not all(_is_text_part(p) for p in parts):
+            raise BadInput("the chat may hold text only, in user and assistant turns: files, "
+                           "images and components are not accepted")
     return history
 
 
