@@ -56,11 +56,11 @@ def build_server(rt: Runtime):
 
     blocks = build_app(rt)
     accounts = cfg.auth == "accounts"
+    if accounts:  # guessing slowed per client address, never a lockout by name
+        app.add_middleware(LoginGuard, throttle=LoginThrottle(), allowed_origins=cfg.origins)
     # The parent app's own CORS policy replaces Gradio's, which answers any localhost origin
     # with Allow-Credentials: only the app's own origin (and CHAT_ALLOWED_ORIGINS) may make
     # credentialed browser requests.
-    if accounts:
-        app.add_middleware(LoginGuard, throttle=LoginThrottle(), allowed_origins=cfg.origins)
     app.add_middleware(CORSMiddleware, allow_origins=cfg.origins,
                        allow_credentials=bool(cfg.origins),
                        allow_methods=["*"], allow_headers=["*"])
