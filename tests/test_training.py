@@ -119,6 +119,21 @@ def test_cancel_request_stops_a_run(cfg, store, tmp_path):
     assert not (tmp_path / "c" / "adapter_model.safetensors").exists()
 
 
+def test_the_wall_time_cap_ends_training_and_keeps_the_adapter(cfg, store, tmp_path):
+    """Spent time is not a cancel: what was trained so far is saved, to be gated."""
+    import time
+
+    from training.datasets import dpo_rows
+    from training.trainers import Hooks, train_dpo
+
+    import_pairs(store, short_pairs(4))
+    hooks = Hooks(deadline=time.monotonic())  # already spent: one step, then stop
+    metrics = train_dpo(base_path(cfg), dpo_rows(store, "S"), tiny_settings(max_steps=50),
+                        tmp_path / "t", hooks)
+    assert metrics["steps"] == 1 and (tmp_path / "t" / "adapter_model.safetensors").exists()
+    assert not Hooks(deadline=None).out_of_time()
+
+
 # ---------------------------------------------------------------------------- the runner process
 
 

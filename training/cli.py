@@ -22,6 +22,8 @@ def register(sub) -> None:
     p.add_argument("--max-steps", type=int, default=None, help="> 0 overrides --epochs")
     p.add_argument("--learning-rate", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--max-seconds", type=float, default=None,
+                   help="wall-time cap on training; the adapter trained so far is gated")
     p.add_argument("--user", default="cli", help="who requested the run")
     p.set_defaults(func=cmd_train)
 
@@ -45,7 +47,8 @@ def register(sub) -> None:
 def settings_from_args(cfg: Config, args):
     optim = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
                                "learning_rate": args.learning_rate,
-                               "batch_size": args.batch_size}.items() if v is not None}
+                               "batch_size": args.batch_size,
+                               "max_seconds": args.max_seconds}.items() if v is not None}
     return TrainSettings.for_config(cfg, optim, method=args.method,
                                     activate=not args.no_activate)
 

@@ -201,10 +201,14 @@ class OptimSettings(_Checked):
         "help": "auto (CPU: bf16 autocast where the CPU multiplies bf16 fast, else fp32; "
                 "CUDA: bf16 weights, fp16 without bf16 support) | bf16 | fp32 (on CUDA too)"})
 
+    max_seconds: float = field(default=0.0, metadata={
+        "help": "wall-time cap on training (0: none); a run stops after the step that passes "
+                "it and is gated as trained so far"})
+
     _section = "optim"
     _rules = {"learning_rate": POSITIVE, "epochs": POSITIVE, "batch_size": POSITIVE,
               "max_length": _Range(32), "beta": POSITIVE, "sft_weight": NON_NEGATIVE,
-              "precision": _one_of("auto", "bf16", "fp32")}
+              "precision": _one_of("auto", "bf16", "fp32"), "max_seconds": NON_NEGATIVE}
 
 
 @dataclass

@@ -9,6 +9,7 @@ import os
 import shutil
 import sys
 import tempfile
+import time
 import traceback
 from pathlib import Path
 
@@ -167,7 +168,7 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
     base_path = resolve_base_model(cfg)
     update_run(store, run_id, method=method, n_examples=len(data.train),
                progress={"phase": "training", "method": method, "why": prep["why"]})
-    hooks = _hooks(store, run_id, method)
+    hooks = _hooks(store, run_id, method, s.optim.max_seconds)
     train_metrics, reward = train_method(method, base_path, data, s, tmp, hooks, store, cfg)
     update_run(store, run_id, progress={"phase": "gate", "method": method})
     active = registry.active_row(store)
@@ -221,14 +222,15 @@ def _activate(store: Store, s: TrainSettings, passed: bool, version: str,
     return None
 
 
-def _hooks(store: Store, run_id: int, method: str) -> Hooks:
+def _hooks(store: Store, run_id: int, method: str, max_seconds: float) -> Hooks:
     def on_log(step: int, total: int, logs: dict) -> None:
         record_progress(store, run_id, method, step, total, logs)
 
     def should_stop() -> bool:
         return cancel_requested(store, run_id)
 
-    return Hooks(on_log=on_log, should_stop=should_stop)
+    deadline = time.monotonic() + max_seconds if max_seconds > 0 else None
+    return Hooks(on_log=on_log, should_stop=should_stop, deadline=deadline)
 
 
 def main(argv: list[str] | None = None) -> int:

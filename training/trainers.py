@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,20 +26,25 @@ class Hooks:
     should_stop: Callable[[], bool] = lambda: False
     phase: str = "train"
     trainer: object = None  # the last TRL trainer, for tests that inspect its weights
+    deadline: float | None = None  # time.monotonic() past which training ends (not cancelled)
+
+    def out_of_time(self) -> bool:
+        return self.deadline is not None and time.monotonic() > self.deadline
 
 
 def make_callback(hooks: Hooks):
     from transformers import TrainerCallback
 
     class ProgressCallback(TrainerCallback):
-        """Writes logs to the database and stops the trainer when a cancel is requested."""
+        """Writes logs to the database; stops the trainer when a cancel is requested or the
+        run's wall time is spent (then what was trained so far is saved and gated)."""
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             clean = {k: v for k, v in (logs or {}).items() if isinstance(v, (int, float))}
             hooks.on_log(state.global_step, state.max_steps, {"phase": hooks.phase, **clean})
 
         def on_step_end(self, args, state, control, **kwargs):
-            if hooks.should_stop():
+            if hooks.should_stop() or hooks.out_of_time():
                 control.should_training_stop = True
 
     return ProgressCallback()
