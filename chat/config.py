@@ -117,6 +117,9 @@ class Config:
     rate_limit_per_minute: int = 30
     max_queue: int = field(default=64, metadata={"help": "API requests in flight at once"})
     auth: str = field(default="open", metadata={"help": "open (single user) | accounts"})
+    trust_proxy: bool = field(default=False, metadata={
+        "help": "take the client address from X-Forwarded-For (only behind a proxy that sets "
+                "it): the login throttle counts per client, not per proxy"})
     allowed_origins: str = field(default="", metadata={
         "help": "comma-separated origins (https://chat.example.com) besides the app's own that "
                 "may make credentialed browser requests; empty: the app's own only"})

@@ -57,7 +57,8 @@ def build_server(rt: Runtime):
     blocks = build_app(rt)
     accounts = cfg.auth == "accounts"
     if accounts:  # guessing slowed per client address, never a lockout by name
-        app.add_middleware(LoginGuard, throttle=LoginThrottle(), allowed_origins=cfg.origins)
+        app.add_middleware(LoginGuard, throttle=LoginThrottle(), allowed_origins=cfg.origins,
+                           trust_forwarded=cfg.trust_proxy)
     # The parent app's own CORS policy replaces Gradio's, which answers any localhost origin
     # with Allow-Credentials: only the app's own origin (and CHAT_ALLOWED_ORIGINS) may make
     # credentialed browser requests.
@@ -65,12 +66,14 @@ def build_server(rt: Runtime):
                        allow_credentials=bool(cfg.origins),
                        allow_methods=["*"], allow_headers=["*"])
     # With accounts, the Gradio login makes gr.Request.username the identity on every row.
+    # show_error=False: a gr.Error's message still reaches the browser, but the text of an
+    # unexpected exception (which may name a file or a query) does not.
     # Gradio's /upload is open to every logged-in user: the size limit stops a file there,
     # before it is written to disk, not only later in the admin console.
     gr.mount_gradio_app(
         app, blocks, path="/", auth=login_checker(rt.store) if accounts else None,
         auth_message="Log in with your Learning Chat account." if accounts else None,
-        show_error=True, max_file_size=int(cfg.max_file_mb * 1024 * 1024),
+        show_error=False, max_file_size=int(cfg.max_file_mb * 1024 * 1024),
         blocked_paths=[str(cfg.data_dir)])
     # mount_gradio_app leaves has_launched unset, and Gradio skips its check of the file paths
     # in a handler's inputs until it is set (processing_utils._check_allowed): without this,

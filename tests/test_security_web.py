@@ -189,3 +189,25 @@ def test_a_cross_site_login_post_is_refused(live):
     r = httpx.post(live["url"] + "/login", headers={"Origin": "https://evil.example"},
                    data={"username": "alice", "password": api_support.PASSWORD})
     assert r.status_code == 403 and "access-token" not in r.headers.get("set-cookie", "")
+
+
+def test_an_unexpected_error_does_not_show_its_text(live):
+    """gr.Error messages reach the browser; an exception's own text (a path, a query) not."""
+    web = web_support.login(live["url"], "alice")
+    history = [{"role": "user", "content": [{"type": "text", "text": "hi"}]}]
+    result = web_support.call(web, web_support.named(web, "retry"), [history, None],
+                              event_data={"index": 99, "value": "x"})  # no turn 99: IndexError
+    assert result.get("success") is False
+    assert "index" not in str(result.get("output", {}).get("error") or "")
+
+
+def test_the_login_throttle_reads_forwarded_addresses_only_behind_a_proxy(cfg, tiny_engine):
+    from chat.config import replace
+    from chat.server import build_server
+    from chat.web.login_guard import LoginGuard
+    from tests.wiring_support import wired
+
+    for trust in (False, True):
+        rt = wired(replace(cfg, auth="accounts", trust_proxy=trust), tiny_engine)
+        guard = next(m for m in build_server(rt).user_middleware if m.cls is LoginGuard)
+        assert guard.kwargs["trust_forwarded"] is trust
