@@ -125,3 +125,11 @@ def test_another_failure_is_a_failure_not_no_visible_change():
     r = _gate(0.0, 0.0, ppl_candidate=30.0, ppl_ratio=3.0)
     r.reasons = _reasons(r, s)
     assert _verdict(r, s) == "failed" and len(r.reasons) == 2
+
+
+def test_feedback_with_one_side_only_is_not_measured():
+    liked_only = [{"prompt": [{"role": "user", "content": f"q{i}"}],
+                   "completion": [{"role": "assistant", "content": a}], "label": True}
+                  for i, a in enumerate(ANSWERS[:4])]
+    assert measure(liked_only, lambda prompts, adapter: ["x"] * len(prompts), "c", None,
+                   8) is None

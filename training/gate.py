@@ -211,7 +211,7 @@ def evaluate(model, tok, heldout: list[dict], settings: GateSettings, *,
         result.reward_candidate = reward(candidate)
         result.reward_active = reward(active)
     seen = None
-    if heldout and settings.visible_prompts > 0 and all(sides(heldout)):
+    if heldout and settings.visible_prompts > 0:
         seen = visible_change(model, tok, heldout, settings, candidate, active)
     if seen is not None:
         result.visible_share, result.visible_share_served = (seen.share_candidate,

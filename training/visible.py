@@ -100,9 +100,9 @@ def prompts_of(heldout: list[dict], n: int) -> list[list[dict]]:
 def measure(heldout: list[dict], answer: Callable[[list[list[dict]], str | None], list[str]],
             candidate: str, served: str | None, n_prompts: int) -> Visible | None:
     """Judge the greedy answers `answer(prompts, adapter)` of both versions (None: the
-    feedback has nothing that tells its sides apart, so nothing is measured)."""
+    feedback lacks one side, or has nothing that tells its sides apart: nothing is measured)."""
     liked, disliked = sides(heldout)
-    judge = fit_judge(liked, disliked)
+    judge = fit_judge(liked, disliked) if liked and disliked else None
     if judge is None:
         return None
     prompts = prompts_of(heldout, n_prompts)

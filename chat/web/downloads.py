@@ -25,7 +25,7 @@ _TOKEN = re.compile(r"-dl([0-9a-f]{32})")
 
 
 class PrivateDownloads:
-    """Owner of each download token, and the temporary folders still to remove."""
+    """Owner of each download token; each file's temporary folder is removed on a timer."""
 
     def __init__(self, keep_s: float = 3600.0, copy_grace_s: float = 30.0,
                  clock: Callable[[], float] = time.monotonic):
