@@ -13,6 +13,7 @@ from chat.config import Config
 from chat.runtime import Runtime, build_runtime
 from chat.web.downloads import DownloadGuard
 from chat.web.login_guard import LoginGuard, LoginThrottle
+from chat.web.page import PAGE_CSS, PAGE_JS
 from feedback.store import Store
 
 
@@ -74,7 +75,7 @@ def build_server(rt: Runtime):
         app, blocks, path="/", auth=login_checker(rt.store) if accounts else None,
         auth_message="Log in with your Learning Chat account." if accounts else None,
         show_error=False, max_file_size=int(cfg.max_file_mb * 1024 * 1024),
-        blocked_paths=[str(cfg.data_dir)])
+        blocked_paths=[str(cfg.data_dir)], js=PAGE_JS, css=PAGE_CSS)
     # mount_gradio_app leaves has_launched unset, and Gradio skips its check of the file paths
     # in a handler's inputs until it is set (processing_utils._check_allowed): without this,
     # any path a client names in a Chatbot or File value is copied to the cache and served.

@@ -181,6 +181,13 @@ class Store(DatabaseFile):
         return {r["message_id"]: r["value"] for r in self.query(
             "SELECT message_id, value FROM ratings WHERE user = ?", (user,))}
 
+    def latest_corrections(self, conversation_id: int, user: str) -> dict[int, str]:
+        """message id -> the user's latest correction of that answer, in one conversation."""
+        return {r["message_id"]: r["content"] for r in self.query(  # later rows win
+            "SELECT c.message_id, c.content FROM corrections c JOIN messages m "
+            "ON m.id = c.message_id WHERE m.conversation_id = ? AND c.user = ? ORDER BY c.id",
+            (conversation_id, user))}
+
     def answer_prompts(self, limit: int) -> list[str]:
         """prompt_json of the latest answers that recorded the prompt they saw, newest first."""
         return [r["prompt_json"] for r in self.query(

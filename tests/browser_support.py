@@ -68,7 +68,8 @@ def watch_bot_text(page) -> None:
     }""")
 
 
-def ask(page, question: str, n_before: int, badge: str = "adapter:", timeout_s: float = 180):
+def ask(page, question: str, n_before: int, badge: str = "answered by",
+        timeout_s: float = 180):
     """Send a question and wait until answer number n_before+1 shows its version badge."""
     page.locator("#question textarea").fill(question)
     page.locator("#send").click()

@@ -22,8 +22,9 @@ def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
     pending = session["compare"]
     assert pending["prompt"][-1] == {"role": "user", "content": "Name a colour."}
     # shown as the chat shows an answer (strip_badge would also eat trailing whitespace)
-    assert a == shown_answer(pending["a"], pending["adapter_a"])["content"]
-    assert b == shown_answer(pending["b"], pending["adapter_b"])["content"]
+    version = pending["prompt_version"]
+    assert a == shown_answer(pending["a"], pending["adapter_a"], version)["content"]
+    assert b == shown_answer(pending["b"], pending["adapter_b"], version)["content"]
     session, row = pick(ctx, "A", session)
     (cmp,) = store.query("SELECT * FROM comparisons")
     assert (cmp["choice"], cmp["answer_a"], cmp["user"]) == ("a", pending["a"], session["user"])
@@ -61,8 +62,8 @@ def test_compare_shows_answers_as_the_chat_does(ctx, monkeypatch):
                               prompt=[{"role": "user", "content": "Show code."}])
     monkeypatch.setattr(ctx.service, "stream", stream)
     *_, (a, b, session, _) = compare(ctx, history, session)
-    assert a == "Here:\n```python\nprint(1)\n```" + badge("v0002")
-    assert b == "&lt;b>bold&lt;/b> text" + badge("v0002")
+    assert a == "Here:\n```python\nprint(1)\n```" + badge("v0002", 1)
+    assert b == "&lt;b>bold&lt;/b> text" + badge("v0002", 1)
     assert session["compare"]["a"] == "Here:\n```python\nprint(1)"  # stored as written
 
 

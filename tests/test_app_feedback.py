@@ -15,7 +15,7 @@ from chat.web.chat_handlers import (
     retry,
 )
 from chat.web.feedback_handlers import edit, like, save_reason
-from chat.web.views import strip_badge, text_of
+from chat.web.views import badge, strip_badge, text_of
 from tests import app_support
 from tests.app_support import ask, like_event
 from tests.wiring_support import wired
@@ -27,9 +27,11 @@ accounts_ctx = app_support.accounts_ctx
 def test_answers_carry_a_version_badge_and_aligned_ids(ctx, store):
     history, session = ask(ctx, "first?")
     history, session = ask(ctx, "second?", history, session)
-    answers = store.query("SELECT id, content FROM messages WHERE role = 'assistant' ORDER BY id")
+    answers = store.query("SELECT id, content, prompt_version FROM messages "
+                          "WHERE role = 'assistant' ORDER BY id")
     assert session["message_ids"] == [a["id"] for a in answers]
-    assert history[1]["content"].endswith("<sub>adapter: base</sub>")
+    assert history[1]["content"].endswith(badge(None, answers[0]["prompt_version"]))
+    assert ">answered by the base model" in history[1]["content"]
     assert strip_badge(history[3]["content"]) == answers[1]["content"]
 
 
@@ -201,6 +203,20 @@ def test_edit_stores_a_correction_and_a_preference(ctx, store):
         "Paris.", original["content"], "correction")
     assert json.loads(pref["prompt_json"]) == json.loads(original["prompt_json"])
     assert text_of(history[1]["content"]).startswith("Paris.")
+
+
+def test_an_edit_saves_the_text_only_and_shows_it_marked_corrected(ctx, store):
+    """What the browser sends back may still hold the badge (the page script takes it out of
+    the box; a client need not run it): the correction never stores it."""
+    history, session = ask(ctx, "Capital of France?")
+    shown = history[1]["content"]
+    mark = shown[shown.index("\n\n<sub"):]
+    data = SimpleNamespace(index=1, previous_value=shown, value=f"Paris.{mark} Since 508.")
+    *_, (history, session, _) = edit(ctx, history, session, data)
+    assert store.query("SELECT content FROM corrections") == [{"content": "Paris. Since 508."}]
+    answer = store.message(session["message_ids"][0])
+    assert history[1]["content"] == "Paris. Since 508." + badge(
+        answer["adapter_version"], answer["prompt_version"], corrected=True)
 
 
 def test_a_refused_edit_or_retry_leaves_the_chat_as_it_was(ctx, store):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from types import SimpleNamespace
+
 import gradio as gr
 import pytest
 
@@ -10,8 +12,8 @@ from chat.web.chat_handlers import (
     new_session,
     open_conversation,
 )
-from chat.web.feedback_handlers import like
-from chat.web.views import text_of
+from chat.web.feedback_handlers import edit, like
+from chat.web.views import badge, text_of
 from tests import app_support
 from tests.app_support import ask, like_event, login
 
@@ -38,6 +40,35 @@ def test_users_reopen_only_their_own_conversations(accounts_ctx, store):
     _, session = ask(ctx, "and more", update["value"], session, as_alice)
     assert session["conversation_id"] == alice["conversation_id"]
     assert len(store.messages(alice["conversation_id"])) == 4
+
+
+def _edited(ctx, history, session, index, text, request):
+    data = SimpleNamespace(index=index, value=text, previous_value=history[index]["content"])
+    *_, (history, session, _) = edit(ctx, history, session, data, request)
+    return history, session
+
+
+def test_a_reopened_conversation_shows_each_answers_latest_correction(accounts_ctx, store):
+    ctx, as_alice = accounts_ctx, login("alice")
+    history, alice = ask(ctx, "first?", request=as_alice)
+    history, alice = ask(ctx, "second?", history, alice, as_alice)
+    like(ctx, history, alice, like_event(1, True), as_alice)
+    history, alice = _edited(ctx, history, alice, 1, "A first correction.", as_alice)
+    history, alice = _edited(ctx, history, alice, 1, "The latest correction.", as_alice)
+    first, second = (store.message(i) for i in alice["message_ids"])
+    store.record_correction(second["id"], "bob", "Not alice's words.")  # e.g. an import
+    update, session, _ = open_conversation(ctx, alice["conversation_id"], new_session(),
+                                           as_alice)
+    shown = [text_of(m["content"]) for m in update["value"]]
+    assert shown[1] == "The latest correction." + badge(
+        first["adapter_version"], first["prompt_version"], corrected=True)
+    assert shown[3] == history[3]["content"]  # not corrected by alice: as answered, unmarked
+    assert shown[3].endswith(badge(second["adapter_version"], second["prompt_version"]))
+    assert update["feedback_value"] == ["Like", None]  # the thumbs survive too
+    assert session["message_ids"] == alice["message_ids"]
+    like(ctx, update["value"], session, like_event(1, False), as_alice)  # still its answer
+    assert store.query("SELECT message_id, value FROM ratings") == [
+        {"message_id": first["id"], "value": -1}]
 
 
 def test_session_state_of_another_login_is_never_used(accounts_ctx, store):

@@ -26,7 +26,8 @@ from tests.browser_support import (
 )
 
 pytestmark = pytest.mark.browser
-TRAIN_TIMEOUT_S = 240  # the small DPO run (1 step) plus the gate, on a busy 2-core machine
+TRAIN_TIMEOUT_S = 420  # the small DPO run (1 step) plus the gate (its damage checks too), on
+# a busy 2-core machine
 QUESTION = "How do I roll back an adapter?"
 XSS = ('Is this safe? <script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> '
        "[click me](javascript:window.__xss=3)")
@@ -113,7 +114,7 @@ def test_whole_loop_in_the_browser(live, browser, tmp_path):
 def chat_steps(page, store, shots) -> None:
     t0 = time.monotonic()
     watch_bot_text(page)
-    answer = ask(page, QUESTION, 0, badge="adapter: base")
+    answer = ask(page, QUESTION, 0, badge="answered by the base model")
     seen = page.evaluate("window.__seen")
     assert len(seen) >= 2 and len(seen[0]) < len(seen[-1]), f"not streamed: {seen}"
     row = store.one("SELECT * FROM messages WHERE role = 'assistant' ORDER BY id DESC")
@@ -144,6 +145,8 @@ def chat_steps(page, store, shots) -> None:
     answer.hover()
     answer_panel(page, 0).locator("button[aria-label=Edit]").click()
     editor = page.locator("#chatbot textarea").first
+    editor.wait_for()
+    assert "<sub" not in editor.input_value() and editor.input_value().strip()  # text only
     editor.fill(corrected)
     shots.take(page, "editing")
     page.locator("#chatbot").get_by_role("button", name="Submit").click()
@@ -151,12 +154,14 @@ def chat_steps(page, store, shots) -> None:
         "SELECT * FROM corrections WHERE message_id = ?", (row["id"],)), 20, "the correction")
     assert (correction["user"], correction["content"]) == ("alice", corrected)
     bots(page).first.get_by_text(corrected).wait_for()
+    assert "corrected" in bots(page).first.locator("sub[title]").inner_text()
     shots.take(page, "corrected")
 
     page.locator("#compare").click()
     page.locator("#pick-row:visible").first.wait_for(timeout=180_000)
     a_text = page.locator("#answer-a").inner_text()
-    assert "adapter: base" in a_text and "adapter: base" in page.locator("#answer-b").inner_text()
+    said = "answered by the base model"
+    assert said in a_text and said in page.locator("#answer-b").inner_text()
     shots.take(page, "compare")
     page.locator("#pick-a:visible").first.click()
     wait_for(lambda: page.locator("#pick-row:visible").count() == 0, 20, "the picker to close")
@@ -198,7 +203,7 @@ def queued_question_step(page, store) -> None:
     page.locator("#send").click()
     assert streaming, "the first answer was already done: nothing was queued"
     assert page.locator("#question textarea").input_value() == follow_up
-    bots(page).nth(n + 1).get_by_text("adapter:").wait_for(timeout=180_000)
+    bots(page).nth(n + 1).get_by_text("answered by").wait_for(timeout=180_000)
     wait_idle(page)
     asked = page.locator("#chatbot [data-testid=user]").all_inner_texts()[-2:]
     assert [t.strip() for t in asked] == [first, follow_up]
@@ -257,8 +262,9 @@ def training_steps(page, live, shots, tmp_path) -> None:
     page.get_by_role("tab", name="Chat").first.click()
     if activated:  # the server's registry watcher swaps the adapter in within a second or so
         wait_for(lambda: live["rt"].service.adapters.active == expected, 30, "the hot swap")
-    answer = ask(page, QUESTION, 0, badge=f"adapter: {expected}")
-    assert f"adapter: {expected}" in answer.inner_text()
+    said = "the base model" if expected == "base" else f"adapter {expected}"
+    answer = ask(page, QUESTION, 0, badge=f"answered by {said}")
+    assert f"answered by {said}" in answer.inner_text()
     row = store.one("SELECT adapter_version FROM messages WHERE role = 'assistant' "
                     "ORDER BY id DESC")
     assert (row["adapter_version"] or "base") == expected

@@ -11,6 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from chat.web.page import PAGE_CSS, PAGE_JS
 from tests import api_support, web_support
 
 live = api_support.live  # accounts mode: alice and bob (users), root (admin)
@@ -211,3 +212,10 @@ def test_the_login_throttle_reads_forwarded_addresses_only_behind_a_proxy(cfg, t
         rt = wired(replace(cfg, auth="accounts", trust_proxy=trust), tiny_engine)
         guard = next(m for m in build_server(rt).user_middleware if m.cls is LoginGuard)
         assert guard.kwargs["trust_forwarded"] is trust
+
+
+def test_the_page_script_and_style_are_served_with_the_app(live):
+    """The edit box is cleaned of the badge and sized in the browser (chat/web/page.py); the
+    server strips the badge from an edit all the same (tests/test_app_feedback.py)."""
+    config = web_support.login(live["url"], "alice").get("/config").json()
+    assert PAGE_JS in config["js"] and PAGE_CSS.strip() in config["css"]

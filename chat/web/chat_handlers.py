@@ -76,7 +76,8 @@ def respond(ctx: Runtime, message: str, chat_history: list[dict], session: dict,
         for answer in stream:
             session["conversation_id"] = answer.conversation_id
             shown = chat_history + [shown_question(message),
-                                    shown_answer(answer.text, answer.adapter_version)]
+                                    shown_answer(answer.text, answer.adapter_version,
+                                                 answer.prompt_version)]
             yield gr.skip(), shown, session
     except GeneratorExit:  # Stop: the partial answer is recorded, marked as stopped
         cancel.set()
@@ -151,10 +152,12 @@ def open_conversation(ctx: Runtime, conversation_id, session: dict,
         ctx.store.conversation(int(conversation_id), session["user"])
     except (ChatError, ValueError):
         raise gr.Error("No such conversation.") from None
-    history, ids, sources = history_from_store(ctx.store.messages(int(conversation_id)))
-    rated = ctx.store.ratings_by(session["user"])
+    conversation_id, user = int(conversation_id), session["user"]
+    history, ids, sources = history_from_store(
+        ctx.store.messages(conversation_id), ctx.store.latest_corrections(conversation_id, user))
+    rated = ctx.store.ratings_by(user)
     feedback = [{1: "Like", -1: "Dislike"}.get(rated.get(i)) for i in ids]
-    session = {**session, "conversation_id": int(conversation_id), "message_ids": ids,
+    session = {**session, "conversation_id": conversation_id, "message_ids": ids,
                "sources": sources, "compare": None, "pending_rating": None}
     return gr.update(value=history, feedback_value=feedback), session, sources
 

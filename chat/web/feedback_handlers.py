@@ -119,8 +119,9 @@ def edit(ctx: Runtime, chat_history: list[dict], session: dict, edit_data: gr.Ed
         ctx.service.correct(message_id, session["user"], new_text)
     except ChatError as exc:
         raise gr.Error(str(exc)) from None
-    version = ctx.store.message(message_id)["adapter_version"]
-    chat_history[index] = shown_answer(new_text, version)
+    answer = ctx.store.message(message_id)
+    chat_history[index] = shown_answer(new_text, answer["adapter_version"],
+                                       answer["prompt_version"], corrected=True)
     gr.Info("Thanks: your correction was saved.")
     yield chat_history, session, gr.skip()
 
@@ -145,7 +146,8 @@ def compare(ctx: Runtime, chat_history: list[dict], session: dict,
                 for answer in ctx.service.stream(
                         question, session["user"], history=history_for_model(history[:last_user]),
                         conversation_id=session["conversation_id"], params=params, record=False):
-                    texts[side] = shown_answer(answer.text, answer.adapter_version)["content"]
+                    texts[side] = shown_answer(answer.text, answer.adapter_version,
+                                               answer.prompt_version)["content"]
                     yield texts[0], texts[1], session, gr.update(visible=False)
                 if not answers or not same_answer(answer.text, answers[0].text):
                     break

@@ -9,7 +9,11 @@ import re
 from chat.errors import BadInput
 from chat.sanitize import clean_markdown
 
-BADGE_RE = re.compile(r"\s*<sub>adapter: [^<]*</sub>\s*$")
+# The version line under an answer, wherever an edit left it ("adapter:": the older wording,
+# still in chats a browser held before). Plain enough for JavaScript's RegExp too: the browser
+# takes it out of the edit box with the same pattern (chat/web/page.py).
+BADGE_PATTERN = r"\s*<sub\b[^>]*>(?:answered by|adapter:) [^<]*</sub>(?:\s*$)?"
+BADGE_RE = re.compile(BADGE_PATTERN)
 SNIPPET_CHARS = 240
 
 
@@ -44,21 +48,36 @@ def check_text_history(chat_history) -> list[dict]:
     return history
 
 
-def badge(adapter_version: str | None) -> str:
-    """The small version line shown under an answer (escaped: it is rendered as HTML)."""
-    return f"\n\n<sub>adapter: {html.escape(adapter_version or 'base')}</sub>"
+def badge(adapter_version: str | None, prompt_version: int | None = None,
+          corrected: bool = False) -> str:
+    """The small line under an answer naming the versions that wrote it, with a tooltip that
+    says what they are (escaped: it is rendered as HTML)."""
+    base = adapter_version in (None, "", "base")
+    words = ["answered by " + ("the base model" if base else f"adapter {adapter_version}")]
+    tip = ["Written by the base model, without an adapter." if base else
+           f"Written by adapter {adapter_version}: the base model tuned on feedback."]
+    if prompt_version is not None:
+        words.append(f"prompt v{prompt_version}")
+        tip.append(f"It was given prompt profile v{prompt_version} (system prompt, examples).")
+    if corrected:
+        words.append("corrected")
+        tip.append("Shown as corrected; the original answer stays stored.")
+    return (f'\n\n<sub title="{html.escape(" ".join(tip))}">'
+            f'{html.escape(" · ".join(words))}</sub>')
 
 
 def strip_badge(text: str) -> str:
-    """An answer as the model wrote it, without the badge the UI appended."""
+    """An answer as the model (or a correction) wrote it, without the badge the UI appended."""
     return BADGE_RE.sub("", text)
 
 
-def shown_answer(text: str, adapter_version: str | None) -> dict:
+def shown_answer(text: str, adapter_version: str | None, prompt_version: int | None = None,
+                 corrected: bool = False) -> dict:
     shown = clean_markdown(text)
     if shown.count("```") % 2:  # an answer cut inside a code block would swallow the badge
         shown += "\n```"
-    return {"role": "assistant", "content": shown + badge(adapter_version)}
+    return {"role": "assistant",
+            "content": shown + badge(adapter_version, prompt_version, corrected)}
 
 
 def shown_question(text: str) -> dict:
@@ -104,14 +123,20 @@ def source_rows(sources) -> list[list]:
     return rows
 
 
-def history_from_store(messages: list[dict]) -> tuple[list[dict], list[int], list[list]]:
-    """A stored conversation as (chat history, assistant message ids, last answer's sources)."""
+def history_from_store(messages: list[dict], corrections: dict[int, str] | None = None,
+                       ) -> tuple[list[dict], list[int], list[list]]:
+    """A stored conversation as (chat history, assistant message ids, last answer's sources).
+    An answer in `corrections` (message id -> latest correction) shows the correction, marked:
+    the chat reopens as it was left."""
     history, ids, sources = [], [], []
+    corrections = corrections or {}
     for m in messages:
         if m["role"] == "user":
             history.append(shown_question(m["content"]))
         elif m["role"] == "assistant":
-            history.append(shown_answer(m["content"], m["adapter_version"]))
+            text = corrections.get(m["id"], m["content"])
+            history.append(shown_answer(text, m["adapter_version"], m["prompt_version"],
+                                        corrected=m["id"] in corrections))
             ids.append(m["id"])
             sources = source_rows(json.loads(m["sources_json"] or "[]"))
     return history, ids, sources
