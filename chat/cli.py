@@ -6,6 +6,7 @@ from __future__ import annotations
 import getpass
 import json
 import sys
+from pathlib import Path
 
 from chat import auth
 from chat.config import Config, positive_int, replace
@@ -42,9 +43,11 @@ def _register_chat(sub) -> None:
     p.add_argument("--port", type=int, default=None, help="port (default 7860)")
     p.set_defaults(func=cmd_serve)
 
-    p = sub.add_parser("ask", help="ask one question and print the answer")
-    p.add_argument("question")
-    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p = sub.add_parser("ask", help="ask a question (or a file of them) and print the answers")
+    p.add_argument("question", nargs="?", default=None)
+    p.add_argument("--questions", default=None, metavar="FILE",
+                   help="a text file of questions, one a line, each asked on its own")
+    p.add_argument("--json", action="store_true", help="print one JSON object an answer")
     p.add_argument("--adapter", default=None, help="pin an adapter version (or 'base')")
     p.add_argument("--user", default="cli", help="identity recorded with the message")
     p.add_argument("--max-new-tokens", type=positive_int, default=None)
@@ -67,21 +70,41 @@ def cmd_serve(cfg: Config, args) -> int:
 
 
 def cmd_ask(cfg: Config, args) -> int:
+    questions = _questions(args)  # bad input fails before the model loads
     rt = build_runtime(cfg)
     params = GenParams(
         args.temperature if args.temperature is not None else cfg.temperature, cfg.top_p,
         cfg.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens)
-    if args.json:
-        answer = rt.service.ask(args.question, args.user, adapter=args.adapter, params=params)
-        print(json.dumps(answer.as_json(), ensure_ascii=False))
-        return 0
-    for answer in rt.service.stream(args.question, args.user, adapter=args.adapter,
-                                    params=params):
-        pass_text = answer.text
-    print(pass_text)
-    for i, s in enumerate(answer.sources, 1):
-        print(f"  [{i}] {s.document} (score {s.score:.2f})", file=sys.stderr)
+    for question in questions:
+        if args.json:
+            answer = rt.service.ask(question, args.user, adapter=args.adapter, params=params)
+            usage, truncated = rt.service.usage(answer)
+            out = {**answer.as_json(), "usage": usage,
+                   "finish_reason": "length" if truncated else "stop"}
+            print(json.dumps(out, ensure_ascii=False), flush=True)
+            continue
+        for answer in rt.service.stream(question, args.user, adapter=args.adapter,
+                                        params=params):
+            pass_text = answer.text
+        print(pass_text)
+        for i, s in enumerate(answer.sources, 1):
+            print(f"  [{i}] {s.document} (score {s.score:.2f})", file=sys.stderr)
     return 0
+
+
+def _questions(args) -> list[str]:
+    if (args.question is None) == (args.questions is None):
+        raise BadInput("give one question, or --questions FILE (not both)")
+    if args.question is not None:
+        return [args.question]
+    try:
+        lines = Path(args.questions).read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read {args.questions}: {exc}") from None
+    questions = [line.strip() for line in lines if line.strip()]
+    if not questions:
+        raise BadInput(f"{args.questions} holds no questions")
+    return questions
 
 
 # ---------------------------------------------------------------------------- prompts

@@ -167,6 +167,14 @@ class ChatService:
 
     # ------------------------------------------------------------------ feedback
 
+    def usage(self, answer: Answer) -> tuple[dict, bool]:
+        """Token counts, and whether the answer stopped at its max_new_tokens budget."""
+        prompt_tokens = len(self.engine.encode(answer.prompt))
+        completion = len(self.engine.tokenizer.encode(answer.text, add_special_tokens=False))
+        usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
+                 "total_tokens": prompt_tokens + completion}
+        return usage, completion >= answer.params.get("max_new_tokens", 1 << 30)
+
     def rate(self, message_id: int, user: str, value: int, reason: str | None = None,
              comment: str | None = None) -> int:
         """Record a rating (web app and API); the comment is held to the message limit."""

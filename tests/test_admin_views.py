@@ -23,8 +23,9 @@ def _run(status="succeeded", gate=GATE, **metrics):
 def test_passed_gate_is_a_table_of_the_checks_that_ran():
     text = verdict_md(_run(activated=True))
     assert text.startswith("**Gate passed** for v0004 (dpo, now served)")
-    assert "| preference accuracy on 3 held-out pairs | 1.000 | no adapter active |" in text
-    assert "| perplexity on the reference set | 12.716 | base model 12.738 (×0.998) |" in text
+    assert ("| preference accuracy on 3 held-out pairs | did it learn which answers users "
+            "liked, on feedback it never saw | 1.000 | no adapter active |") in text
+    assert "| 12.716 | base model 12.738 (×0.998) |" in text
     assert "reward" not in text and "None" not in text  # checks that did not run are left out
 
 
@@ -34,9 +35,9 @@ def test_failed_gate_lists_its_reasons_and_the_reward_check():
             "reasons": ["preference accuracy 0.40 < 0.60"]}
     text = verdict_md(_run("rejected", gate))
     assert text.startswith("**Gate failed** for v0004 (dpo, never served)")
-    assert ("preference accuracy on 3 held-out thumbs", "0.400", "active adapter 0.700") in \
-        gate_rows(gate)
-    assert ("reward model score", "0.250", "active 0.500") in gate_rows(gate)
+    rows = {row[0]: row[2:] for row in gate_rows(gate)}
+    assert rows["preference accuracy on 3 held-out thumbs"] == ("0.400", "active adapter 0.700")
+    assert rows["reward model score"] == ("0.250", "active 0.500")
     assert text.endswith("- preference accuracy 0.40 < 0.60")
 
 
@@ -103,5 +104,16 @@ def test_an_adapter_that_did_not_move_says_so():
             "visible_prompts": 8, "reasons": ["no visible change: 0 of 8 held-out answers"]}
     text = verdict_md(_run("rejected", gate))
     assert text.startswith("**Gate: no visible change**")
-    assert ("greedy answers to 8 held-out questions that read like the liked feedback", "0%",
-            "served now 0%") in gate_rows(gate)
+    rows = {row[0]: row[2:] for row in gate_rows(gate)}
+    assert rows["greedy answers to 8 held-out questions that read like the liked feedback"] == \
+        ("0%", "served now 0%")
+
+
+def test_the_damage_checks_are_rows_in_plain_words():
+    gate = {"passed": False, "n_heldout": 8, "pref_accuracy": 1.0, "interior_kl": 0.9,
+            "facts_kept": 0.4, "facts_right_base": 20, "repetition": 0.5,
+            "repetition_served": 0.02, "reasons": ["facts lost"]}
+    rows = {row[0]: row[1:] for row in gate_rows(gate)}
+    assert rows["facts kept, of 20 the base gets right"][1:] == ("40%", "base model 100%")
+    assert rows["repeated word 4-grams in its answers"][1:] == ("50%", "served now 2%")
+    assert rows["drift inside the reference answers (median token KL)"][1] == "0.900"

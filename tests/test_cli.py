@@ -26,6 +26,35 @@ def test_ask_json_follows_the_contract():
     assert isinstance(answer["message_id"], int)
 
 
+def test_ask_a_file_of_questions_prints_an_answer_each(tmp_path):
+    questions = tmp_path / "q.txt"
+    questions.write_text("What is the capital of France?\n\nWhat is 2 plus 2?\n")
+    out = run_cli("ask", "--questions", str(questions), "--json", "--max-new-tokens", "3",
+                  env={"CHAT_DATA_DIR": str(tmp_path / "data")})
+    assert out.returncode == 0, out.stderr
+    answers = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(answers) == 2  # the blank line is no question
+    assert {a["finish_reason"] for a in answers} == {"length"}  # 3 tokens end no answer
+    assert all(a["usage"]["completion_tokens"] == 3 for a in answers)
+    assert answers[0]["conversation_id"] != answers[1]["conversation_id"]
+
+
+@pytest.mark.parametrize("args,message", [
+    (["ask"], "give one question, or --questions FILE"),
+    (["ask", "hi", "--questions", "q.txt"], "give one question, or --questions FILE"),
+    (["ask", "--questions", "missing.txt"], "cannot read missing.txt"),
+    (["ask", "--questions", "empty.txt"], "empty.txt holds no questions"),
+])
+def test_bad_question_files_change_nothing(tmp_path, capsys, cfg, monkeypatch, args, message):
+    import launch
+
+    (tmp_path / "empty.txt").write_text("\n  \n")
+    monkeypatch.chdir(tmp_path)
+    assert launch.main(args) == 2
+    assert message in capsys.readouterr().err
+    assert not cfg.db_path.exists()  # refused before the model or the database opened
+
+
 def test_bad_model_gives_one_clear_line_not_a_traceback(tmp_path):
     out = run_cli("--base-model", str(tmp_path / "missing"), "ask", "hi")
     assert out.returncode == 2

@@ -79,14 +79,15 @@ def test_real_dpo_step_logs_the_same_as_plain_trl(cfg, monkeypatch):
 
     def first_step(tmp: str) -> dict:
         s = TrainSettings()
-        s.optim.max_steps, s.optim.precision = 1, "fp32"
+        # the whole answers: the pair-focused loss (training/pair_focus.py) is another loss
+        s.optim.max_steps, s.optim.precision, s.optim.loss_on = 1, "fp32", "whole"
         logs: list[dict] = []
         trainers.train_dpo(resolve_base_model(cfg), _pairs(8), s, cfg.data_dir / tmp,
                            trainers.Hooks(on_log=lambda step, total, log: logs.append(log)))
         return next(log for log in logs if "loss" in log)
 
     ours = first_step("ours")
-    monkeypatch.setattr(trainers, "shared_prefix_dpo_trainer", lambda: DPOTrainer)
+    monkeypatch.setattr(trainers, "shared_prefix_dpo_trainer", lambda focus: DPOTrainer)
     plain = first_step("plain")
     for key in ("loss", "grad_norm", "logps/chosen", "logps/rejected"):
         assert abs(ours[key] - plain[key]) <= 1e-4 * max(1.0, abs(plain[key])), key

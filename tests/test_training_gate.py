@@ -28,7 +28,8 @@ def test_damaged_adapter_is_rejected_and_never_activated(cfg, store, heldout, tm
     folder = make_adapter(cfg, cfg.adapters_dir / ".tmp-damaged", scale=30.0)
     gate = gate_candidate(base_path(cfg), folder, None, heldout, TrainSettings(), "Be helpful.")
     assert not gate.passed
-    assert gate.ppl_ratio > 2 and any("perplexity" in r for r in gate.reasons)
+    assert gate.ppl_ratio > 2 and gate.interior_kl > 0.3
+    assert any(r.startswith("the language drifted") for r in gate.reasons)
     version = registry.register(store, cfg.adapters_dir, folder, method="dpo", base_model="b",
                                 metrics={"gate": gate.as_dict()}, meta={}, passed=gate.passed,
                                 run_id=None)
@@ -45,6 +46,10 @@ def test_identity_adapter_matches_base_and_fails_accuracy(cfg, heldout, tmp_path
     folder = make_adapter(cfg, tmp_path / "zero")  # LoRA B = 0: exactly the base model
     gate = gate_candidate(base_path(cfg), folder, None, heldout, TrainSettings(), "Be helpful.")
     assert gate.ppl_ratio == pytest.approx(1.0, abs=1e-3)
+    # no damage either: no drift, every fact kept as sure as before, no new loops
+    assert gate.interior_kl == pytest.approx(0.0, abs=1e-4)
+    assert gate.facts_kept == 1.0 and gate.facts_lead_drop == pytest.approx(0.0, abs=1e-3)
+    assert gate.facts_right_base >= 15 and gate.repetition == gate.repetition_served
     assert gate.pref_accuracy == 0.0 and not gate.passed  # ties are not wins
     assert gate.n_heldout == 4 and gate.pref_accuracy_active is None
     # it answers exactly as the base does: nothing a user sees moves

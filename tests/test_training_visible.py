@@ -122,7 +122,7 @@ def test_the_verdict_names_an_adapter_whose_answers_do_not_move(visible, served,
 
 def test_another_failure_is_a_failure_not_no_visible_change():
     s = GateSettings()
-    r = _gate(0.0, 0.0, ppl_candidate=30.0, ppl_ratio=3.0)
+    r = _gate(0.0, 0.0, ppl_candidate=40.0, ppl_ratio=4.0)
     r.reasons = _reasons(r, s)
     assert _verdict(r, s) == "failed" and len(r.reasons) == 2
 

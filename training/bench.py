@@ -9,6 +9,7 @@ from pathlib import Path
 
 from chat.engine.loading import resolve_base_model
 from training.config import TrainSettings
+from training.runner import peak_rss_mib
 from training.trainers import (
     Hooks,
     common_args,
@@ -43,6 +44,7 @@ def bench_train(cfg, n_pairs: int = 64) -> dict:
         start = time.perf_counter()
         train_dpo(base, rows, s, Path(tmp) / "ours", Hooks())
         ours = n_pairs / (time.perf_counter() - start)
+        peak = peak_rss_mib()  # the warm-up and ours: the baseline has not run yet
         start = time.perf_counter()
         model, tok = load_policy(base, s.optim.precision)
         args = DPOConfig(output_dir=str(Path(tmp) / "trl"), report_to=[],
@@ -52,7 +54,7 @@ def bench_train(cfg, n_pairs: int = 64) -> dict:
         theirs = n_pairs / (time.perf_counter() - start)
     return {"pairs_s": round(ours, 2), "pairs_s_baseline": round(theirs, 2),
             "ratio": round(ours / theirs, 2), "pairs": n_pairs, "epochs": 1,
-            "device": device, "precision": _precision(s)}
+            "device": device, "precision": _precision(s), "peak_rss_mib": peak}
 
 
 def _precision(s) -> str:

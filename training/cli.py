@@ -7,6 +7,7 @@ import sys
 import time
 
 from chat.config import Config
+from chat.errors import BadInput
 from feedback.store import Store
 from training import registry, runner, runs
 from training.config import METHODS, TrainSettings
@@ -24,6 +25,9 @@ def register(sub) -> None:
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--max-seconds", type=float, default=None,
                    help="wall-time cap on training; the adapter trained so far is gated")
+    p.add_argument("--set", action="append", default=[], metavar="SECTION.KEY=VALUE",
+                   help="any training setting, e.g. --set optim.patience=0 --set gate."
+                        "max_facts_drop=0.5 (VALUE as JSON, else a string); repeatable")
     p.add_argument("--user", default="cli", help="who requested the run")
     p.set_defaults(func=cmd_train)
 
@@ -45,12 +49,30 @@ def register(sub) -> None:
 
 
 def settings_from_args(cfg: Config, args):
+    sections = parse_sets(getattr(args, "set", []))
     optim = {k: v for k, v in {"epochs": args.epochs, "max_steps": args.max_steps,
                                "learning_rate": args.learning_rate,
                                "batch_size": args.batch_size,
                                "max_seconds": args.max_seconds}.items() if v is not None}
+    optim = {**sections.pop("optim", {}), **optim}
     return TrainSettings.for_config(cfg, optim, method=args.method,
-                                    activate=not args.no_activate)
+                                    activate=not args.no_activate, **sections)
+
+
+def parse_sets(items: list[str]) -> dict[str, dict]:
+    """["optim.beta=0.1", ...] -> {"optim": {"beta": 0.1}}; the settings check the values."""
+    out: dict[str, dict] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        section, dot, name = key.strip().partition(".")
+        if not sep or not dot or not section or not name:
+            raise BadInput(f"--set wants SECTION.KEY=VALUE (e.g. optim.beta=0.1), got {item!r}")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.setdefault(section, {})[name] = value
+    return out
 
 
 def cmd_train(cfg: Config, args) -> int:
@@ -112,7 +134,8 @@ def summary(row: dict) -> dict:
             "n_heldout": metrics.get("n_heldout"), "gate": metrics.get("gate"),
             "activated": bool(metrics.get("activated")),
             "not_activated_because": metrics.get("not_activated_because"),
-            "why": metrics.get("why"), "error": row.get("error")}
+            "why": metrics.get("why"), "train": metrics.get("train"), "cost": metrics.get("cost"),
+            "error": row.get("error")}
 
 
 def print_summary(out: dict) -> None:

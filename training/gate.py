@@ -1,18 +1,17 @@
-"""The eval gate: held-out preference accuracy, reference perplexity, reward-model check."""
+"""The eval gate: does the candidate learn the preference (held-out implicit-reward
+accuracy), show it to users (training/visible.py), and do no damage (training/damage.py)?
+Plus, for rlhf, the reward model's view."""
 
 from __future__ import annotations
 
-import json
-import math
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from training import damage
 from training.config import GateSettings
+from training.scoring import answer_logps, greedy_answers, reference_messages
 from training.visible import Visible, measure, sides
-
-REFERENCE_SET = Path(__file__).with_name("reference.jsonl")
 
 
 @dataclass
@@ -32,6 +31,13 @@ class GateResult:
     visible_share_served: float | None = None
     visible_prompts: int = 0
     visible_examples: list[dict] = field(default_factory=list)
+    # damage (training/damage.py)
+    interior_kl: float | None = None
+    facts_right_base: int = 0
+    facts_kept: float | None = None
+    facts_lead_drop: float | None = None
+    repetition: float | None = None
+    repetition_served: float | None = None
     reasons: list[str] = field(default_factory=list)
     verdict: str | None = None  # passed | failed | no visible change (None: from `passed`)
 
@@ -39,90 +45,6 @@ class GateResult:
         out = asdict(self)
         out["verdict"] = self.verdict or ("passed" if self.passed else "failed")
         return out
-
-
-def reference_messages(system_prompt: str | None) -> list[tuple[list[dict], str]]:
-    """The fixed general-chat reference set shipped with the project, as (prompt, answer)."""
-    out = []
-    for line in REFERENCE_SET.read_text().splitlines():
-        item = json.loads(line)
-        prompt = [{"role": "user", "content": item["question"]}]
-        if system_prompt:
-            prompt = [{"role": "system", "content": system_prompt}] + prompt
-        out.append((prompt, item["answer"]))
-    return out
-
-
-# ---------------------------------------------------------------------------- log-probs
-
-
-@contextmanager
-def using(model, adapter: str | None):
-    """Run `model` as the base (adapter None) or with one named LoRA adapter."""
-    if adapter is None:
-        with model.disable_adapter():
-            yield
-        return
-    model.set_adapter(adapter)
-    yield
-
-
-def _encode(tok, prompt: list[dict], answer: str, max_length: int) -> tuple[list[int], int]:
-    """Token ids of prompt + answer and where the answer starts (answer kept, prompt cut)."""
-    p = tok.apply_chat_template(prompt, add_generation_prompt=True, tokenize=True,
-                                return_dict=True)["input_ids"]
-    full = tok.apply_chat_template(prompt + [{"role": "assistant", "content": answer}],
-                                   tokenize=True, return_dict=True)["input_ids"]
-    p, full = list(p), list(full)
-    if full[:len(p)] != p:  # templates that rewrite earlier turns: fall back to plain concat
-        full = p + list(tok(answer, add_special_tokens=False)["input_ids"])
-    excess = max(0, len(full) - max_length)
-    return full[excess:], max(1, len(p) - excess)
-
-
-def answer_logps(model, tok, items: list[tuple[list[dict], str]], adapter: str | None,
-                 max_length: int = 512, batch: int = 8) -> list[tuple[float, int]]:
-    """(sum of answer-token log-probs, answer token count) for each (prompt, answer)."""
-    import torch
-
-    encoded = [_encode(tok, p, a, max_length) for p, a in items]
-    device = next(model.parameters()).device
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    out: list[tuple[float, int]] = []
-    with torch.inference_mode(), using(model, adapter):
-        for i in range(0, len(encoded), batch):
-            chunk = encoded[i:i + batch]
-            width = max(len(ids) for ids, _ in chunk)
-            ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in chunk], device=device)
-            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in chunk],
-                                device=device)
-            logp = torch.log_softmax(model(input_ids=ids, attention_mask=mask).logits.float(), -1)
-            tok_logp = logp[:, :-1].gather(-1, ids[:, 1:, None])[..., 0]
-            for row, (x, start) in enumerate(chunk):
-                span = tok_logp[row, start - 1:len(x) - 1]
-                out.append((float(span.sum()), int(span.numel())))
-    return out
-
-
-def greedy_answers(model, tok, prompts: list[list[dict]], adapter: str | None,
-                   max_new_tokens: int) -> list[str]:
-    """Greedy answers of one version to several prompts, in one left-padded batch."""
-    import torch
-
-    texts = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
-             for p in prompts]
-    side, tok.padding_side = tok.padding_side, "left"
-    try:
-        batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
-    finally:
-        tok.padding_side = side
-    batch = batch.to(next(model.parameters()).device)
-    pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    with torch.inference_mode(), using(model, adapter):
-        out = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
-                             pad_token_id=pad)
-    width = batch["input_ids"].shape[1]
-    return [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
 
 
 def visible_change(model, tok, heldout: list[dict], s: GateSettings, candidate: str,
@@ -138,9 +60,6 @@ def visible_change(model, tok, heldout: list[dict], s: GateSettings, candidate: 
         return greedy_answers(model, tok, prompts, adapter, budget)
 
     return measure(heldout, answer, candidate, served, s.visible_prompts)
-
-
-# ---------------------------------------------------------------------------- metrics
 
 
 def preference_accuracy(model, tok, pairs: list[dict], adapter: str,
@@ -180,13 +99,6 @@ def balanced_sign_accuracy(margins: list[float], labels: list[bool]) -> float:
     return sum(rates) / max(1, len(rates))
 
 
-def perplexity(model, tok, items: list[tuple[list[dict], str]], adapter: str | None) -> float:
-    scores = answer_logps(model, tok, items, adapter)
-    total = sum(lp for lp, _ in scores)
-    count = sum(n for _, n in scores)
-    return math.exp(-total / max(1, count))
-
-
 # ---------------------------------------------------------------------------- the gate
 
 
@@ -203,10 +115,10 @@ def evaluate(model, tok, heldout: list[dict], settings: GateSettings, *,
         if active is not None:
             acc_active, _ = metric(model, tok, heldout, active, base)
     ref = reference_messages(system_prompt)
-    ppl_base = perplexity(model, tok, ref, None)
-    ppl_cand = perplexity(model, tok, ref, candidate)
-    result = GateResult(False, acc, acc_active, round(ppl_base, 4), round(ppl_cand, 4),
-                        round(ppl_cand / ppl_base, 4), len(heldout), kind)
+    drift = damage.reference_drift(model, tok, ref, candidate)
+    result = GateResult(False, acc, acc_active, drift.ppl_base, drift.ppl_candidate,
+                        round(drift.ppl_candidate / drift.ppl_base, 4), len(heldout), kind,
+                        interior_kl=drift.interior_kl)
     if reward is not None:
         result.reward_candidate = reward(candidate)
         result.reward_active = reward(active)
@@ -217,10 +129,19 @@ def evaluate(model, tok, heldout: list[dict], settings: GateSettings, *,
         result.visible_share, result.visible_share_served = (seen.share_candidate,
                                                              seen.share_served)
         result.visible_prompts, result.visible_examples = seen.n_prompts, seen.examples
+        result.repetition = damage.repetition(seen.answers_candidate)
+        result.repetition_served = damage.repetition(seen.answers_served)
+    _check_facts(model, tok, result, candidate, system_prompt)
     result.reasons = _reasons(result, settings)
     result.passed = not result.reasons
     result.verdict = _verdict(result, settings)
     return result
+
+
+def _check_facts(model, tok, result: GateResult, candidate: str, system_prompt) -> None:
+    facts = damage.facts_kept(model, tok, damage.fact_items(system_prompt), candidate)
+    result.facts_right_base, result.facts_kept = facts.known_base, facts.kept
+    result.facts_lead_drop = facts.lead_drop
 
 
 def _verdict(r: GateResult, s: GateSettings) -> str:
@@ -251,11 +172,29 @@ def _reasons(r: GateResult, s: GateSettings) -> list[str]:
                    f"{r.pref_accuracy_active:.2f}")
     if r.ppl_ratio > s.max_ppl_ratio:
         out.append(f"reference perplexity rose {r.ppl_ratio:.2f}x (bound {s.max_ppl_ratio})")
+    out += _damage_reasons(r, s)
     if r.reward_candidate is not None and r.reward_active is not None \
             and r.reward_candidate < r.reward_active - s.reward_tolerance:
         out.append(f"reward model scores the candidate {r.reward_candidate:.3f} below the "
                    f"active's {r.reward_active:.3f}")
     return out + _visible_reasons(r, s)
+
+
+def _damage_reasons(r: GateResult, s: GateSettings) -> list[str]:
+    out = []
+    if r.interior_kl is not None and r.interior_kl > s.max_interior_kl:
+        out.append(f"the language drifted: median token KL {r.interior_kl:.4f} from the base "
+                   f"inside the reference answers (bound {s.max_interior_kl})")
+    if r.facts_lead_drop is not None and r.facts_lead_drop > s.max_facts_drop:
+        out.append(f"facts lost: the right answers' lead over wrong ones fell by "
+                   f"{r.facts_lead_drop:.2f} nats on average (bound {s.max_facts_drop}); "
+                   f"{r.facts_kept:.0%} of the {r.facts_right_base} facts the base gets right "
+                   "are still right")
+    if r.repetition is not None and r.repetition_served is not None \
+            and r.repetition > r.repetition_served + s.max_repetition_rise:
+        out.append(f"answers repeat themselves: {r.repetition:.0%} of word 4-grams repeated "
+                   f"(served now: {r.repetition_served:.0%})")
+    return out
 
 
 def load_for_gate(base_path: str, candidate_folder: Path, active_folder: Path | None,

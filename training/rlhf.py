@@ -10,7 +10,7 @@ from chat.profiles import active_profile
 from chat.sanitize import special_token_pattern
 from training.config import TrainSettings
 from training.datasets import Split, conversation_prompts, inert_text, trl_columns
-from training.gate import using
+from training.scoring import using
 from training.trainers import (
     Hooks,
     _finish,

@@ -4,6 +4,7 @@ processes: training/runs.py."""
 
 from __future__ import annotations
 
+import gc
 import logging
 import os
 import shutil
@@ -169,14 +170,21 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
     update_run(store, run_id, method=method, n_examples=len(data.train),
                progress={"phase": "training", "method": method, "why": prep["why"]})
     hooks = _hooks(store, run_id, method, s.optim.max_seconds)
+    started = time.monotonic()
     train_metrics, reward = train_method(method, base_path, data, s, tmp, hooks, store, cfg)
     update_run(store, run_id, progress={"phase": "gate", "method": method})
+    trained, peak_training = time.monotonic(), peak_rss_mib()
+    hooks.trainer = None  # the trained model's memory goes back before the gate loads its own
+    gc.collect()
     active = registry.active_row(store)
     gate = gate_candidate(base_path, tmp, active, data.heldout, s,
                           prep["profile"].system_prompt, reward)
     if hooks.should_stop():  # cancelled while the gate ran: nothing registered or served
         raise Cancelled
-    metrics = {"gate": gate.as_dict(), "train": train_metrics, "why": prep["why"],
+    cost = {"train_seconds": round(trained - started, 1),
+            "gate_seconds": round(time.monotonic() - trained, 1),
+            "peak_rss_mib_training": peak_training, "peak_rss_mib": peak_rss_mib()}
+    metrics = {"gate": gate.as_dict(), "train": train_metrics, "cost": cost, "why": prep["why"],
                "n_train": len(data.train), "n_heldout": len(data.heldout),
                "dropped_by_user_cap": data.dropped_by_cap,
                "dropped_duplicates": data.dropped_duplicates}
@@ -199,6 +207,13 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
                progress={"phase": "cancelled" if status == "cancelled" else "done",
                          "method": method})
     return {"run_id": run_id, "status": status, "adapter_version": version}
+
+
+def peak_rss_mib() -> int:
+    """This process's peak resident memory (Linux reports KiB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
 
 
 CANCELLED_BEFORE_ACTIVATION = "the run was cancelled before activation"

@@ -19,9 +19,9 @@ def train_method(method: str, base_path: str, data: Split, s: TrainSettings, out
     data = inert_split(data, base_path)
     reward = None
     if method == "dpo":
-        metrics = train_dpo(base_path, data.train, s, out_dir, hooks)
+        metrics = train_dpo(base_path, data.train, s, out_dir, hooks, data.heldout)
     elif method == "kto":
-        metrics = train_kto(base_path, data.train, s, out_dir, hooks)
+        metrics = train_kto(base_path, data.train, s, out_dir, hooks, data.heldout)
     elif method == "rlhf":
         metrics, reward = train_rlhf(base_path, data, s, out_dir, hooks, store, cfg)
     else:

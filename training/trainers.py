@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,7 @@ from pathlib import Path
 from chat.engine.hardware import cpu_has_fast_bf16
 from training.config import TrainSettings
 from training.datasets import kto_weights, trl_columns
+from training.early_stop import Watch, make_early_stopping, restore_best
 
 log = logging.getLogger(__name__)
 
@@ -93,8 +95,10 @@ def common_args(s: TrainSettings, out_dir: Path, lr: float | None = None,
         bf16 = s.optim.precision == "bf16" or (
             s.optim.precision == "auto" and cpu_has_fast_bf16())
 
+    micro = min(s.optim.micro_batch, s.optim.batch_size)
     return dict(
-        output_dir=str(out_dir), per_device_train_batch_size=s.optim.batch_size,
+        output_dir=str(out_dir), per_device_train_batch_size=micro,
+        gradient_accumulation_steps=math.ceil(s.optim.batch_size / micro),
         num_train_epochs=epochs or s.optim.epochs,
         max_steps=max_steps if max_steps is not None else s.optim.max_steps,
         learning_rate=lr or s.optim.learning_rate, lr_scheduler_type="constant",
@@ -104,23 +108,41 @@ def common_args(s: TrainSettings, out_dir: Path, lr: float | None = None,
         gradient_checkpointing=False, dataloader_num_workers=0)
 
 
-def _finish(trainer, hooks: Hooks, out_dir: Path) -> dict:
+def watching(s: TrainSettings, heldout: list[dict], tok, n_train: int) -> tuple:
+    """(Watch, callbacks) for early stopping on the held-out feedback (none when off)."""
+    if s.optim.patience <= 0 or not heldout:
+        return None, []
+    per_epoch = math.ceil(n_train / s.optim.batch_size)
+    every = s.optim.eval_every or max(1, math.ceil(per_epoch / 2))
+    watch = Watch(patience=s.optim.patience, min_gain=s.optim.min_gain,
+                  enough_margin=s.optim.enough_margin)
+    return watch, [make_early_stopping(watch, heldout, tok, s.optim.max_length, every)]
+
+
+def _finish(trainer, hooks: Hooks, out_dir: Path, watch: Watch | None = None) -> dict:
     hooks.trainer = trainer
     trainer.train()
     if hooks.should_stop():
         raise Cancelled("the run was cancelled")
+    best = None
+    if watch is not None and watch.best_state is not None:
+        restore_best(trainer.model, watch)
+        best = next(h for h in watch.history if (h["accuracy"], h["margin"]) ==
+                    (round(watch.best[0], 3), round(watch.best[1], 3)))
     trainer.model.save_pretrained(str(out_dir), safe_serialization=True)
     logs = [h for h in trainer.state.log_history if "loss" in h]
     return {"steps": trainer.state.global_step,
             "final_loss": logs[-1]["loss"] if logs else None,
-            "last_log": logs[-1] if logs else {}}
+            "last_log": logs[-1] if logs else {},
+            "kept_step": best["step"] if best else trainer.state.global_step,
+            "heldout_scores": watch.history if watch else []}
 
 
 # ---------------------------------------------------------------------------- DPO
 
 
 def train_dpo(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
-              hooks: Hooks) -> dict:
+              hooks: Hooks, heldout: list[dict] | None = None) -> dict:
     """Direct preference optimisation on (prompt, chosen, rejected); the reference is the
     base model with the adapter disabled, which peft gives for free."""
     from datasets import Dataset
@@ -131,28 +153,37 @@ def train_dpo(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
         if s.optim.sft_weight > 0 else {}
     args = DPOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
                      max_length=s.optim.max_length, truncation_mode="keep_end", **losses)
-    trainer = shared_prefix_dpo_trainer()(
+    watch, early = watching(s, heldout or [], tok, len(rows))
+    trainer = shared_prefix_dpo_trainer(s.optim.loss_on == "difference")(
         model=model, args=args, processing_class=tok, peft_config=lora_config(s),
         train_dataset=Dataset.from_list(trl_columns(rows, ("prompt", "chosen", "rejected"))),
-        callbacks=[make_callback(hooks)])
-    return _finish(trainer, hooks, out_dir)
+        callbacks=[make_callback(hooks), *early])
+    return _finish(trainer, hooks, out_dir, watch)
 
 
-def shared_prefix_dpo_trainer():
+def shared_prefix_dpo_trainer(focus: bool = False):
     """TRL's DPOTrainer whose policy and reference passes compute each pair's shared prefix
-    once (training/shared_prefix.py): same loss and gradients, fewer tokens."""
+    once (training/shared_prefix.py): same loss and gradients, fewer tokens. With `focus`,
+    the loss covers only the tokens where a pair's answers differ (training/pair_focus.py)."""
     from trl import DPOTrainer
 
+    from training.pair_focus import focus_mask
     from training.shared_prefix import sharing_prefixes
+
+    def focused(inputs):
+        if not focus:
+            return inputs
+        return {**inputs, "completion_mask": focus_mask(inputs["input_ids"],
+                                                        inputs["completion_mask"])}
 
     class SharedPrefixDPOTrainer(DPOTrainer):
         def _compute_loss(self, model, inputs, return_outputs):
             with sharing_prefixes(self.model):
-                return super()._compute_loss(model, inputs, return_outputs)
+                return super()._compute_loss(model, focused(inputs), return_outputs)
 
         def compute_ref_log_probs(self, model, inputs):
             with sharing_prefixes(self.model):
-                return super().compute_ref_log_probs(model, inputs)
+                return super().compute_ref_log_probs(model, focused(inputs))
 
     return SharedPrefixDPOTrainer
 
@@ -161,7 +192,7 @@ def shared_prefix_dpo_trainer():
 
 
 def train_kto(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
-              hooks: Hooks) -> dict:
+              hooks: Hooks, heldout: list[dict] | None = None) -> dict:
     """KTO on thumbs (prompt, completion, label), weights balancing up- and down-votes."""
     from datasets import Dataset
     from trl import KTOConfig, KTOTrainer
@@ -171,9 +202,10 @@ def train_kto(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
     args = KTOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
                      max_length=s.optim.max_length, desirable_weight=desirable,
                      undesirable_weight=undesirable)
+    watch, early = watching(s, heldout or [], tok, len(rows))
     trainer = KTOTrainer(
         model=model, args=args, processing_class=tok, peft_config=lora_config(s),
         train_dataset=Dataset.from_list(trl_columns(rows, ("prompt", "completion", "label"))),
-        callbacks=[make_callback(hooks)])
-    metrics = _finish(trainer, hooks, out_dir)
+        callbacks=[make_callback(hooks), *early])
+    metrics = _finish(trainer, hooks, out_dir, watch)
     return {**metrics, "desirable_weight": desirable, "undesirable_weight": undesirable}

@@ -70,6 +70,8 @@ class Visible:
     share_served: float  # the same for the version serving now (active adapter, else base)
     n_prompts: int
     examples: list[dict] = field(default_factory=list)  # a few answers, for the admin
+    answers_candidate: list[str] = field(default_factory=list, repr=False)
+    answers_served: list[str] = field(default_factory=list, repr=False)
 
     @property
     def moved(self) -> float:
@@ -110,4 +112,4 @@ def measure(heldout: list[dict], answer: Callable[[list[list[dict]], str | None]
     share = [sum(judge(t) > 0 for t in texts) / max(1, len(texts)) for texts in (new, old)]
     examples = [{"question": p[-1]["content"], "served": o, "candidate": c}
                 for p, o, c in list(zip(prompts, old, new, strict=True))[:2]]
-    return Visible(round(share[0], 3), round(share[1], 3), len(prompts), examples)
+    return Visible(round(share[0], 3), round(share[1], 3), len(prompts), examples, new, old)

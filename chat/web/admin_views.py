@@ -40,8 +40,8 @@ def verdict_md(run: dict | None) -> str:
               if gate.get("passed") else "never served")
     verdict = "Gate: no visible change" if verdict == "no visible change" else f"Gate {verdict}"
     lines = [f"**{verdict}** for {run.get('adapter_version')} ({run['method']}, {served})",
-             "", "| check | candidate | compared with |", "|---|---|---|"]
-    lines += [f"| {check} | {value} | {other} |" for check, value, other in gate_rows(gate)]
+             "", "| check | what it asks | candidate | compared with |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(row)} |" for row in gate_rows(gate)]
     lines += [""] + [f"- {reason}" for reason in gate.get("reasons", [])]
     return "\n".join(lines).rstrip()
 
@@ -50,26 +50,51 @@ def _num(value) -> str:
     return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def gate_rows(gate: dict) -> list[tuple[str, str, str]]:
-    """(check, candidate's figure, what it was compared with) for each check the gate ran."""
+def gate_rows(gate: dict) -> list[tuple[str, str, str, str]]:
+    """(check, what it means, candidate's figure, what it was compared with) for each check
+    the gate ran."""
     rows = []
     if gate.get("n_heldout") is not None:
         held = "pairs" if gate.get("pref_kind", "pairs") == "pairs" else "thumbs"
         active = gate.get("pref_accuracy_active")
         rows.append((f"preference accuracy on {gate['n_heldout']} held-out {held}",
+                     "did it learn which answers users liked, on feedback it never saw",
                      _num(gate.get("pref_accuracy")),
                      "no adapter active" if active is None else f"active adapter {_num(active)}"))
-    if gate.get("ppl_candidate") is not None:
-        rows.append(("perplexity on the reference set", _num(gate["ppl_candidate"]),
-                     f"base model {_num(gate.get('ppl_base'))} "
-                     f"(×{_num(gate.get('ppl_ratio'))})"))
-    if gate.get("reward_candidate") is not None:
-        rows.append(("reward model score", _num(gate["reward_candidate"]),
-                     f"active {_num(gate.get('reward_active'))}"))
     if gate.get("visible_share") is not None:
         rows.append((f"greedy answers to {gate['visible_prompts']} held-out questions that read "
-                     "like the liked feedback", f"{gate['visible_share']:.0%}",
+                     "like the liked feedback", "will users see the change in its answers",
+                     f"{gate['visible_share']:.0%}",
                      f"served now {gate['visible_share_served']:.0%}"))
+    rows += _damage_rows(gate)
+    if gate.get("reward_candidate") is not None:
+        rows.append(("reward model score", "the reward model's view of its answers",
+                     _num(gate["reward_candidate"]), f"active {_num(gate.get('reward_active'))}"))
+    return rows
+
+
+def _damage_rows(gate: dict) -> list[tuple[str, str, str, str]]:
+    rows = []
+    if gate.get("ppl_candidate") is not None:
+        rows.append(("perplexity on the reference set",
+                     "how surprised it is by well-written answers (rises with any new style)",
+                     _num(gate["ppl_candidate"]), f"base model {_num(gate.get('ppl_base'))} "
+                     f"(×{_num(gate.get('ppl_ratio'))})"))
+    if gate.get("interior_kl") is not None:
+        rows.append(("drift inside the reference answers (median token KL)",
+                     "does its language change away from where the preference acts",
+                     _num(gate["interior_kl"]), "base model 0"))
+    if gate.get("facts_kept") is not None:
+        rows.append((f"facts kept, of {gate.get('facts_right_base')} the base gets right",
+                     "does it still know what it knew (the right answer likelier than a wrong "
+                     "one)", f"{gate['facts_kept']:.0%}", "base model 100%"))
+    if gate.get("facts_lead_drop") is not None:
+        rows.append(("how much less sure of those facts (nats)",
+                     "the right answer's lead over the wrong one, fallen on average",
+                     _num(gate["facts_lead_drop"]), "base model 0"))
+    if gate.get("repetition") is not None and gate.get("repetition_served") is not None:
+        rows.append(("repeated word 4-grams in its answers", "do its answers loop",
+                     f"{gate['repetition']:.0%}", f"served now {gate['repetition_served']:.0%}"))
     return rows
 
 

@@ -1,0 +1,85 @@
+"""Small parts of training, without a model: early stopping's bookkeeping, the repetition
+measure, `train --set` parsing."""
+
+from __future__ import annotations
+
+import contextlib
+
+import pytest
+
+from chat.errors import BadInput
+from training.cli import parse_sets
+from training.damage import repetition
+from training.early_stop import Watch, liked_and_disliked
+
+
+def test_better_accuracy_wins_then_a_clearly_larger_margin():
+    watch = Watch(patience=2, min_gain=0.1, enough_margin=4.0, best=(0.5, 3.0))
+    assert watch.improved((0.75, -1.0))  # more pairs won beats any margin
+    assert not watch.improved((0.25, 9.0))
+    assert not watch.improved((0.5, 3.2))  # within 10% of the best margin: no gain
+    assert watch.improved((0.5, 3.5))
+    assert Watch(2, 0.1, 4.0).improved((0.0, -5.0))  # the first score is the best so far
+
+
+def test_enough_means_every_pair_won_by_the_margin():
+    watch = Watch(patience=2, min_gain=0.1, enough_margin=4.0)
+    assert watch.enough((1.0, 4.0)) and not watch.enough((1.0, 3.9))
+    assert not watch.enough((0.9, 40.0))
+
+
+def test_pairs_and_thumbs_give_liked_and_disliked_answers():
+    prompt = [{"role": "user", "content": "q"}]
+    pair = {"prompt": prompt, "chosen": [{"content": "good"}], "rejected": [{"content": "bad"}]}
+    thumbs = [{"prompt": prompt, "completion": [{"content": "up"}], "label": True},
+              {"prompt": prompt, "completion": [{"content": "down"}], "label": False}]
+    assert liked_and_disliked([pair]) == [(prompt, "good", True), (prompt, "bad", False)]
+    assert liked_and_disliked(thumbs) == [(prompt, "up", True), (prompt, "down", False)]
+
+
+def test_repetition_is_the_share_of_repeated_word_4grams():
+    assert repetition(["the cat sat on the mat"]) == 0.0
+    assert repetition(["a b c d a b c d a b c d"]) == pytest.approx(0.556, abs=1e-3)  # 5 of 9
+    assert repetition(["", "too short"]) is None  # nothing to measure
+
+
+def test_set_options_become_sections():
+    assert parse_sets(["optim.beta=0.1", "optim.loss_on=whole", "gate.visible_prompts=0",
+                       'lora.target_modules=["q_proj"]']) == {
+        "optim": {"beta": 0.1, "loss_on": "whole"}, "gate": {"visible_prompts": 0},
+        "lora": {"target_modules": ["q_proj"]}}
+
+
+@pytest.mark.parametrize("bad", ["beta=0.1", "optim.beta", ".beta=1", "optim.=1"])
+def test_a_set_option_without_section_key_and_value_is_refused(bad):
+    with pytest.raises(BadInput, match="SECTION.KEY=VALUE"):
+        parse_sets([bad])
+
+
+def test_answer_logps_equal_a_plain_log_softmax(cfg, monkeypatch):
+    """Scoring only answer positions (logits_to_keep, log-sum-exp) gives the plain numbers."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from chat.engine.loading import resolve_base_model
+    from training import scoring
+    from training.scoring import answer_logps, encode
+
+    path = resolve_base_model(cfg)
+    tok, model = AutoTokenizer.from_pretrained(path), AutoModelForCausalLM.from_pretrained(path)
+    items = [([{"role": "user", "content": "Hi, how are you?"}], "Fine, thanks."),
+             ([{"role": "system", "content": "Be brief."},
+               {"role": "user", "content": "What is the capital of France?"}],
+              "Paris is the capital of France, and its largest city.")]
+    plain = []
+    for prompt, answer in items:
+        ids, start = encode(tok, prompt, answer, 512)
+        with torch.no_grad():
+            logp = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0].float(), -1)
+        plain.append(sum(float(logp[j, ids[j + 1]]) for j in range(start - 1, len(ids) - 1)))
+    # a plain model has no adapters to switch between
+    monkeypatch.setattr(scoring, "using", lambda model, adapter: contextlib.nullcontext())
+    ours = answer_logps(model, tok, items, None)
+    assert [n for _, n in ours] == [len(encode(tok, p, a, 512)[0]) - encode(tok, p, a, 512)[1]
+                                    for p, a in items]
+    assert [lp for lp, _ in ours] == pytest.approx(plain, abs=1e-3)
