@@ -9,8 +9,9 @@ from training.pair_focus import differing_spans, focus_mask
 END = [90, 91]  # an end-of-turn token and a newline, as a chat template closes a turn
 
 
-def spans(chosen, rejected):
-    c, r = differing_spans(torch.tensor(chosen + END), torch.tensor(rejected + END))
+def spans(chosen, rejected, keep_prefix=False):
+    c, r = differing_spans(torch.tensor(chosen + END), torch.tensor(rejected + END),
+                           keep_prefix)
     return (chosen + END)[c], (rejected + END)[r]
 
 
@@ -21,6 +22,12 @@ def test_an_opener_is_the_chosen_span_against_the_first_shared_token():
 def test_a_sign_off_keeps_the_turn_end_decision():
     # chosen goes on with a sign-off where rejected ends its turn
     assert spans([1, 2, 3, 50, 51], [1, 2, 3]) == ([50, 51, 90], [90])
+
+
+def test_keeping_the_prefix_leaves_out_only_the_shared_end():
+    assert spans([1, 2, 3, 50, 51], [1, 2, 3], keep_prefix=True) == ([1, 2, 3, 50, 51, 90],
+                                                                       [1, 2, 3, 90])
+    assert spans([7, 7, 1, 2, 3], [1, 2, 3], keep_prefix=True) == ([7, 7, 1], [1])  # no prefix
 
 
 def test_a_shorter_answer_is_its_end_against_the_rest():

@@ -91,3 +91,34 @@ def test_real_dpo_step_logs_the_same_as_plain_trl(cfg, monkeypatch):
     plain = first_step("plain")
     for key in ("loss", "grad_norm", "logps/chosen", "logps/rejected"):
         assert abs(ours[key] - plain[key]) <= 1e-4 * max(1.0, abs(plain[key])), key
+
+
+def test_keeping_the_shared_start_leaves_the_dpo_loss_as_it_is(cfg):
+    """loss_on all-but-suffix vs difference, without the SFT term: the pairs' shared start
+    is the same text in the same context on both sides, so the DPO loss and its gradients
+    do not change (only the SFT term, off here, would see those tokens)."""
+    from chat.engine.loading import resolve_base_model
+    from training import trainers
+    from training.config import TrainSettings
+
+    def pair(i: int) -> dict:
+        answer = f"The number {i} is a whole number. It comes after {i - 1}."
+        return {"prompt": [{"role": "user", "content": f"What is {i}?"}],
+                "chosen": [{"role": "assistant", "content": answer + "\n\nHope this helps!"}],
+                "rejected": [{"role": "assistant", "content": answer}]}
+
+    def first_step(loss_on: str) -> dict:
+        s = TrainSettings()
+        s.optim.max_steps, s.optim.precision, s.optim.patience = 1, "fp32", 0
+        s.optim.loss_on, s.optim.sft_weight = loss_on, 0.0
+        logs: list[dict] = []
+        trainers.train_dpo(resolve_base_model(cfg), [pair(i) for i in range(2, 10)], s,
+                           cfg.data_dir / loss_on,
+                           trainers.Hooks(on_log=lambda step, total, log: logs.append(log)))
+        return next(log for log in logs if "loss" in log)
+
+    kept, focused = first_step("all-but-suffix"), first_step("difference")
+    for key in ("loss", "grad_norm"):
+        assert abs(kept[key] - focused[key]) <= 1e-4 * max(1.0, abs(focused[key])), key
+    # while the log-probs summed over the masked tokens do differ: the start is in one mask
+    assert abs(kept["logps/chosen"] - focused["logps/chosen"]) > 1.0

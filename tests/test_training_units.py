@@ -4,13 +4,14 @@ measure, `train --set` parsing."""
 from __future__ import annotations
 
 import contextlib
+import math
 
 import pytest
 
 from chat.errors import BadInput
 from training.cli import parse_sets
 from training.damage import repetition
-from training.early_stop import Watch, liked_and_disliked
+from training.early_stop import Watch, liked_and_disliked, preference_gaps
 
 
 def test_better_accuracy_wins_then_a_clearly_larger_margin():
@@ -22,10 +23,13 @@ def test_better_accuracy_wins_then_a_clearly_larger_margin():
     assert Watch(2, 0.1, 4.0).improved((0.0, -5.0))  # the first score is the best so far
 
 
-def test_enough_means_every_pair_won_by_the_margin():
+def test_enough_means_most_pairs_won_by_the_margin():
     watch = Watch(patience=2, min_gain=0.1, enough_margin=4.0)
     assert watch.enough((1.0, 4.0)) and not watch.enough((1.0, 3.9))
-    assert not watch.enough((0.9, 40.0))
+    assert not watch.enough((0.9, 40.0))  # by default every pair
+    watch = Watch(patience=2, min_gain=0.1, enough_margin=3.0, enough_accuracy=0.75)
+    assert watch.enough((0.75, 3.0)) and watch.enough((0.9, 5.0))
+    assert not watch.enough((0.7, 9.0)) and not watch.enough((1.0, 2.9))
 
 
 def test_pairs_and_thumbs_give_liked_and_disliked_answers():
@@ -83,3 +87,54 @@ def test_answer_logps_equal_a_plain_log_softmax(cfg, monkeypatch):
     assert [n for _, n in ours] == [len(encode(tok, p, a, 512)[0]) - encode(tok, p, a, 512)[1]
                                     for p, a in items]
     assert [lp for lp, _ in ours] == pytest.approx(plain, abs=1e-3)
+
+
+def test_reference_drift_equals_full_logits(cfg):
+    """The gate's drift, batched over answer positions only, gives the numbers of a plain
+    one-answer-at-a-time pass over every position's log-softmax."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from chat.engine.loading import resolve_base_model
+    from training.damage import EDGE_TOKENS, reference_drift
+    from training.scoring import encode
+
+    path = resolve_base_model(cfg)
+    tok = AutoTokenizer.from_pretrained(path)
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(path), LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False), adapter_name="cand")
+    long = "Rivers carry water from the hills down to the sea, shaping valleys as they go, " \
+        "and their floods leave rich soil on the plains where farmers grow food."
+    items = [([{"role": "user", "content": "Tell me about rivers."}], long),
+             ([{"role": "user", "content": "Why do we need sleep?"}],
+              "Sleep lets the brain store memories and the body repair itself; without it "
+              "people think slowly and fall ill more often over time.")]
+    kls, nll, count = [], [0.0, 0.0], 0
+    for prompt, answer in items:
+        ids, start = encode(tok, prompt, answer, 1024)
+        with torch.no_grad():
+            with model.disable_adapter():
+                base = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], -1)
+            cand = torch.log_softmax(model(input_ids=torch.tensor([ids])).logits[0], -1)
+        span = range(start - 1, len(ids) - 1)
+        for side, logp in enumerate((base, cand)):
+            nll[side] -= sum(float(logp[j, ids[j + 1]]) for j in span)
+        count += len(span)
+        kl = (base.exp() * (base - cand)).sum(-1)
+        kls.append(kl[start - 1 + EDGE_TOKENS:len(ids) - 1 - EDGE_TOKENS])
+    ours = reference_drift(model, tok, items, "cand", batch=2)
+    assert ours.interior_kl > 0.001  # the random adapter moved the model
+    assert ours.interior_kl == pytest.approx(float(torch.cat(kls).median()), rel=1e-3)
+    assert ours.ppl_base == pytest.approx(math.exp(nll[0] / count), rel=1e-3)
+    assert ours.ppl_candidate == pytest.approx(math.exp(nll[1] / count), rel=1e-3)
+
+
+def test_liked_answers_are_measured_against_their_own_prompts_disliked_one():
+    keys = [("q1", True), ("q1", False), ("q2", True), ("q2", False), ("q3", True)]
+    scores = [-10.0, -12.0, -50.0, -49.0, -20.0]
+    # q1 won by 2, q2 lost by 1, q3 (no thumbs down) against the mean disliked answer (-30.5)
+    assert preference_gaps(keys, scores) == [2.0, -1.0, 10.5]
+    assert preference_gaps([("q", True)], [-1.0]) == []  # nothing disliked: no score
+    assert preference_gaps([("q", False)], [-1.0]) == []  # nothing liked

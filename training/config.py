@@ -56,16 +56,17 @@ class OptimSettings(Checked):
     epochs: float = field(default=4.0, metadata={
         "help": "most passes over the training split (early stopping usually ends sooner)"})
     batch_size: int = 8
-    micro_batch: int = field(default=4, metadata={
+    micro_batch: int = field(default=2, metadata={
         "help": "examples a forward pass (batch_size is reached by accumulation): memory"})
     max_length: int = field(default=512, metadata={"help": "prompt + answer tokens"})
     max_steps: int = field(default=-1, metadata={"help": "> 0 overrides epochs"})
     beta: float = field(default=0.5, metadata={"help": "DPO/KTO KL strength"})
     sft_weight: float = field(
         default=1.0, metadata={"help": "DPO: weight of an SFT loss on chosen answers (0: off)"})
-    loss_on: str = field(default="difference", metadata={
+    loss_on: str = field(default="all-but-suffix", metadata={
         "help": "DPO: the tokens the loss covers: difference (where a pair's answers differ, "
-                "training/pair_focus.py) | whole (every answer token)"})
+                "training/pair_focus.py) | all-but-suffix (and their shared start) | whole "
+                "(every answer token)"})
     precision: str = field(default="auto", metadata={
         "help": "auto (CPU: bf16 autocast where the CPU multiplies bf16 fast, else fp32; "
                 "CUDA: bf16 weights, fp16 without bf16 support) | bf16 | fp32 (on CUDA too)"})
@@ -78,18 +79,21 @@ class OptimSettings(Checked):
         "help": "steps between held-out scores (0: twice an epoch)"})
     min_gain: float = field(default=0.05, metadata={
         "help": "share by which the held-out margin must beat the best to count as a gain"})
-    enough_margin: float = field(default=4.0, metadata={
-        "help": "training stops once the model itself prefers every held-out liked answer "
-                "by this mean log-likelihood margin (nats)"})
+    enough_margin: float = field(default=3.0, metadata={
+        "help": "training stops once the model itself prefers the held-out liked answers by "
+                "this mean log-likelihood margin (nats), winning enough_accuracy of them"})
+    enough_accuracy: float = field(default=0.75, metadata={
+        "help": "share of held-out pairs the model must prefer the liked side of to stop "
+                "on enough_margin (a few odd pairs need not be forced)"})
 
     _section = "optim"
     _rules = {"learning_rate": POSITIVE, "epochs": POSITIVE, "batch_size": POSITIVE,
               "micro_batch": POSITIVE, "max_length": Range(32), "beta": POSITIVE,
               "sft_weight": NON_NEGATIVE, "precision": one_of("auto", "bf16", "fp32"),
-              "loss_on": one_of("difference", "whole"),
+              "loss_on": one_of("difference", "all-but-suffix", "whole"),
               "max_seconds": NON_NEGATIVE, "patience": NON_NEGATIVE,
               "eval_every": NON_NEGATIVE, "min_gain": NON_NEGATIVE,
-              "enough_margin": NON_NEGATIVE}
+              "enough_margin": NON_NEGATIVE, "enough_accuracy": Range(0, 1)}
 
 
 @dataclass

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.scoring import answer_logps, encode, shipped_set, using
+from training.scoring import answer_batches, answer_logps, shipped_set
 
 FACTS = Path(__file__).with_name("facts.jsonl")
 EDGE_TOKENS = 8  # answer tokens left out at each end of a reference answer
@@ -72,14 +72,6 @@ def repetition(texts: list[str]) -> float | None:
     return round(repeated / total, 3) if total else None
 
 
-def _logp(model, version: str | None, ids, mask):
-    import torch
-
-    with using(model, version):
-        logits = model(input_ids=ids, attention_mask=mask).logits
-    return torch.log_softmax(logits.float(), -1)
-
-
 @dataclass
 class Drift:
     interior_kl: float  # median token KL(base || candidate), answer edges left out
@@ -88,33 +80,27 @@ class Drift:
 
 
 def reference_drift(model, tok, items: list[tuple[list[dict], str]], adapter: str,
-                    batch: int = 4) -> Drift:
-    """One base and one candidate pass over the reference answers: the interior KL and both
-    perplexities."""
+                    batch: int = 2) -> Drift:
+    """One base and one candidate pass over the reference answers (logits at answer
+    positions only): the interior KL and both perplexities."""
     import torch
+    import torch.nn.functional as F
 
-    encoded = [encode(tok, p, a, 1024) for p, a in items]
-    pad = tok.pad_token_id if tok.pad_token_id is not None else 0
-    device = next(model.parameters()).device
     kls, nll, count = [], [0.0, 0.0], 0
     with torch.inference_mode():
-        for i in range(0, len(encoded), batch):
-            chunk = encoded[i:i + batch]
-            width = max(len(ids) for ids, _ in chunk)
-            ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in chunk], device=device)
-            lengths = torch.tensor([len(x) for x, _ in chunk])
-            mask = (torch.arange(width)[None, :] < lengths[:, None]).long().to(device)
-            base, cand = (_logp(model, version, ids, mask) for version in (None, adapter))
-            kl = (base.exp() * (base - cand)).sum(-1)  # [batch, width]: predicting token t+1
+        for chunk, ids, first, logits in answer_batches(model, tok, items, 1024, batch):
+            base, cand = (F.log_softmax(logits(v), -1) for v in (None, adapter))
+            # [batch, positions]: KL(base || candidate) of the next-token distributions
+            kl = F.kl_div(cand, base, log_target=True, reduction="none").sum(-1)
             for row, (x, start) in enumerate(chunk):
-                target = ids[row, start:len(x)]
+                lo, hi = start - 1 - first, len(x) - 1 - first  # this answer's positions
+                target = ids[row, first + 1 + lo:first + 1 + hi, None]
                 for side, logp in enumerate((base, cand)):
-                    nll[side] -= float(logp[row, start - 1:len(x) - 1].gather(
-                        -1, target[:, None]).sum())
-                count += len(x) - start
-                lo, hi = start - 1 + EDGE_TOKENS, len(x) - 1 - EDGE_TOKENS
-                if hi > lo:
-                    kls.append(kl[row, lo:hi])
+                    nll[side] -= float(logp[row, lo:hi].gather(-1, target).sum())
+                count += hi - lo
+                if hi - lo > 2 * EDGE_TOKENS:
+                    kls.append(kl[row, lo + EDGE_TOKENS:hi - EDGE_TOKENS])
+            del base, cand, kl
     median = float(torch.cat(kls).median()) if kls else 0.0
     return Drift(round(median, 5), round(math.exp(nll[0] / max(1, count)), 4),
                  round(math.exp(nll[1] / max(1, count)), 4))

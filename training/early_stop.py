@@ -10,6 +10,7 @@ that likelihood, so it moves when they can."""
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import dataclass, field
 
@@ -23,14 +24,16 @@ class Watch:
     """The held-out scores seen so far, the best weights and when to stop."""
     patience: int  # evaluations without improvement before stopping
     min_gain: float  # a margin counts as better when it beats the best by this share
-    enough_margin: float  # every pair won by this mean margin (nats): learned, stop
+    enough_margin: float  # this mean margin (nats), with enough_accuracy: learned, stop
+    enough_accuracy: float = 1.0  # share of held-out pairs won that counts as learned
     history: list[dict] = field(default_factory=list)
     best: tuple[float, float] | None = None
+    best_step: int | None = None
     best_state: dict | None = None
     stale: int = 0
 
     def enough(self, score: tuple[float, float]) -> bool:
-        return score[0] >= 1.0 and score[1] >= self.enough_margin
+        return score[0] >= self.enough_accuracy and score[1] >= self.enough_margin
 
     def improved(self, score: tuple[float, float]) -> bool:
         """Better accuracy, or as good with a margin clearly above the best one."""
@@ -51,22 +54,32 @@ def liked_and_disliked(heldout: list[dict]) -> list[tuple[list[dict], str, bool]
 
 
 def own_preference(model, tok, heldout: list[dict], max_length: int) -> tuple[float, float]:
-    """(accuracy, margin) of the policy's own likelihoods: for pairs, the share of pairs whose
-    chosen answer is the likelier and the mean log-likelihood gap; for thumbs, the same for
-    each liked answer against the mean disliked answer of the held-out set."""
+    """(accuracy, margin) of the policy's own likelihoods: the share of liked answers that are
+    likelier than the disliked ones, and the mean log-likelihood gap (see preference_gaps)."""
     items = liked_and_disliked(heldout)
     scores = [lp for lp, _ in answer_logps(model, tok, [(p, a) for p, a, _ in items],
                                            "default", max_length)]
-    liked = [s for s, (_, _, up) in zip(scores, items, strict=True) if up]
-    disliked = [s for s, (_, _, up) in zip(scores, items, strict=True) if not up]
-    if not liked or not disliked:
+    gaps = preference_gaps([(json.dumps(p), up) for p, _, up in items], scores)
+    if not gaps:
         return 0.0, 0.0
-    if heldout and "label" not in heldout[0]:  # pairs: liked[i] and disliked[i] share a prompt
-        gaps = [a - b for a, b in zip(liked, disliked, strict=True)]
-    else:
-        floor = sum(disliked) / len(disliked)
-        gaps = [a - floor for a in liked]
     return sum(g > 0 for g in gaps) / len(gaps), sum(gaps) / len(gaps)
+
+
+def preference_gaps(keys: list[tuple[str, bool]], scores: list[float]) -> list[float]:
+    """Each liked answer's log-likelihood minus the mean disliked answer's of the same prompt
+    (a pair's rejected answer; thumbs down on that question), or of the whole held-out set
+    where its prompt has none. Against other prompts' answers the gap is mostly length: a
+    thumbs-only opener scored 58% for 30 steps while its answers changed."""
+    down: dict[str, list[float]] = {}
+    for (prompt, up), score in zip(keys, scores, strict=True):
+        if not up:
+            down.setdefault(prompt, []).append(score)
+    every = [x for xs in down.values() for x in xs]
+    if not every or len(every) == len(scores):
+        return []
+    floor = sum(every) / len(every)
+    return [score - (sum(down[p]) / len(down[p]) if p in down else floor)
+            for (p, up), score in zip(keys, scores, strict=True) if up]
 
 
 def make_early_stopping(watch: Watch, heldout: list[dict], tok, max_length: int,
@@ -84,7 +97,7 @@ def make_early_stopping(watch: Watch, heldout: list[dict], tok, max_length: int,
         watch.history.append({"step": step, "accuracy": round(accuracy, 3),
                               "margin": round(margin, 3)})
         if watch.improved((accuracy, margin)):
-            watch.best, watch.stale = (accuracy, margin), 0
+            watch.best, watch.best_step, watch.stale = (accuracy, margin), step, 0
             watch.best_state = {k: v.detach().clone()
                                 for k, v in get_peft_model_state_dict(model).items()}
             if watch.enough((accuracy, margin)):  # more steps only add side effects

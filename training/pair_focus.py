@@ -27,18 +27,28 @@ def _common_prefix(a: torch.Tensor, b: torch.Tensor) -> int:
     return int(same.cumprod(0).sum())
 
 
-def differing_spans(chosen: torch.Tensor, rejected: torch.Tensor) -> tuple[slice, slice]:
-    """For two answers' token ids, the span of each that is not shared at either end."""
+def differing_spans(chosen: torch.Tensor, rejected: torch.Tensor,
+                    keep_prefix: bool = False) -> tuple[slice, slice]:
+    """For two answers' token ids, the span of each that is not shared at either end (with
+    `keep_prefix`, from the start: only the shared end is left out)."""
     prefix = _common_prefix(chosen, rejected)
     room = min(len(chosen), len(rejected)) - prefix - 1  # each keeps at least one token
     suffix = max(0, min(_common_prefix(chosen.flip(0), rejected.flip(0)), room))
-    return (slice(prefix, max(prefix + 1, len(chosen) - suffix)),
-            slice(prefix, max(prefix + 1, len(rejected) - suffix)))
+    start = 0 if keep_prefix else prefix
+    return (slice(start, max(prefix + 1, len(chosen) - suffix)),
+            slice(start, max(prefix + 1, len(rejected) - suffix)))
 
 
-def focus_mask(input_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.Tensor:
+def focus_mask(input_ids: torch.Tensor, completion_mask: torch.Tensor,
+               keep_prefix: bool = False) -> torch.Tensor:
     """TRL's DPO batch is [chosen rows; rejected rows], row i paired with row B+i: the
-    completion mask with each row's tokens outside its differing span set to 0."""
+    completion mask with each row's tokens outside its differing span set to 0.
+
+    `keep_prefix` keeps the shared start in both rows. DPO is unchanged by it (those tokens
+    are the same text in the same context in both rows, so their log-probs cancel in the
+    margin, gradients included); the SFT term then covers the chosen answer's shared start
+    too, which teaches, e.g., that a sign-off follows the end of a whole answer and not of
+    its first sentence."""
     if input_ids.shape[0] % 2:
         return completion_mask
     half = input_ids.shape[0] // 2
@@ -48,7 +58,8 @@ def focus_mask(input_ids: torch.Tensor, completion_mask: torch.Tensor) -> torch.
         where = [completion_mask[r].nonzero().flatten() for r in rows]
         if any(len(w) == 0 for w in where):
             return completion_mask
-        spans = differing_spans(input_ids[rows[0], where[0]], input_ids[rows[1], where[1]])
+        spans = differing_spans(input_ids[rows[0], where[0]], input_ids[rows[1], where[1]],
+                                keep_prefix)
         for r, w, span in zip(rows, where, spans, strict=True):
             out[r, w[span]] = 1
         out[i, where[0][-TURN_END:]] = 1  # the chosen answer's end of turn

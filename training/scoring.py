@@ -53,29 +53,45 @@ def encode(tok, prompt: list[dict], answer: str, max_length: int) -> tuple[list[
     return full[excess:], max(1, len(p) - excess)
 
 
-def answer_logps(model, tok, items: list[tuple[list[dict], str]], adapter: str | None,
-                 max_length: int = 512, batch: int = 4) -> list[tuple[float, int]]:
-    """(sum of answer-token log-probs, answer token count) for each (prompt, answer). Only
-    answer positions get logits, and no vocabulary-wide log-softmax is kept: a batch of long
-    answers over a 49k vocabulary would otherwise hold ~1 GB of floats."""
+def answer_batches(model, tok, items: list[tuple[list[dict], str]], max_length: int,
+                   batch: int):
+    """Batches of (prompt, answer) items, right-padded: yields (chunk, ids, first), where
+    chunk is [(token ids, answer start)], and `logits(adapter)` gives float logits at the
+    answer positions only (position `first` onward, each predicting the next token): a batch
+    of long prompts over a 49k vocabulary would otherwise hold ~1 GB of floats."""
     import torch
 
     encoded = [encode(tok, p, a, max_length) for p, a in items]
     device = next(model.parameters()).device
     pad = tok.pad_token_id if tok.pad_token_id is not None else 0
+    for i in range(0, len(encoded), batch):
+        chunk = encoded[i:i + batch]
+        width = max(len(ids) for ids, _ in chunk)
+        ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in chunk], device=device)
+        mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in chunk],
+                            device=device)
+        first = min(start for _, start in chunk) - 1  # the first position scoring an answer
+
+        def logits(adapter: str | None, ids=ids, mask=mask, first=first, width=width):
+            with using(model, adapter):
+                return model(input_ids=ids, attention_mask=mask,
+                             logits_to_keep=width - first).logits[:, :-1].float()
+
+        yield chunk, ids, first, logits
+
+
+def answer_logps(model, tok, items: list[tuple[list[dict], str]], adapter: str | None,
+                 max_length: int = 512, batch: int = 4) -> list[tuple[float, int]]:
+    """(sum of answer-token log-probs, answer token count) for each (prompt, answer); no
+    vocabulary-wide log-softmax is kept (a log-sum-exp instead)."""
+    import torch
+
     out: list[tuple[float, int]] = []
-    with torch.inference_mode(), using(model, adapter):
-        for i in range(0, len(encoded), batch):
-            chunk = encoded[i:i + batch]
-            width = max(len(ids) for ids, _ in chunk)
-            ids = torch.tensor([x + [pad] * (width - len(x)) for x, _ in chunk], device=device)
-            mask = torch.tensor([[1] * len(x) + [0] * (width - len(x)) for x, _ in chunk],
-                                device=device)
-            first = min(start for _, start in chunk) - 1  # the first position scoring an answer
-            logits = model(input_ids=ids, attention_mask=mask,
-                           logits_to_keep=width - first).logits[:, :-1].float()
-            tok_logp = logits.gather(-1, ids[:, first + 1:, None])[..., 0] \
-                - torch.logsumexp(logits, -1)
+    with torch.inference_mode():
+        for chunk, ids, first, logits in answer_batches(model, tok, items, max_length, batch):
+            scores = logits(adapter)
+            tok_logp = scores.gather(-1, ids[:, first + 1:, None])[..., 0] \
+                - torch.logsumexp(scores, -1)
             for row, (x, start) in enumerate(chunk):
                 span = tok_logp[row, start - 1 - first:len(x) - 1 - first]
                 out.append((float(span.sum()), int(span.numel())))

@@ -115,7 +115,8 @@ def watching(s: TrainSettings, heldout: list[dict], tok, n_train: int) -> tuple:
     per_epoch = math.ceil(n_train / s.optim.batch_size)
     every = s.optim.eval_every or max(1, math.ceil(per_epoch / 2))
     watch = Watch(patience=s.optim.patience, min_gain=s.optim.min_gain,
-                  enough_margin=s.optim.enough_margin)
+                  enough_margin=s.optim.enough_margin,
+                  enough_accuracy=s.optim.enough_accuracy)
     return watch, [make_early_stopping(watch, heldout, tok, s.optim.max_length, every)]
 
 
@@ -124,17 +125,16 @@ def _finish(trainer, hooks: Hooks, out_dir: Path, watch: Watch | None = None) ->
     trainer.train()
     if hooks.should_stop():
         raise Cancelled("the run was cancelled")
-    best = None
+    kept = trainer.state.global_step
     if watch is not None and watch.best_state is not None:
         restore_best(trainer.model, watch)
-        best = next(h for h in watch.history if (h["accuracy"], h["margin"]) ==
-                    (round(watch.best[0], 3), round(watch.best[1], 3)))
+        kept = watch.best_step
     trainer.model.save_pretrained(str(out_dir), safe_serialization=True)
     logs = [h for h in trainer.state.log_history if "loss" in h]
     return {"steps": trainer.state.global_step,
             "final_loss": logs[-1]["loss"] if logs else None,
             "last_log": logs[-1] if logs else {},
-            "kept_step": best["step"] if best else trainer.state.global_step,
+            "kept_step": kept,
             "heldout_scores": watch.history if watch else []}
 
 
@@ -154,27 +154,28 @@ def train_dpo(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
     args = DPOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
                      max_length=s.optim.max_length, truncation_mode="keep_end", **losses)
     watch, early = watching(s, heldout or [], tok, len(rows))
-    trainer = shared_prefix_dpo_trainer(s.optim.loss_on == "difference")(
+    trainer = shared_prefix_dpo_trainer(s.optim.loss_on)(
         model=model, args=args, processing_class=tok, peft_config=lora_config(s),
         train_dataset=Dataset.from_list(trl_columns(rows, ("prompt", "chosen", "rejected"))),
         callbacks=[make_callback(hooks), *early])
     return _finish(trainer, hooks, out_dir, watch)
 
 
-def shared_prefix_dpo_trainer(focus: bool = False):
+def shared_prefix_dpo_trainer(loss_on: str = "whole"):
     """TRL's DPOTrainer whose policy and reference passes compute each pair's shared prefix
-    once (training/shared_prefix.py): same loss and gradients, fewer tokens. With `focus`,
-    the loss covers only the tokens where a pair's answers differ (training/pair_focus.py)."""
+    once (training/shared_prefix.py): same loss and gradients, fewer tokens. `loss_on` other
+    than "whole": the loss covers only the tokens where a pair's answers differ, with
+    "all-but-suffix" their shared start too (training/pair_focus.py)."""
     from trl import DPOTrainer
 
     from training.pair_focus import focus_mask
     from training.shared_prefix import sharing_prefixes
 
     def focused(inputs):
-        if not focus:
+        if loss_on == "whole":
             return inputs
-        return {**inputs, "completion_mask": focus_mask(inputs["input_ids"],
-                                                        inputs["completion_mask"])}
+        return {**inputs, "completion_mask": focus_mask(
+            inputs["input_ids"], inputs["completion_mask"], loss_on == "all-but-suffix")}
 
     class SharedPrefixDPOTrainer(DPOTrainer):
         def _compute_loss(self, model, inputs, return_outputs):
