@@ -17,7 +17,8 @@ os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 # Each module has register(subparsers): subcommands live with the package they belong to.
-COMMAND_MODULES = ["chat.cli", "feedback.cli", "retrieval.cli", "training.cli", "chat.bench.cli"]
+COMMAND_MODULES = ["chat.cli", "chat.users_cli", "feedback.cli", "retrieval.cli", "training.cli",
+                   "chat.bench.cli"]
 
 
 def build_parser() -> argparse.ArgumentParser:

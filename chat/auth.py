@@ -144,6 +144,12 @@ def count_users(store: Store, role: str | None = None) -> int:
     return store.db.execute("SELECT count(*) FROM users WHERE role = ?", (role,)).fetchone()[0]
 
 
+def erase_account(db, name: str) -> dict[str, int]:
+    """Inside the caller's write transaction: the account and its API keys; rows deleted."""
+    return {"api_keys": db.execute("DELETE FROM api_keys WHERE user = ?", (name,)).rowcount,
+            "users": db.execute("DELETE FROM users WHERE name = ?", (name,)).rowcount}
+
+
 # ---------------------------------------------------------------------------- API keys
 
 

@@ -1,18 +1,16 @@
-"""The chat package's subcommands: provision, serve, ask; prompts (versioned prompt profiles);
-users (accounts and API keys for the web login and the API)."""
+"""The chat package's subcommands: provision, serve, ask; prompts (versioned prompt profiles).
+Accounts: chat/users_cli.py."""
 
 from __future__ import annotations
 
-import getpass
 import json
 import sys
 from pathlib import Path
 
-from chat import auth
 from chat.config import Config, positive_int, replace
 from chat.engine.engine import GenParams
 from chat.engine.loading import load_embedder, resolve_base_model
-from chat.errors import BadInput, NotFound
+from chat.errors import BadInput
 from chat.profiles import (
     ProfileStore,
     load_profile_file,
@@ -28,7 +26,6 @@ from feedback.store import Store
 def register(sub) -> None:
     _register_chat(sub)
     _register_prompts(sub)
-    _register_users(sub)
 
 
 # ---------------------------------------------------------------------------- chat
@@ -178,102 +175,4 @@ def prompts_preview(cfg: Config, args) -> int:
     for row in rows:
         print(f"Q: {row['question']}\n  active:    {row['active']!r}\n"
               f"  candidate: {row['candidate']!r}\n")
-    return 0
-
-
-# ---------------------------------------------------------------------------- users
-
-
-def _register_users(sub) -> None:
-    p = sub.add_parser("users", help="manage accounts and API keys")
-    users = p.add_subparsers(dest="users_command", required=True, metavar="ACTION")
-
-    q = users.add_parser("add", help="create an account (password from --password, a prompt "
-                         "or one line on stdin)")
-    q.add_argument("name")
-    q.add_argument("--admin", action="store_true", help="give it the admin role")
-    q.add_argument("--password", default=None, help="(visible in the process list: prefer "
-                   "the prompt or stdin)")
-    q.set_defaults(func=users_add)
-
-    q = users.add_parser("list", help="accounts, roles and number of API keys")
-    q.add_argument("--json", action="store_true")
-    q.set_defaults(func=users_list)
-
-    q = users.add_parser("passwd", help="set a new password")
-    q.add_argument("name")
-    q.add_argument("--password", default=None)
-    q.set_defaults(func=users_passwd)
-
-    q = users.add_parser("role", help="make an account admin or user")
-    q.add_argument("name")
-    q.add_argument("role", choices=["user", "admin"])
-    q.set_defaults(func=users_role)
-
-    q = users.add_parser("key", help="print a new API key for NAME (shown once)")
-    q.add_argument("name")
-    q.add_argument("--revoke", action="store_true", help="delete NAME's keys instead")
-    q.set_defaults(func=users_key)
-
-
-def _store(cfg: Config):
-    return Store(cfg.db_path)
-
-
-def read_password(given: str | None, confirm: bool = True) -> str:
-    """--password, else a hidden prompt (twice) on a terminal, else one line of stdin."""
-    if given is not None:
-        return given
-    if not sys.stdin.isatty():
-        return sys.stdin.readline().rstrip("\r\n")
-    first = getpass.getpass("password: ")
-    if confirm and getpass.getpass("again: ") != first:
-        raise BadInput("the two passwords differ")
-    return first
-
-
-def users_add(cfg: Config, args) -> int:
-    name = auth.check_name(args.name)  # before asking for a password
-    password = read_password(args.password)
-    auth.check_password_rules(password)
-    row = auth.add_user(_store(cfg), name, password, "admin" if args.admin else "user")
-    print(f"added {row['role']} {row['name']}")
-    return 0
-
-
-def users_list(cfg: Config, args) -> int:
-    rows = auth.list_users(_store(cfg))
-    if args.json:
-        print(json.dumps(rows))
-        return 0
-    if not rows:
-        print("no users (add one with: launch.py users add NAME --admin)")
-    for r in rows:
-        print(f"{r['name']:<24} {r['role']:<6} keys={r['api_keys']}  since {r['created_at']}")
-    return 0
-
-
-def users_passwd(cfg: Config, args) -> int:
-    store = _store(cfg)
-    if auth.get_user(store, args.name) is None:
-        raise NotFound(f"no user {args.name!r}")
-    auth.set_password(store, args.name, read_password(args.password))
-    print(f"password of {args.name} changed")
-    return 0
-
-
-def users_role(cfg: Config, args) -> int:
-    auth.set_role(_store(cfg), args.name, args.role)
-    print(f"{args.name} is now {args.role}")
-    return 0
-
-
-def users_key(cfg: Config, args) -> int:
-    if args.revoke:
-        store = _store(cfg)
-        if auth.get_user(store, args.name) is None:  # a typo must not look like a revoked key
-                raise NotFound(f"no user {args.name!r}")
-        print(f"revoked {auth.revoke_api_keys(store, args.name)} key(s) of {args.name}")
-        return 0
-    print(auth.create_api_key(_store(cfg), args.name))
     return 0

@@ -8,6 +8,7 @@ import fcntl
 import json
 import sqlite3
 import threading
+import time
 from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -127,6 +128,7 @@ class DatabaseFile:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=FULL")  # a commit survives power loss, not just a crash
         conn.execute("PRAGMA foreign_keys=ON")
+        conn.execute("PRAGMA secure_delete=ON")  # deleted rows are zeroed, not left readable
         conn.execute("PRAGMA wal_autocheckpoint=0")  # see _Shared
         return conn
 
@@ -166,6 +168,18 @@ class DatabaseFile:
                 self.db.conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
             finally:
                 self._shared.checkpointing.release()
+
+    def scrub(self, tries: int = 20) -> bool:
+        """After deleting what must not be read again: copy the WAL into the file and empty
+        it (deleted rows are zeroed in the file by secure_delete; the WAL still holds their
+        old pages). False when readers kept it busy through every try."""
+        for _ in range(tries):
+            with self._shared.write_lock:
+                busy = self.db.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return True
+            time.sleep(0.1)
+        return False
 
     def query(self, sql: str, params: tuple | list | dict = ()) -> list[dict]:
         return [dict(r) for r in self.db.query(sql, params)]

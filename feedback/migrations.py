@@ -107,6 +107,12 @@ def m003_run_process_identity(db: Database) -> None:
     db["training_runs"].add_column("pid_identity", str)
 
 
+@migrations()
+def m004_adapter_erased_data(db: Database) -> None:
+    """Adapters trained on feedback of a user who was since forgotten: never served again."""
+    db["adapters"].add_column("erased_data", int, not_null_default=0)
+
+
 COUNTED = ("conversations", "messages", "ratings", "corrections", "preferences", "comparisons",
            "documents", "chunks", "adapters", "training_runs")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
 from sqlite_utils import Database
 
@@ -12,8 +13,8 @@ from chat.errors import BadInput, NotFound
 from feedback.db import CHECKPOINT_EVERY, DatabaseFile, dumps, utcnow
 
 # utcnow, dumps and CHECKPOINT_EVERY live in feedback.db; callers import them from here
-__all__ = ["CHECKPOINT_EVERY", "RATING_REASONS", "Rows", "Store", "check_pair", "dumps",
-           "open_store", "same_answer", "utcnow"]
+__all__ = ["CHECKPOINT_EVERY", "RATING_REASONS", "Erased", "Rows", "Store", "check_pair",
+           "dumps", "erase_user_rows", "open_store", "same_answer", "utcnow"]
 
 RATING_REASONS = {
     # reason -> which part of the system it blames
@@ -125,6 +126,37 @@ class Rows:
             "prompt_json": dumps(prompt), "answer_a": answer_a, "answer_b": answer_b,
             "adapter_a": adapter_a, "adapter_b": adapter_b, "choice": choice, "user": user,
             "preference_id": pref_id, "created_at": self.now})
+
+
+@dataclass
+class Erased:
+    """What erase_user_rows deleted: rows per table, and the ids of the preferences and
+    ratings among them (training records which of those trained an adapter)."""
+    counts: dict[str, int]
+    preference_ids: list[int]
+    rating_ids: list[int]
+
+
+def erase_user_rows(db: Database, user: str) -> Erased:
+    """Inside the caller's write transaction: every conversation, message and feedback row of
+    `user`, and the feedback anyone left on that user's answers (it quotes them)."""
+    conv = "SELECT id FROM conversations WHERE user = :u"
+    msgs = f"SELECT id FROM messages WHERE conversation_id IN ({conv})"
+    prefs = f"SELECT id FROM preferences WHERE user = :u OR message_id IN ({msgs})"
+    where = {
+        "comparisons": f"user = :u OR preference_id IN ({prefs})",
+        "preferences": f"id IN ({prefs})",
+        "corrections": f"user = :u OR message_id IN ({msgs})",
+        "ratings": f"user = :u OR message_id IN ({msgs})",
+        "messages": f"id IN ({msgs})",
+        "conversations": "user = :u",
+    }
+    ids = {t: [r[0] for r in db.conn.execute(f"SELECT id FROM {t} WHERE {where[t]}",
+                                             {"u": user})]
+           for t in ("preferences", "ratings")}
+    counts = {t: db.conn.execute(f"DELETE FROM {t} WHERE {cond}", {"u": user}).rowcount
+              for t, cond in where.items()}  # children first: foreign keys hold throughout
+    return Erased(counts, ids["preferences"], ids["ratings"])
 
 
 class Store(DatabaseFile):

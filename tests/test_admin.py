@@ -38,6 +38,8 @@ ACTIONS = {
     "rollback": lambda c, u: admin.rollback_adapter(c, u),
     "serve_base": lambda c, u: admin.serve_base_model(c, u),
     "export": lambda c, u: admin.export_file(c, u, "dpo"),
+    "list_users": lambda c, u: admin.list_users(c, u),
+    "forget_user": lambda c, u: admin.forget(c, u, "alice", "alice"),
 }
 
 
@@ -48,6 +50,7 @@ def test_non_admins_are_refused_and_nothing_changes(ctx, action, user):
     with pytest.raises(Forbidden):
         ACTIONS[action](ctx, user)
     assert ctx.store.counts() == before
+    assert [u["name"] for u in admin.list_users(ctx, "root")] == ["alice", "root"]
     assert not (ctx.cfg.data_dir / "uploads").exists() or not any(
         (ctx.cfg.data_dir / "uploads").iterdir())
 
@@ -208,3 +211,16 @@ def test_serving_says_which_weights_answers_come_from(ctx, real_engine):
     real = build_runtime(load_config(), engine=real_engine)  # same store
     if c_kernels.problem() is None:  # the shipped model's weights are Q4_1 / Q8_0
         assert admin.serving(real, "root")["decode"].startswith("exact GGUF blocks")
+
+
+def test_forget_wants_the_name_twice_and_changes_nothing_otherwise(ctx):
+    conv = ctx.store.create_conversation("alice")
+    for name, confirm in (("alice", "alic"), ("alice", ""), ("", "")):
+        with pytest.raises(BadInput, match="both boxes"):
+            admin.forget(ctx, "root", name, confirm)
+    assert ctx.store.conversation(conv)["user"] == "alice"
+    with pytest.raises(BadInput, match="last admin"):
+        admin.forget(ctx, "root", "root", "root")
+    out = admin.forget(ctx, "root", " alice", "alice ")
+    assert out["deleted"]["users"] == 1 and out["deleted"]["conversations"] == 1
+    assert [u["name"] for u in admin.list_users(ctx, "root")] == ["root"]

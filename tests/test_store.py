@@ -48,7 +48,7 @@ EXPECTED = {
     "adapters": {
         "version": str, "path": str, "parent_version": str, "method": str, "base_model": str,
         "metrics_json": str, "meta_json": str, "status": str, "run_id": int, "created_at": str,
-        "activated_at": str},
+        "activated_at": str, "erased_data": int},
     "training_runs": {
         "id": int, "method": str, "status": str, "requested_by": str, "pid": int,
         "cancel_requested": int, "started_at": str, "finished_at": str, "n_examples": int,

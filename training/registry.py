@@ -59,7 +59,8 @@ def servable(store: Store) -> list[dict]:
     but the rejected ones and one still training."""
     return store.query(
         "SELECT version, status, method, created_at FROM adapters "
-        "WHERE status IN ('active', 'candidate', 'retired') ORDER BY created_at")
+        "WHERE status IN ('active', 'candidate', 'retired') AND NOT erased_data "
+        "ORDER BY created_at")
 
 
 def of_run(store: Store, run_id: int) -> dict | None:
@@ -118,6 +119,9 @@ def activate(store: Store, version: str, base_model: str | None = None, *,
         raise BadInput(f"adapter {version} failed the eval gate and cannot be activated")
     if row["status"] == "training":
         raise BadInput(f"adapter {version} is still training")
+    if row["erased_data"]:
+        raise BadInput(f"adapter {version} was trained on feedback of a forgotten user and "
+                       "cannot be served again")
     if not (Path(row["path"]) / "adapter_model.safetensors").exists():
         raise NotFound(f"adapter {version}: files missing in {row['path']}")
     _serve(store, version, expected_active)
@@ -130,12 +134,16 @@ def _serve(store: Store, version: str | None, expected_active) -> None:
     with store.write() as db:
         if expected_active is not ANY_ACTIVE:
             _check_still_active(db, expected_active)
-        db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
-        now = utcnow()
-        if version is not None:
-            db.conn.execute("UPDATE adapters SET status = 'active', activated_at = ? "
-                            "WHERE version = ?", (now, version))
-        db.conn.execute("INSERT INTO serving_log (version, at) VALUES (?, ?)", (version, now))
+        _switch(db, version)
+
+
+def _switch(db, version: str | None) -> None:
+    db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
+    now = utcnow()
+    if version is not None:
+        db.conn.execute("UPDATE adapters SET status = 'active', activated_at = ? "
+                        "WHERE version = ?", (now, version))
+    db.conn.execute("INSERT INTO serving_log (version, at) VALUES (?, ?)", (version, now))
 
 
 def _check_still_active(db, expected: str | None) -> None:
@@ -158,6 +166,10 @@ def deactivate(store: Store, *, expected_active: str | None | object = ANY_ACTIV
     return current["version"]
 
 
+_NOT_ERASED = ("(version IS NULL OR version NOT IN "
+               "(SELECT version FROM adapters WHERE erased_data))")
+
+
 def rollback(store: Store, base_model: str | None = None) -> str | None:
     """Serve again what was served before the current state: an earlier version, or the base
     model (None). Two rollbacks in a row swap the last two states, the base model included
@@ -165,7 +177,8 @@ def rollback(store: Store, base_model: str | None = None) -> str | None:
     current = active_version(store)
     prev = store.one(
         "SELECT version FROM serving_log WHERE version IS NOT ? AND id < "
-        "(SELECT MAX(id) FROM serving_log WHERE version IS ?) ORDER BY id DESC LIMIT 1",
+        "(SELECT MAX(id) FROM serving_log WHERE version IS ?) "
+        f"AND {_NOT_ERASED} ORDER BY id DESC LIMIT 1",
         (current, current))
     if prev is None and current is None:
         raise BadInput("the base model is served and nothing was before it; nothing to roll "
@@ -175,3 +188,39 @@ def rollback(store: Store, base_model: str | None = None) -> str | None:
         return None
     activate(store, prev["version"], base_model, expected_active=current)
     return prev["version"]
+
+
+# ---------------------------------------------------------------------------- erasure
+
+
+def trained_on(meta: dict, user: str, preference_ids: set[int], rating_ids: set[int]) -> bool:
+    """Did this adapter's training or its held-out scoring use any of these feedback rows
+    (or, where recorded, any feedback of `user`)? The held-out rows count: early stopping
+    chose the kept weights by them."""
+    used = set(meta.get("feedback_ids") or []) | set(meta.get("heldout_ids") or [])
+    ids = rating_ids if meta.get("feedback_kind") == "ratings" else preference_ids
+    return bool(used & ids) or user in (meta.get("feedback_users") or [])
+
+
+def retire_erased(db, user: str, preference_ids: list[int],
+                  rating_ids: list[int]) -> tuple[list[str], str | None, str | None]:
+    """Inside the caller's write transaction: mark every adapter trained on the rows as
+    holding erased data (never served again). If the served one is among them, serve the
+    latest earlier-served version without such data, or the base model (None).
+    Returns (versions marked, version served before, version served now)."""
+    prefs, ratings = set(preference_ids), set(rating_ids)
+    marked = [r["version"] for r in map(_decode, db.query(
+        "SELECT * FROM adapters WHERE NOT erased_data")) if trained_on(r["meta"], user, prefs,
+                                                                      ratings)]
+    for version in marked:
+        db.conn.execute("UPDATE adapters SET erased_data = 1 WHERE version = ?", (version,))
+    row = db.conn.execute("SELECT version FROM adapters WHERE status = 'active'").fetchone()
+    served = row[0] if row else None
+    if served not in marked:
+        return marked, served, served
+    row = db.conn.execute(
+        "SELECT version FROM serving_log WHERE version IS NOT NULL AND version IN (SELECT "
+        "version FROM adapters WHERE NOT erased_data AND status != 'rejected') "
+        "ORDER BY id DESC LIMIT 1").fetchone()
+    _switch(db, row[0] if row else None)
+    return marked, served, row[0] if row else None

@@ -191,7 +191,10 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
     meta = {"parent_version": active["version"] if active else None,
             "hyper_parameters": s.as_dict(), "feedback_ids": data.ids,
             "feedback_kind": "ratings" if method == "kto" else "preferences",
-            "heldout_ids": sorted(r["id"] for r in data.heldout), "run_id": run_id}
+            "heldout_ids": sorted(r["id"] for r in data.heldout), "run_id": run_id,
+            # whose feedback is in it: `users forget` retires it (training/registry.py)
+            "feedback_users": sorted({r["user"] for r in data.train + data.heldout
+                                      if r.get("user")})}
     version = registry.register(store, cfg.adapters_dir, tmp, method=method,
                                 base_model=cfg.base_model, metrics=metrics, meta=meta,
                                 passed=gate.passed, run_id=run_id)

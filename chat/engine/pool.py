@@ -47,6 +47,9 @@ class AdapterPool:
         row = registry.get(self.store, pinned)  # NotFound / BadInput with a clear message
         if row["status"] in ("rejected", "training"):
             raise BadInput(f"adapter {pinned} is {row['status']} and cannot serve answers")
+        if row["erased_data"]:
+            raise BadInput(f"adapter {pinned} was trained on feedback of a forgotten user and "
+                           "cannot serve answers")
         self._ensure_loaded(pinned, row["path"])
         return pinned
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 import threading
 from pathlib import Path
 
+from chat import auth
 from chat.engine.engine import GenParams
 from chat.errors import BadInput
+from chat.forget import forget_user
 from chat.profiles import parse_profile, preview, preview_questions
 from chat.runtime import Runtime
 from chat.web.uploads import browser_files, file_name, safe_upload_name
@@ -259,3 +261,20 @@ def export_file(ctx, user: str | None, fmt: str) -> Path:
     out = ctx.downloads.new_file(user, f"feedback-{fmt}", ".jsonl")
     write_jsonl(rows, out)
     return out
+
+
+# ---------------------------------------------------------------------------- users
+
+
+def list_users(ctx, user: str | None) -> list[dict]:
+    check_admin(ctx, user)
+    return auth.list_users(ctx.store)
+
+
+def forget(ctx, user: str | None, name: str, confirm: str) -> dict:
+    """Erase a user (chat/forget.py); the name typed twice, as a confirmation."""
+    admin_name = check_admin(ctx, user)
+    name = (name or "").strip()
+    if not name or name != (confirm or "").strip():
+        raise BadInput("type the user's name in both boxes to confirm")
+    return forget_user(ctx.store, ctx.cfg, name, requested_by=admin_name).as_dict()

@@ -150,3 +150,28 @@ def render_export() -> Export:
     with gr.Tab("Export"):
         return Export(gr.Dropdown(EXPORT_FORMATS, value="dpo", label="format"),
                       gr.Button("Export JSONL"), gr.File(label="download"))
+
+
+@dataclass
+class Users:
+    list: gr.Button
+    name: gr.Textbox
+    confirm: gr.Textbox
+    forget: gr.Button
+    report: gr.JSON
+    table: gr.Dataframe
+
+
+def render_users() -> Users:
+    with gr.Tab("Users"):
+        gr.Markdown("**Forget a user** deletes their account, keys, conversations and "
+                    "feedback, and retires every adapter their feedback trained. It cannot be "
+                    "undone.")
+        with gr.Row():
+            listed = gr.Button("List users")
+            name = gr.Textbox(label="user to forget", elem_id="forget-name")
+            confirm = gr.Textbox(label="the same name again, to confirm",
+                                 elem_id="forget-confirm")
+            forget = gr.Button("Forget user", variant="stop", elem_id="forget-user")
+        return Users(listed, name, confirm, forget, gr.JSON(label="What was forgotten"),
+                     gr.Dataframe(label="Users"))

@@ -21,12 +21,14 @@ from chat.web.admin_layout import (
     Export,
     Prompts,
     Training,
+    Users,
     render_adapters,
     render_dashboard,
     render_documents,
     render_export,
     render_prompts,
     render_training,
+    render_users,
 )
 from chat.web.admin_views import (
     adapters_frame,
@@ -203,6 +205,24 @@ def _wire_export(ctx: Runtime, session: gr.State, ui: Export) -> None:
     ui.go.click(export, [session, ui.format], [ui.file], api_name="admin_export")
 
 
+# ---------------------------------------------------------------------------- users
+
+
+def _wire_users(ctx: Runtime, session: gr.State, ui: Users) -> None:
+    def listed(_session: dict, request: gr.Request):
+        with _caller(ctx, request) as user:
+            return pd.DataFrame(admin.list_users(ctx, user))
+
+    def forget(_session: dict, name: str, confirm: str, request: gr.Request):
+        with _caller(ctx, request) as user:
+            report = admin.forget(ctx, user, name, confirm)
+            return report, pd.DataFrame(admin.list_users(ctx, user)), "", ""
+
+    ui.list.click(listed, [session], [ui.table], api_name="admin_users")
+    ui.forget.click(forget, [session, ui.name, ui.confirm],
+                    [ui.report, ui.table, ui.name, ui.confirm], api_name="admin_forget_user")
+
+
 def render_admin_tab(ctx: Runtime, session: gr.State) -> None:
     """Admin console sections; visible to all, usable by admins only (checked server-side)."""
     _wire_dashboard(ctx, session, render_dashboard())
@@ -211,3 +231,4 @@ def render_admin_tab(ctx: Runtime, session: gr.State) -> None:
     _wire_adapters(ctx, session, render_adapters())
     _wire_prompts(ctx, session, render_prompts(ctx))
     _wire_export(ctx, session, render_export())
+    _wire_users(ctx, session, render_users())
