@@ -10,12 +10,14 @@ feedback is then queued, so the model learns again what everyone else taught it.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from chat import auth
 from chat.config import Config
 from chat.errors import BadInput, ChatError, NotFound
+from feedback import sources
 from feedback.store import Store, erase_user_rows
+from retrieval import versions
 from training import registry, runs
 from training.config import TrainSettings
 from training.runner import prepare
@@ -31,6 +33,8 @@ class Forgotten:
     served_before: str | None  # None: the base model
     served_now: str | None
     wal_truncated: bool  # False: a reader kept the WAL open; its old pages go at the next one
+    retrievers_retired: list[str] = field(default_factory=list)  # retriever versions, likewise
+    retriever_served_now: str | None = None  # None: the plain embedder
     run_cancelled: int | None = None  # a run that was reading the feedback when it was erased
     run_queued: int | None = None
     retrain_note: str | None = None  # why no run was queued, when none was
@@ -52,13 +56,19 @@ def forget_user(store: Store, cfg: Config, name: str, requested_by: str | None =
     when the served adapter was one of them. NotFound when nothing of theirs exists."""
     with store.write() as db:
         check_forgettable(store, name)  # inside the transaction: two admins at once can't race
+        marks = sources.erase_user(db, name)  # before the messages its rows point at
         erased = erase_user_rows(db, name)
-        deleted = {**erased.counts, **auth.erase_account(db, name)}
+        deleted = {"source_feedback": len(marks), **erased.counts,
+                   **auth.erase_account(db, name)}
         if not any(deleted.values()):
             raise NotFound(f"no user {name!r} and no data of theirs")
         marked, before, now = registry.retire_erased(db, name, erased.preference_ids,
                                                      erased.rating_ids)
-    out = Forgotten(name, deleted, marked, before, now, wal_truncated=store.scrub())
+        # a thumbs-down blaming sources trained a retriever under its rating's key
+        retriever_marked, retriever_now = versions.retire_erased(
+            db, name, set(marks) | {f"r{i}" for i in erased.rating_ids})
+    out = Forgotten(name, deleted, marked, before, now, wal_truncated=store.scrub(),
+                    retrievers_retired=retriever_marked, retriever_served_now=retriever_now)
     going = runs.going_run(store)
     if going is not None and (erased.preference_ids or erased.rating_ids):
         runs.request_cancel(store, going)  # it may have read them: its adapter must not land

@@ -10,19 +10,23 @@ from typing import Protocol
 from chat.config import Config
 from chat.engine.engine import BASE, Engine, GenParams
 from chat.engine.pool import AdapterPool
-from chat.errors import BadInput
+from chat.errors import BadInput, NotFound
 from chat.focus import focus_sources
 from chat.limits import RateLimiter
 from chat.profiles import ProfileStore
 from chat.prompt import PromptProfile, Source, build_messages
 from chat.sanitize import check_unicode
+from feedback import sources
 from feedback.store import Store
 
 ANSWER_FACTOR = 4  # answers (and corrections of them) may run this many times a question's length
 
 
 class Retriever(Protocol):
-    def search(self, query: str, k: int, min_score: float) -> list[Source]: ...
+    def resolve_version(self) -> str | None: ...
+
+    def search(self, query: str, k: int, min_score: float,
+               version: str | None = None) -> list[Source]: ...
 
 
 @dataclass
@@ -37,10 +41,12 @@ class Answer:
     message_id: int | None = None  # set once the answer is recorded
     stopped: bool = False
     params: dict = field(default_factory=dict)
+    retriever_version: str | None = None  # None: the plain embedder
 
     def as_json(self) -> dict:
         return {"answer": self.text, "adapter_version": self.adapter_version,
                 "prompt_version": self.prompt_version,
+                "retriever_version": self.retriever_version,
                 "sources": [s.as_dict(300) for s in self.sources],
                 "message_id": self.message_id, "conversation_id": self.conversation_id}
 
@@ -100,8 +106,13 @@ class ChatService:
             turns.append({"role": role, "content": content})
         return turns
 
-    def retrieve(self, question: str) -> list[Source]:
-        return self.retriever.search(question, self.cfg.top_k, self.cfg.min_score)
+    def retrieve(self, question: str, version: str | None = None) -> list[Source]:
+        """Sources for a question, searched with the given retriever version (an answer
+        resolves it once, so a swap mid-answer does not change what it cites)."""
+        return self.retriever.search(question, self.cfg.top_k, self.cfg.min_score, version)
+
+    def resolve_retriever(self) -> str | None:
+        return self.retriever.resolve_version() if self.cfg.top_k > 0 else None
 
     def build_prompt(self, profile: PromptProfile, question: str, history: list[dict] | None,
                      sources: list[Source], params: GenParams) -> list[dict]:
@@ -127,7 +138,8 @@ class ChatService:
         params = params or self.default_params()
         version = self.resolve_adapter(adapter) or BASE
         profile = self.profile()
-        sources = self.retrieve(question)
+        retriever_version = self.resolve_retriever()
+        sources = self.retrieve(question, retriever_version)
         prompt = self.build_prompt(profile, question, history, sources, params)
         if conversation_id is None and record:
             conversation_id = self.store.create_conversation(user, title=question[:80])
@@ -136,7 +148,7 @@ class ChatService:
         # an unrecorded answer (a comparison, a preview) leaves no trace in the conversation
         user_msg = self.store.record_message(conversation_id, "user", question) if record else None
         answer = Answer(conversation_id, user_msg, version, profile.version, sources, prompt,
-                        params=vars(params).copy())
+                        params=vars(params).copy(), retriever_version=retriever_version)
         try:
             for piece in self.engine.generate(prompt, params, version, cancel,
                                               conversation=conversation_id):
@@ -151,13 +163,15 @@ class ChatService:
     def draft_answer(self, question: str, profile: PromptProfile, params: GenParams,
                      adapter: str | None = None) -> str:
         """An unrecorded answer under a given profile (for previews and comparisons)."""
-        prompt = self.build_prompt(profile, question, None, self.retrieve(question), params)
+        sources = self.retrieve(question, self.resolve_retriever())
+        prompt = self.build_prompt(profile, question, None, sources, params)
         return self.engine.complete(prompt, params, self.resolve_adapter(adapter) or BASE)
 
     def _record(self, answer: Answer) -> None:
         answer.message_id = self.store.record_message(
             answer.conversation_id, "assistant", answer.text, parent_id=answer.user_message_id,
             adapter_version=answer.adapter_version, prompt_version=answer.prompt_version,
+            retriever_version=answer.retriever_version,
             sources=[s.as_dict() for s in answer.sources],
             params={**answer.params, "stopped": answer.stopped}, prompt=answer.prompt)
 
@@ -181,6 +195,23 @@ class ChatService:
         if comment is not None:
             self.check_text(comment, "the comment")
         return self.store.record_rating(message_id, user, value, reason, comment)
+
+    def own_answer(self, message_id: int, user: str) -> dict:
+        """The assistant message `message_id` if it is in one of `user`'s conversations.
+        Another user's message reads as missing (404), so ids cannot be probed."""
+        try:
+            msg = self.store.message(message_id)
+            self.store.conversation(msg["conversation_id"], user)
+        except NotFound:
+            raise NotFound(f"no message {message_id} in your conversations") from None
+        if msg["role"] != "assistant":
+            raise BadInput(f"message {message_id} is not an assistant answer")
+        return msg
+
+    def mark_source(self, message_id: int, user: str, chunk_id: int, value: int) -> int:
+        """"Helped" (1) or "not relevant" (-1) on one source of one of `user`'s answers."""
+        return sources.record(self.store, user, self.own_answer(message_id, user), chunk_id,
+                              value)
 
     def correct(self, message_id: int, user: str, content: str) -> int:
         """Record a correction (web app and API); held to the limit of an answer."""

@@ -103,6 +103,16 @@ def dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
+def decoded(row: dict | None, *columns: str) -> dict | None:
+    """A copy of `row` with each `X_json` column parsed into `X` (None stays None)."""
+    if row is None:
+        return None
+    row = dict(row)
+    for column in columns:
+        row[column.removesuffix("_json")] = json.loads(row.pop(column) or "{}")
+    return row
+
+
 class DatabaseFile:
     """Owns the database file. One connection per thread; every write is its own transaction."""
 

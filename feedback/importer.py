@@ -9,6 +9,7 @@ from pathlib import Path
 from chat.errors import BadInput
 from chat.prompt import question_of
 from chat.sanitize import check_unicode
+from feedback import sources
 from feedback.store import RATING_REASONS, Rows, Store, check_pair, dumps, same_answer
 
 IMPORT_VERSION = "import"  # adapter_version of messages that came from a file, not a model
@@ -50,8 +51,12 @@ def validate_line(line) -> dict:
     if not isinstance(line, dict):
         raise BadInput("each line must be a JSON object")
     kind = line.get("type")
-    if kind not in ("preference", "rating", "correction"):
-        raise BadInput('"type" must be "preference", "rating" or "correction"')
+    if kind not in ("preference", "rating", "correction", "source"):
+        raise BadInput('"type" must be "preference", "rating", "correction" or "source"')
+    if kind == "source":  # a mark on a chunk for a query: no prompt, no answer
+        return {"type": kind, "query": _text(line, "query"), "user": _text(line, "user"),
+                "chunk_id": sources.check_chunk_id(line.get("chunk_id")),
+                "value": sources.check_value(line.get("value"))}
     rec = {"type": kind, "prompt": prompt_messages(line.get("prompt")),
            "user": _text(line, "user")}
     if kind == "preference":
@@ -126,6 +131,10 @@ def _answer(rows: Rows, rec: dict, content: str) -> int:
 
 
 def _write(rows: Rows, rec: dict) -> None:
+    if rec["type"] == "source":
+        sources.add(rows.db, rec["user"], rec["query"], rec["chunk_id"], rec["value"],
+                    now=rows.now)
+        return
     user, prompt_json = rec["user"], dumps(rec["prompt"])
     if rec["type"] == "preference":
         rows.preference(prompt_json, rec["chosen"], rec["rejected"], "import", user,
@@ -142,6 +151,7 @@ def _write(rows: Rows, rec: dict) -> None:
 def import_file(store: Store, path: Path | str) -> dict[str, int]:
     """Import a JSONL file all or nothing; returns how many lines of each type were imported."""
     records = parse_file(path)
+    sources.check_chunks_exist(store, [r["chunk_id"] for r in records if r["type"] == "source"])
     with store.batch() as rows:  # one transaction: a failure on any line stores no line
         for rec in records:
             _write(rows, rec)

@@ -113,8 +113,32 @@ def m004_adapter_erased_data(db: Database) -> None:
     db["adapters"].add_column("erased_data", int, not_null_default=0)
 
 
+@migrations()
+def m005_source_feedback_and_retrievers(db: Database) -> None:
+    """Source feedback ("helped" / "not relevant" on a chunk an answer cited, or imported with
+    its query), retriever versions trained from it, and which one each answer searched with.
+    chunk_id is not a foreign key: a re-ingested document gets new chunks, the feedback stays."""
+    db.executescript(
+        """
+        CREATE TABLE source_feedback (
+            id INTEGER PRIMARY KEY, user TEXT NOT NULL, query TEXT NOT NULL,
+            chunk_id INTEGER NOT NULL, value INTEGER NOT NULL CHECK (value IN (1, -1)),
+            message_id INTEGER REFERENCES messages(id), created_at TEXT NOT NULL);
+        CREATE INDEX source_feedback_message ON source_feedback(message_id);
+        CREATE TABLE retrievers (
+            version TEXT PRIMARY KEY, status TEXT NOT NULL, run_id INTEGER,
+            created_at TEXT NOT NULL, activated_at TEXT, metrics_json TEXT, meta_json TEXT,
+            erased_data INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE retriever_serving_log (
+            id INTEGER PRIMARY KEY, version TEXT REFERENCES retrievers(version),
+            at TEXT NOT NULL);
+        """
+    )
+    db["messages"].add_column("retriever_version", str)
+
+
 COUNTED = ("conversations", "messages", "ratings", "corrections", "preferences", "comparisons",
-           "documents", "chunks", "adapters", "training_runs")
+           "source_feedback", "documents", "chunks", "adapters", "retrievers", "training_runs")
 
 
 def table_counts(db: Database) -> dict[str, int]:

@@ -4,6 +4,7 @@ and the admin console's views of the latest feedback."""
 from __future__ import annotations
 
 from chat.errors import BadInput
+from feedback import sources
 from feedback.store import RATING_REASONS, Store
 
 
@@ -57,7 +58,9 @@ def feedback_stats(store: Store) -> dict:
         for r in _by_versions(store, "m.prompt_version, m.adapter_version")]
     return {"kinds": kinds, "preferences_by_source": preferences_by_source,
             "comparisons_by_choice": comparisons_by_choice, "reasons": reasons,
-            "blame": blame, "by_adapter": by_adapter, "by_prompt_adapter": by_prompt_adapter}
+            "blame": blame, "by_adapter": by_adapter, "by_prompt_adapter": by_prompt_adapter,
+            # marks on sources, and thumbs-down blaming them, per document: worst first
+            "sources_by_document": sources.by_document(store)}
 
 
 def format_stats(stats: dict) -> str:
@@ -69,6 +72,9 @@ def format_stats(stats: dict) -> str:
     if stats["blame"]:
         lines.append("thumbs-down blame: "
                      + ", ".join(f"{k} {v}" for k, v in stats["blame"].items()))
+    for d in stats["sources_by_document"][:10]:
+        lines.append(f"source {d['document']}: not relevant {d['not_relevant']} ("
+                     f"{d['implied_by_thumbs_down']} from thumbs-down), helped {d['helped']}")
     for version, s in stats["by_adapter"].items():
         lines.append(f"adapter {version}: {_thumbs(s)}")
     for s in stats["by_prompt_adapter"]:

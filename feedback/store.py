@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from chat.errors import BadInput, NotFound
-from feedback.db import CHECKPOINT_EVERY, DatabaseFile, dumps, utcnow
+from feedback.db import CHECKPOINT_EVERY, DatabaseFile, decoded, dumps, utcnow
 
-# utcnow, dumps and CHECKPOINT_EVERY live in feedback.db; callers import them from here
+# utcnow, dumps, decoded and CHECKPOINT_EVERY live in feedback.db; callers import them here
 __all__ = ["CHECKPOINT_EVERY", "RATING_REASONS", "Erased", "Rows", "Store", "check_pair",
-           "dumps", "erase_user_rows", "open_store", "same_answer", "utcnow"]
+           "decoded", "dumps", "erase_user_rows", "open_store", "same_answer", "utcnow"]
 
 RATING_REASONS = {
     # reason -> which part of the system it blames
@@ -62,11 +62,12 @@ class Rows:
         self, conversation_id: int, role: str, content: str, *, parent_id: int | None = None,
         adapter_version: str | None = None, prompt_version: int | None = None,
         sources: list | None = None, params: dict | None = None, prompt: list | None = None,
+        retriever_version: str | None = None,
     ) -> int:
         return _insert(self.db, "messages", {
             "conversation_id": conversation_id, "parent_id": parent_id, "role": role,
             "content": content, "adapter_version": adapter_version,
-            "prompt_version": prompt_version,
+            "prompt_version": prompt_version, "retriever_version": retriever_version,
             "sources_json": dumps(sources) if sources is not None else None,
             "params_json": dumps(params) if params is not None else None,
             "prompt_json": dumps(prompt) if prompt is not None else None,
@@ -201,12 +202,14 @@ class Store(DatabaseFile):
         self, conversation_id: int, role: str, content: str, *, parent_id: int | None = None,
         adapter_version: str | None = None, prompt_version: int | None = None,
         sources: list | None = None, params: dict | None = None, prompt: list | None = None,
+        retriever_version: str | None = None,
     ) -> int:
         with self.batch() as rows:
             return rows.message(
                 conversation_id, role, content, parent_id=parent_id,
                 adapter_version=adapter_version, prompt_version=prompt_version,
-                sources=sources, params=params, prompt=prompt)
+                sources=sources, params=params, prompt=prompt,
+                retriever_version=retriever_version)
 
     def ratings_by(self, user: str) -> dict[int, int]:
         """message id -> the user's thumbs (+1 / -1)."""

@@ -1,4 +1,4 @@
-"""Retrieval subcommands: ingest, documents list, documents delete."""
+"""Retrieval subcommands: ingest, documents list|delete, retrievers list|show|activate|rollback."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import json
 
 from chat.config import Config
 from feedback.store import Store
+from retrieval import versions
 from retrieval.ingest import list_documents
 from retrieval.retriever import Retriever
 
@@ -25,6 +26,20 @@ def register(sub) -> None:
     q = dsub.add_parser("delete", help="delete a document, its chunks and their vectors")
     q.add_argument("id", type=int)
     q.set_defaults(func=cmd_documents_delete)
+
+    p = sub.add_parser("retrievers", help="list, show, activate or roll back retriever versions "
+                                          "(trained with `train --method retrieval`)")
+    rsub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    q = rsub.add_parser("list", help="all versions with status and gate figures")
+    q.add_argument("--json", action="store_true")
+    q = rsub.add_parser("show", help="one version: metrics and meta")
+    q.add_argument("version")
+    q.add_argument("--json", action="store_true")
+    q = rsub.add_parser("activate", help="serve this version (running servers follow)")
+    q.add_argument("version")
+    rsub.add_parser("rollback", help="serve again what was served before (a version or the "
+                                     "plain embedder)")
+    p.set_defaults(func=cmd_retrievers)
 
 
 def _retriever(cfg: Config):
@@ -59,4 +74,29 @@ def cmd_documents_list(cfg: Config, args) -> int:
 def cmd_documents_delete(cfg: Config, args) -> int:
     n = _retriever(cfg).delete(args.id)
     print(f"deleted document {args.id} ({n} chunks)")
+    return 0
+
+
+def cmd_retrievers(cfg: Config, args) -> int:
+    store = Store(cfg.db_path)
+    if args.action == "list":
+        rows = versions.list_versions(store)
+        if args.json:
+            print(json.dumps(rows, ensure_ascii=False))
+        for r in [] if args.json else rows:
+            gate = (r["metrics"] or {}).get("gate") or {}
+            after = gate.get("heldout_after") or {}
+            erased = "  contains erased data" if r["erased_data"] else ""
+            print(f"{r['version']}  {r['status']:<9} {gate.get('verdict')}  held-out mrr "
+                  f"{(gate.get('heldout_before') or {}).get('mrr')} -> {after.get('mrr')}  "
+                  f"{r['created_at']}{erased}")
+        if not rows and not args.json:
+            print("no retriever versions yet; the plain embedder is served")
+    elif args.action == "show":
+        print(json.dumps(versions.get(store, args.version), ensure_ascii=False,
+                         indent=None if args.json else 2))
+    elif args.action == "activate":
+        print(f"{versions.activate(store, args.version)['version']} is active")
+    else:
+        print(f"{versions.rollback(store) or 'the plain embedder'} is active")
     return 0

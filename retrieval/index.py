@@ -159,6 +159,12 @@ class VectorIndex:
         return [[(int(lab), float(1.0 - d)) for lab, d in zip(row_l, row_d, strict=True)]
                 for row_l, row_d in zip(labels, dist, strict=True)]
 
+    def vectors(self, ids: list[int]) -> np.ndarray:
+        """The stored (unit) vectors of these chunk ids, which must be in the index."""
+        with self._lock:
+            return np.asarray(self._index.get_items(ids), dtype=np.float32).reshape(
+                len(ids), self.dim)
+
 
 def _crc32(path: Path) -> int:
     crc = 0
@@ -166,3 +172,4 @@ def _crc32(path: Path) -> int:
         while block := fh.read(1 << 20):
             crc = zlib.crc32(block, crc)
     return crc
+

@@ -7,6 +7,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
+
 from chat.config import Config
 from chat.errors import ChatError, NotFound
 from chat.prompt import Source
@@ -15,6 +17,8 @@ from retrieval import ingest as ing
 from retrieval.embed import Embedder
 from retrieval.index import VectorIndex
 from retrieval.parse import iter_files, sha256
+from retrieval.query_map import apply
+from retrieval.versions import QueryMaps
 
 log = logging.getLogger(__name__)
 
@@ -34,6 +38,7 @@ class Retriever:
         self._index: VectorIndex | None = None
         self._signature: tuple | None = None
         self._sync_lock = threading.RLock()  # one writer of the index at a time
+        self.maps = QueryMaps(store, cfg.data_dir / "retrievers")  # learned query maps
 
     # ------------------------------------------------------------------ keeping the index in step
 
@@ -157,14 +162,24 @@ class Retriever:
 
     # ------------------------------------------------------------------ search
 
-    def search(self, query: str, k: int, min_score: float) -> list[Source]:
-        """Top-k chunks with cosine similarity >= min_score, best first."""
+    def resolve_version(self) -> str | None:
+        """The retriever version served now (None: the plain embedder); an answer keeps the
+        one it started with."""
+        return self.maps.resolve()
+
+    def query_vectors(self, queries: list[str], version: str | None) -> np.ndarray:
+        return apply(self.maps.get(version), self.embedder.encode(queries, progress=False))
+
+    def search(self, query: str, k: int, min_score: float,
+               version: str | None = None) -> list[Source]:
+        """Top-k chunks with cosine similarity >= min_score, best first; `version` maps the
+        query first (a learned retriever version, retrieval/query_map.py)."""
         if k <= 0:  # retrieval switched off (CHAT_TOP_K=0): no embedder, no first-start seeding
             return []
         index = self.index
         if len(index) == 0:
             return []
-        vector = self.embedder.encode([query], progress=False)
+        vector = self.query_vectors([query], version)
         hits = [(i, s) for i, s in index.search(vector, k)[0] if s >= min_score]
         if not hits:
             return []

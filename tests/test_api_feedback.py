@@ -129,3 +129,39 @@ def test_out_of_range_ids_and_broken_unicode_are_400_and_write_nothing(live):
         r = post(live, "/v1/feedback", body)
         assert r.status_code == 400 and r.json()["error"]["type"] == "invalid_request_error"
     assert store.counts() == before
+
+
+def test_source_marks_only_on_the_callers_answers_and_their_cited_chunks(live):
+    store = live["store"]
+    answer = ask(live, "How do I make the assistant forget a user?").model_extra
+    cited = [s["chunk_id"] for s in answer["sources"]]
+    assert cited, "the shipped knowledge base should give this question sources"
+    mid = answer["message_id"]
+    r = post(live, "/v1/feedback", {"kind": "source", "message_id": mid, "chunk_id": cited[0],
+                                    "value": -1})
+    assert r.status_code == 201 and r.json()["kind"] == "source"
+    row = store.one("SELECT * FROM source_feedback WHERE id = ?", (r.json()["id"],))
+    assert (row["user"], row["chunk_id"], row["value"], row["message_id"]) == (
+        "alice", cited[0], -1, mid)
+    assert row["query"] == "How do I make the assistant forget a user?"
+    # marking it again replaces the mark
+    r = post(live, "/v1/feedback", {"kind": "source", "message_id": mid, "chunk_id": cited[0],
+                                    "value": 1})
+    assert r.status_code == 201
+    assert [(m["chunk_id"], m["value"]) for m in store.query(
+        "SELECT * FROM source_feedback WHERE message_id = ?", (mid,))] == [(cited[0], 1)]
+
+    before = store.counts()
+    not_cited = max(r["id"] for r in store.query("SELECT id FROM chunks")) + 1
+    for body, status in (
+            ({"kind": "source", "message_id": mid, "chunk_id": not_cited, "value": 1}, 400),
+            ({"kind": "source", "message_id": mid, "chunk_id": cited[0], "value": 0}, 400),
+            ({"kind": "source", "message_id": mid, "value": 1}, 400),
+            ({"kind": "source", "message_id": mid, "chunk_id": cited[0]}, 400)):
+        r = post(live, "/v1/feedback", body)
+        assert r.status_code == status, (body, r.text)
+    r = post(live, "/v1/feedback", {"kind": "source", "message_id": mid, "chunk_id": cited[0],
+                                    "value": -1}, user="bob")
+    assert r.status_code == 404
+    assert store.counts() == before
+    assert answer["retriever_version"] is None  # nothing trained: the plain embedder

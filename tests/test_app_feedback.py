@@ -233,3 +233,24 @@ def test_a_refused_edit_or_retry_leaves_the_chat_as_it_was(ctx, store):
         updates = list(retry(ctx, history, session, SimpleNamespace(index=2)))
     assert updates[-1] == (history, gr.skip(), gr.skip())
     assert store.counts() == before
+
+
+def test_a_source_of_the_last_answer_is_marked_helped_or_not_relevant(ctx, store, tmp_path):
+    from chat.web.feedback_handlers import mark_source
+
+    (tmp_path / "tea.md").write_text("# Tea\n\nBrew green tea at 80 degrees for two minutes.")
+    ctx.service.retriever.ingest([tmp_path / "tea.md"])
+    with pytest.raises(gr.Error, match="Ask a question first"):
+        mark_source(ctx, 1, 1, new_session())
+    history, session = ask(ctx, "How hot should green tea be brewed?")
+    assert session["sources"] and session["sources"][0][1] == "Tea"
+    before = store.counts()
+    for number in (0, 2, 1.5, None):
+        with pytest.raises(gr.Error, match="source number"):
+            mark_source(ctx, number, 1, session)
+    assert store.counts() == before
+    mark_source(ctx, 1, -1, session)
+    mark_source(ctx, 1, 1, session)  # changed her mind: the second mark replaces the first
+    marks = store.query("SELECT user, chunk_id, value, message_id FROM source_feedback")
+    assert marks == [{"user": session["user"], "chunk_id": session["sources"][0][4],
+                      "value": 1, "message_id": session["message_ids"][-1]}]

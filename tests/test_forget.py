@@ -13,6 +13,8 @@ from types import SimpleNamespace
 import pytest
 
 from chat.errors import BadInput, NotFound
+from feedback.sources import record as record_source
+from retrieval import versions
 from tests.test_registry import fake_adapter
 
 SECRET = "alice-secret-7731"
@@ -36,10 +38,25 @@ def alice_and_others(store) -> dict:
     store.record_rating(a, "bob", 1)  # on her answer: it quotes her
     store.record_correction(a, "alice", f"{SECRET} is a password.")
     store.record_comparison(prompt, f"{SECRET} one", f"{SECRET} two", "a", "alice")
+    sources = [{"chunk_id": 1, "document": "kb"}]
+    answer = store.record_message(conv, "assistant", "See the manual.", parent_id=q,
+                                  prompt=prompt, sources=sources)
+    source_mark = record_source(store, "alice", store.message(answer), 1, -1)
     alice_pairs = import_pairs(store, short_pairs(4), user="alice")
     import_pairs(store, short_pairs(8, 10), user="bob")
     import_pairs(store, short_pairs(8, 20), user="carol")
-    return {"preferences": alice_pairs, "rating": rating}
+    return {"preferences": alice_pairs, "rating": rating, "source": source_mark}
+
+
+def retriever_version(cfg, store, users: list[str], keys: list[str]) -> str:
+    import numpy as np
+
+    from retrieval.query_map import QueryMap
+
+    query_map = QueryMap(np.eye(2, dtype=np.float32), np.eye(2, dtype=np.float32), 0.3, 0.5)
+    return versions.register(store, cfg.data_dir / "retrievers", query_map, metrics={},
+                             meta={"feedback_users": users, "mark_keys": keys}, passed=True,
+                             run_id=None)
 
 
 def adapter(cfg, store, feedback_ids: list[int], name: str) -> str:
@@ -60,6 +77,10 @@ def test_forget_deletes_everything_of_theirs_and_retires_what_they_trained(
     from training import registry, runs
 
     ids = alice_and_others(store)
+    clean_retriever = retriever_version(cfg, store, users=["bob"], keys=["s999"])
+    versions.activate(store, clean_retriever)
+    tainted_retriever = retriever_version(cfg, store, users=["bob"], keys=[f"s{ids['source']}"])
+    versions.activate(store, tainted_retriever)
     clean = adapter(cfg, store, [100], "clean")  # trained on others' feedback only
     registry.activate(store, clean)
     tainted = adapter(cfg, store, [ids["preferences"][0], 100], "tainted")
@@ -72,13 +93,17 @@ def test_forget_deletes_everything_of_theirs_and_retires_what_they_trained(
     out = forget_user(store, cfg, "alice", requested_by="root")
 
     assert out.deleted["users"] == 1 and out.deleted["api_keys"] == 1
-    assert out.deleted["conversations"] == 1 and out.deleted["messages"] == 2
+    assert out.deleted["conversations"] == 1
     assert out.deleted["ratings"] == 2  # hers and Bob's on her answer
     assert out.deleted["preferences"] == 4 + 2  # imported, the correction's, the pick's
     assert out.deleted["corrections"] == 1 and out.deleted["comparisons"] == 1
+    assert out.deleted["source_feedback"] == 1 and out.deleted["messages"] == 3
+    assert out.retrievers_retired == [tainted_retriever]
+    assert out.retriever_served_now == clean_retriever == versions.active_version(store)
     after = store.counts()
     assert before["preferences"] - after["preferences"] == 6
-    for table in ("conversations", "messages", "ratings", "corrections", "comparisons"):
+    for table in ("conversations", "messages", "ratings", "corrections", "comparisons",
+                  "source_feedback"):
         assert after[table] == 0, table
     assert out.versions_retired == [tainted]
     assert (out.served_before, out.served_now) == (tainted, clean)

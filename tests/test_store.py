@@ -30,7 +30,7 @@ EXPECTED = {
     "messages": {
         "id": int, "conversation_id": int, "parent_id": int, "role": str, "content": str,
         "adapter_version": str, "prompt_version": int, "sources_json": str, "params_json": str,
-        "prompt_json": str, "created_at": str},
+        "prompt_json": str, "created_at": str, "retriever_version": str},
     "ratings": {"id": int, "message_id": int, "user": str, "value": int, "reason": str,
                 "comment": str, "created_at": str},
     "corrections": {"id": int, "message_id": int, "user": str, "content": str,
@@ -57,6 +57,12 @@ EXPECTED = {
     "training_events": {"id": int, "run_id": int, "step": int, "total": int,
                         "metrics_json": str, "created_at": str},
     "serving_log": {"id": int, "version": str, "at": str},
+    "source_feedback": {"id": int, "user": str, "query": str, "chunk_id": int, "value": int,
+                        "message_id": int, "created_at": str},
+    "retrievers": {"version": str, "status": str, "run_id": int, "created_at": str,
+                   "activated_at": str, "metrics_json": str, "meta_json": str,
+                   "erased_data": int},
+    "retriever_serving_log": {"id": int, "version": str, "at": str},
 }
 
 

@@ -15,11 +15,14 @@ SCHEMA = "feedback.migrations"  # creates every table: exempt
 FAMILIES = {
     ("users", "api_keys"): ("chat.auth", ()),
     ("prompt_profiles",): ("chat.profiles", ()),
-    ("documents", "chunks"): ("retrieval.ingest", ("retrieval.retriever",)),
+    ("documents", "chunks"): ("retrieval.ingest", ("retrieval.retriever", "feedback.sources",
+                                                    "training.retrieval_run")),
+    ("source_feedback",): ("feedback.sources", ()),
+    ("retrievers", "retriever_serving_log"): ("retrieval.versions", ()),
     ("adapters", "serving_log"): ("training.registry", ()),
     ("training_runs", "training_events"): ("training.runs", ()),
     ("conversations", "messages", "ratings", "corrections", "preferences", "comparisons"):
-        ("feedback.store", ("feedback.stats", "feedback.export")),
+        ("feedback.store", ("feedback.stats", "feedback.export", "feedback.sources")),
 }
 WRITER = {t: writer for tables, (writer, _) in FAMILIES.items() for t in tables}
 OWNERS = {t: (writer, *readers) for tables, (writer, readers) in FAMILIES.items()

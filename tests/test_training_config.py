@@ -69,7 +69,7 @@ def test_sections_may_be_instances_or_dicts():
     ({"lora": {"target_modules": ["q_proj", 1]}}, "lora.target_modules must be a list of"),
     ({"method": None}, "method must be a string, got None"),
     # ranges
-    ({"method": "ppo"}, "method must be one of auto, dpo, kto, rlhf, got 'ppo'"),
+    ({"method": "ppo"}, "method must be one of auto, dpo, kto, rlhf, retrieval, got 'ppo'"),
     ({"optim": {"precision": "fp8"}}, "optim.precision must be one of auto, bf16, fp32"),
     ({"optim": {"learning_rate": 0}}, "optim.learning_rate must be positive, got 0"),
     ({"optim": {"epochs": -1.0}}, "optim.epochs must be positive, got -1.0"),

@@ -15,16 +15,17 @@ from training.early_stop import Watch, liked_and_disliked, preference_gaps
 
 
 def test_better_accuracy_wins_then_a_clearly_larger_margin():
-    watch = Watch(patience=2, min_gain=0.1, enough_margin=4.0, best=(0.5, 3.0))
+    watch = Watch(patience=2, min_gain=0.1, enough_margin=4.0, enough_accuracy=1.0,
+                  best=(0.5, 3.0))
     assert watch.improved((0.75, -1.0))  # more pairs won beats any margin
     assert not watch.improved((0.25, 9.0))
     assert not watch.improved((0.5, 3.2))  # within 10% of the best margin: no gain
     assert watch.improved((0.5, 3.5))
-    assert Watch(2, 0.1, 4.0).improved((0.0, -5.0))  # the first score is the best so far
+    assert Watch(2, 0.1, 4.0, 1.0).improved((0.0, -5.0))  # the first score is the best so far
 
 
 def test_enough_means_most_pairs_won_by_the_margin():
-    watch = Watch(patience=2, min_gain=0.1, enough_margin=4.0)
+    watch = Watch(patience=2, min_gain=0.1, enough_margin=4.0, enough_accuracy=1.0)
     assert watch.enough((1.0, 4.0)) and not watch.enough((1.0, 3.9))
     assert not watch.enough((0.9, 40.0))  # by default every pair
     watch = Watch(patience=2, min_gain=0.1, enough_margin=3.0, enough_accuracy=0.75)

@@ -130,7 +130,9 @@ def summary(row: dict) -> dict:
     """The CLI's JSON contract for a finished run."""
     metrics = row.get("metrics") or {}
     return {"run_id": row["id"], "status": row["status"], "method": row["method"],
-            "adapter_version": row["adapter_version"], "n_train": metrics.get("n_train"),
+            "adapter_version": row["adapter_version"],
+            "retriever_version": metrics.get("retriever_version"),
+            "n_train": metrics.get("n_train"),
             "n_heldout": metrics.get("n_heldout"), "gate": metrics.get("gate"),
             "activated": bool(metrics.get("activated")),
             "not_activated_because": metrics.get("not_activated_because"),
@@ -143,7 +145,9 @@ def print_summary(out: dict) -> None:
     if out.get("error"):
         print(f"  error: {out['error']}")
     gate = out.get("gate") or {}
-    if gate:
+    if out["method"] == "retrieval" and gate:
+        print_retrieval_gate(out)
+    elif gate:
         print(f"  adapter {out['adapter_version']}: gate {'passed' if gate['passed'] else 'FAILED'}"
               f", preference accuracy {gate['pref_accuracy']}, active "
               f"{gate['pref_accuracy_active']}, perplexity ratio {gate['ppl_ratio']}")
@@ -151,6 +155,20 @@ def print_summary(out: dict) -> None:
             print(f"  - {reason}")
         why_not = out.get("not_activated_because")
         print(f"  activated: {out['activated']}" + (f" ({why_not})" if why_not else ""))
+
+
+def print_retrieval_gate(out: dict) -> None:
+    gate = out["gate"]
+    print(f"  retriever {out['retriever_version']}: {gate['verdict']} (against "
+          f"{gate['compared_with']})")
+    for label, key in (("held-out", "heldout"), ("regression set", "regression")):
+        before, after = gate[f"{key}_before"], gate[f"{key}_after"]
+        print(f"  {label}: " + ", ".join(f"{m} {before[m]} -> {after[m]}" for m in before
+                                         if not m.startswith("queries_")))
+    for reason in gate.get("reasons", []):
+        print(f"  - {reason}")
+    why_not = out.get("not_activated_because")
+    print(f"  activated: {out['activated']}" + (f" ({why_not})" if why_not else ""))
 
 
 # ---------------------------------------------------------------------------- adapters

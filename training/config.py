@@ -17,7 +17,7 @@ from training.checks import (
     settings_dict,
 )
 
-METHODS = ("auto", "dpo", "kto", "rlhf")
+METHODS = ("auto", "dpo", "kto", "rlhf", "retrieval")
 
 
 @dataclass
@@ -150,6 +150,37 @@ class GateSettings(Checked):
 
 
 @dataclass
+class RetrievalSettings(Checked):
+    """`train --method retrieval`: a query map learned from source feedback
+    (retrieval/query_map.py); how these were chosen: docs/learning.md."""
+    min_marks: int = field(default=8, metadata={"help": "fewest source marks to train on"})
+    folds: int = field(default=5, metadata={
+        "help": "the gate holds out each question once, ranked by a map trained on the rest"})
+    candidates: int = field(default=20, metadata={
+        "help": "chunks each query is ranked among in training (the index's top, plus marks)"})
+    steps: int = field(default=150, metadata={"help": "full-batch optimisation steps"})
+    learning_rate: float = 0.01
+    temperature: float = field(default=0.05, metadata={"help": "softmax temperature on cosine"})
+    identity_weight: float = field(default=0.1, metadata={
+        "help": "pull toward the plain embedder (what nobody marked stays where it was)"})
+    near_start: float = field(default=0.35, metadata={
+        "help": "cosine to the nearest trained question below which a query is not moved"})
+    near_full: float = field(default=0.5, metadata={
+        "help": "cosine to the nearest trained question from which a query moves fully"})
+    k: int = field(default=3, metadata={"help": "the k of hit@k in the gate"})
+    depth: int = field(default=50, metadata={"help": "ranks below this count as a miss"})
+    max_regression_drop: float = field(default=0.0, metadata={
+        "help": "how far the shipped regression set's MRR and hit@k may fall"})
+
+    _section = "retrieval"
+    _rules = {"min_marks": Range(2), "folds": Range(2), "candidates": POSITIVE, "steps": POSITIVE,
+              "learning_rate": POSITIVE, "temperature": POSITIVE,
+              "identity_weight": NON_NEGATIVE, "near_start": Range(-1, 1),
+              "near_full": Range(-1, 1), "k": POSITIVE, "depth": POSITIVE,
+              "max_regression_drop": Range(0, 1)}
+
+
+@dataclass
 class TrainSettings(Checked):
     """Sections may also be given as dicts of their settings; they are built on __init__."""
     method: str = "auto"
@@ -159,6 +190,7 @@ class TrainSettings(Checked):
     optim: OptimSettings = field(default_factory=OptimSettings)
     rlhf: RLHFSettings = field(default_factory=RLHFSettings)
     gate: GateSettings = field(default_factory=GateSettings)
+    retrieval: RetrievalSettings = field(default_factory=RetrievalSettings)
 
     _rules = {"method": one_of(*METHODS)}
 

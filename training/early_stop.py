@@ -25,7 +25,7 @@ class Watch:
     patience: int  # evaluations without improvement before stopping
     min_gain: float  # a margin counts as better when it beats the best by this share
     enough_margin: float  # this mean margin (nats), with enough_accuracy: learned, stop
-    enough_accuracy: float = 1.0  # share of held-out pairs won that counts as learned
+    enough_accuracy: float  # share of held-out pairs won that counts as learned
     history: list[dict] = field(default_factory=list)
     best: tuple[float, float] | None = None
     best_step: int | None = None

@@ -9,7 +9,7 @@ import shutil
 from pathlib import Path
 
 from chat.errors import BadInput, NotFound
-from feedback.store import Store, dumps, utcnow
+from feedback.store import Store, decoded, dumps, utcnow
 
 VERSION_RE = re.compile(r"^v\d{4,}$")
 COMPLETE_MARKER = "meta.json"  # written last: a folder without it is incomplete
@@ -26,12 +26,7 @@ def check_version(version: str) -> str:
 
 
 def _decode(row: dict | None) -> dict | None:
-    if row is None:
-        return None
-    row = dict(row)
-    for key in ("metrics_json", "meta_json"):
-        row[key[:-5]] = json.loads(row.pop(key) or "{}")
-    return row
+    return decoded(row, "metrics_json", "meta_json")
 
 
 def get(store: Store, version: str) -> dict:

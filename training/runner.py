@@ -20,7 +20,7 @@ from chat.errors import BadInput, NotEnoughData
 from chat.profiles import active_profile
 from feedback.stats import feedback_since
 from feedback.store import Store, utcnow
-from training import registry
+from training import registry, retrieval_run
 from training.config import TrainSettings
 from training.datasets import dpo_rows, kto_rows, kto_weights, require, split
 from training.runs import (
@@ -93,6 +93,8 @@ def choose_method(n_pairs: int, n_up: int, n_down: int, s: TrainSettings) -> tup
 
 def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
     """Pick the method, build and split its dataset; NotEnoughData before any heavy work."""
+    if s.method == "retrieval":  # source feedback, not answers: training/retrieval_run.py
+        return retrieval_run.prepare(store, cfg, s)
     profile = active_profile(store, cfg)
     uses_pairs = s.method in ("dpo", "rlhf", "auto")
     uses_ratings = s.method in ("kto", "auto")  # a given method reads only its own data
@@ -132,7 +134,11 @@ def run(run_id: int, cfg: Config | None = None) -> dict:
     _remove_scratch(_adapters_dir(cfg))
     tmp = Path(tempfile.mkdtemp(prefix=SCRATCH_PREFIX, dir=_adapters_dir(cfg)))
     try:
-        result = _train_and_register(store, cfg, settings, run_id, tmp)
+        if settings.method == "retrieval":
+            hooks = _hooks(store, run_id, "retrieval", settings.optim.max_seconds)
+            result = retrieval_run.run(store, cfg, settings, run_id, hooks, peak_rss_mib)
+        else:
+            result = _train_and_register(store, cfg, settings, run_id, tmp)
     except Cancelled:
         update_run(store, run_id, status="cancelled", finished_at=utcnow(),
                    progress={"phase": "cancelled"})

@@ -75,6 +75,7 @@ def gen_params(service: ChatService, req: ChatRequest) -> GenParams:
 def _extras(answer: Answer) -> dict:
     return {"message_id": answer.message_id, "conversation_id": answer.conversation_id,
             "adapter_version": answer.adapter_version, "prompt_version": answer.prompt_version,
+            "retriever_version": answer.retriever_version,
             "sources": [s.as_dict(300) for s in answer.sources]}
 
 

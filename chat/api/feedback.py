@@ -1,28 +1,14 @@
-"""POST /v1/feedback: a rating, correction or preference on one of the caller's own answers."""
+"""POST /v1/feedback: a rating, correction, preference or source mark on one of the caller's own
+answers."""
 
 from __future__ import annotations
 
 import json
 
 from chat.api.schemas import FeedbackRequest
-from chat.errors import BadInput, NotFound
+from chat.errors import BadInput
 from chat.service import ChatService
 from feedback.store import Store
-
-
-def own_answer(store: Store, message_id: int, user: str) -> dict:
-    """The assistant message `message_id` if it is in one of `user`'s conversations.
-
-    Another user's message reads as missing (404), so ids cannot be probed.
-    """
-    try:
-        msg = store.message(message_id)
-        store.conversation(msg["conversation_id"], user)
-    except NotFound:
-        raise NotFound(f"no message {message_id} in your conversations") from None
-    if msg["role"] != "assistant":
-        raise BadInput(f"message {message_id} is not an assistant answer")
-    return msg
 
 
 def _question(store: Store, msg: dict) -> str:
@@ -38,7 +24,7 @@ def _require(req: FeedbackRequest, *names: str) -> None:
 
 def _preference(service: ChatService, user: str, req: FeedbackRequest, msg: dict) -> int:
     store = service.store
-    other = own_answer(store, req.other_message_id, user)
+    other = service.own_answer(req.other_message_id, user)
     if other["id"] == msg["id"]:
         raise BadInput("other_message_id must be a different answer")
     if _question(store, msg).strip() != _question(store, other).strip():
@@ -54,11 +40,13 @@ def _preference(service: ChatService, user: str, req: FeedbackRequest, msg: dict
 def record(service: ChatService, user: str, req: FeedbackRequest) -> dict:
     """Validate ownership and fields, then write through the service's feedback verbs (the
     web app's too, so both hold comments and corrections to the same limits)."""
-    store = service.store
-    msg = own_answer(store, req.message_id, user)
+    msg = service.own_answer(req.message_id, user)
     if req.kind == "rating":
         _require(req, "value")
         row = service.rate(msg["id"], user, req.value, req.reason, req.comment)
+    elif req.kind == "source":
+        _require(req, "chunk_id", "value")
+        row = service.mark_source(msg["id"], user, req.chunk_id, req.value)
     elif req.kind == "correction":
         _require(req, "content")
         row = service.correct(msg["id"], user, req.content)

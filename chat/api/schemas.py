@@ -65,10 +65,14 @@ class FeedbackRequest(BaseModel):
             {"kind": "rating", "message_id": 12, "value": -1, "reason": "wrong facts",
              "comment": "the date is wrong"},
             {"kind": "correction", "message_id": 12, "content": "The policy allows 30 days."},
-            {"kind": "preference", "message_id": 12, "other_message_id": 14, "choice": "b"}]})
-    kind: Literal["rating", "correction", "preference"]
+            {"kind": "preference", "message_id": 12, "other_message_id": 14, "choice": "b"},
+            {"kind": "source", "message_id": 12, "chunk_id": 431, "value": -1}]})
+    kind: Literal["rating", "correction", "preference", "source"]
     message_id: Id
-    value: Literal[1, -1] | None = Field(None, description="rating: 1 (up) or -1 (down)")
+    value: Literal[1, -1] | None = Field(
+        None, description="rating: 1 (up) or -1 (down); source: 1 (helped) or -1 (not relevant)")
+    chunk_id: Id | None = Field(
+        None, description="source: one of the answer's sources (its `chunk_id`)")
     reason: Text | None = Field(None, description="rating: one of the reasons of the web app")
     comment: Text | None = Field(None, description="rating: free text")
     content: Text | None = Field(None, description="correction: the corrected answer")

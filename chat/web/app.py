@@ -18,7 +18,15 @@ from chat.web.chat_handlers import (
     shown_sources,
     undo,
 )
-from chat.web.feedback_handlers import CHOICES, compare, edit, like, pick, save_reason
+from chat.web.feedback_handlers import (
+    CHOICES,
+    compare,
+    edit,
+    like,
+    mark_source,
+    pick,
+    save_reason,
+)
 from feedback.store import RATING_REASONS
 
 
@@ -43,6 +51,8 @@ class ChatTab:
     pick_row: gr.Row
     pick_buttons: dict[str, gr.Button]
     sources: gr.Dataframe
+    source_number: gr.Number
+    source_buttons: dict[int, gr.Button]  # +1 helped, -1 not relevant
 
 
 def _render_chat_tab() -> ChatTab:
@@ -73,12 +83,18 @@ def _render_chat_tab() -> ChatTab:
             with gr.Row(visible=False, elem_id="pick-row") as pick_row:
                 pick_buttons = {c: gr.Button(c, size="sm", elem_id=f"pick-{CHOICES[c]}")
                                 for c in CHOICES}
-            sources = gr.Dataframe(headers=["#", "source", "score", "snippet"],
-                                   datatype=["number", "str", "number", "str"], value=[],
-                                   label="Sources", interactive=False, wrap=True,
+            sources = gr.Dataframe(headers=["#", "source", "score", "snippet", "passage"],
+                                   datatype=["number", "str", "number", "str", "number"],
+                                   value=[], label="Sources", interactive=False, wrap=True,
                                    elem_id="sources")
+            with gr.Row():  # what the retriever learns from (train --method retrieval)
+                number = gr.Number(label="Source #", precision=0, minimum=1, value=1, scale=1,
+                                   elem_id="source-number")
+                marks = {1: gr.Button("Helped", size="sm", elem_id="source-helped"),
+                         -1: gr.Button("Not relevant", size="sm", elem_id="source-not-relevant")}
     return ChatTab(convs, refresh, reopen, chatbot, box, send, stop, compare_btn, reason_box,
-                   reason, comment, save, answer_a, answer_b, pick_row, pick_buttons, sources)
+                   reason, comment, save, answer_a, answer_b, pick_row, pick_buttons, sources,
+                   number, marks)
 
 
 # Gradio reads event-data types and gr.Request from a handler's annotations, which
@@ -145,7 +161,15 @@ def _wire_feedback(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
             return pick(ctx, label, session, request)
         return _pick
 
+    def _marker(value: int):
+        def _mark(number, session: dict, request: gr.Request):
+            return mark_source(ctx, number, value, session, request)
+        return _mark
+
     ui.chatbot.like(_like, [ui.chatbot, session], [session, ui.reason_box], api_name="like")
+    for value, button in ui.source_buttons.items():
+        button.click(_marker(value), [ui.source_number, session], [],
+                     api_name="source_helped" if value == 1 else "source_not_relevant")
     ui.save.click(_save, [ui.reason, ui.comment, session],
                   [session, ui.reason_box, ui.reason, ui.comment], api_name=False)
     ui.compare.click(_compare, [ui.chatbot, session],

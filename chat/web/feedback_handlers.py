@@ -86,6 +86,24 @@ def like(ctx: Runtime, chat_history: list[dict], session: dict, like_data: gr.Li
     return session, gr.update(visible=value == -1)
 
 
+def mark_source(ctx: Runtime, number, value: int, session: dict,
+                request: gr.Request = None) -> None:
+    """"Helped" / "not relevant" on source #number of the last answer (the Sources panel)."""
+    session = session_for(ctx, session, request)
+    rows = session.get("sources") or []
+    saved = [i for i in session.get("message_ids", []) if i is not None]
+    if not rows or not saved:
+        raise gr.Error("Ask a question first: its sources are listed here.")
+    if not isinstance(number, int | float) or not 1 <= number <= len(rows) \
+            or number != int(number):
+        raise gr.Error(f"Pick a source number from 1 to {len(rows)}.")
+    try:
+        ctx.service.mark_source(saved[-1], session["user"], rows[int(number) - 1][4], value)
+    except ChatError as exc:
+        raise gr.Error(str(exc)) from None
+    gr.Info(f"Thanks: source {int(number)} marked {'helped' if value == 1 else 'not relevant'}.")
+
+
 def save_reason(ctx: Runtime, reason: str | None, comment: str, session: dict,
                 request: gr.Request = None) -> tuple:
     """Store why an answer got a thumbs down (replaces the bare -1)."""

@@ -119,7 +119,8 @@ def source_rows(sources) -> list[list]:
         d = s if isinstance(s, dict) else s.as_dict()
         text = " ".join(str(d.get("text", "")).split())
         rows.append([i, str(d.get("document", "")), round(float(d.get("score", 0.0)), 3),
-                     text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")])
+                     text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else ""),
+                     d.get("chunk_id")])
     return rows
 
 
