@@ -117,3 +117,19 @@ def test_the_damage_checks_are_rows_in_plain_words():
     assert rows["facts kept, of 20 the base gets right"][1:] == ("40%", "base model 100%")
     assert rows["repeated word 4-grams in its answers"][1:] == ("50%", "served now 2%")
     assert rows["drift inside the reference answers (median token KL)"][1] == "0.900"
+
+
+def test_a_retrieval_run_shows_its_ranks_before_and_after():
+    metrics = {"mrr": 0.584, "hit@3": 0.7, "not_relevant@3": 1.0}
+    gate = {"passed": True, "verdict": "passed", "reasons": [], "compared_with": "plain embedder",
+            "heldout_before": metrics, "heldout_after": {**metrics, "mrr": 0.695},
+            "regression_before": {"mrr": 0.804, "hit@3": 0.947, "not_relevant@3": None},
+            "regression_after": {"mrr": 0.825, "hit@3": 0.965, "not_relevant@3": None}}
+    run = {**_run(gate=gate, activated=True, retriever_version="r0001"), "method": "retrieval",
+           "adapter_version": None}
+    text = verdict_md(run)
+    assert text.startswith("**Gate passed** for r0001 (retrieval, now served)")
+    rows = {row[0]: row[2:] for row in gate_rows(gate)}
+    assert rows["mrr, held-out marks"] == ("0.695", "plain embedder 0.584")
+    assert rows["hit@3, regression questions"] == ("0.965", "plain embedder 0.947")
+    assert "not_relevant@3, regression questions" not in rows  # no such marks there

@@ -39,7 +39,8 @@ def verdict_md(run: dict | None) -> str:
               f"not activated: {metrics.get('not_activated_because') or 'activate was off'}"
               if gate.get("passed") else "never served")
     verdict = "Gate: no visible change" if verdict == "no visible change" else f"Gate {verdict}"
-    lines = [f"**{verdict}** for {run.get('adapter_version')} ({run['method']}, {served})",
+    version = run.get("adapter_version") or metrics.get("retriever_version")
+    lines = [f"**{verdict}** for {version} ({run['method']}, {served})",
              "", "| check | what it asks | candidate | compared with |", "|---|---|---|---|"]
     lines += [f"| {' | '.join(row)} |" for row in gate_rows(gate)]
     lines += [""] + [f"- {reason}" for reason in gate.get("reasons", [])]
@@ -50,9 +51,32 @@ def _num(value) -> str:
     return "—" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
+RETRIEVAL_CHECKS = [  # (figure, what it asks), for held-out marks and the regression set
+    ("mrr", "how high the first passage marked helped ranks (1 = always first)"),
+    ("hit@3", "share of questions with a helped passage in the top 3"),
+    ("not_relevant@3", "share of questions with a passage marked not relevant in the top 3 "
+                       "(lower is better)"),
+]
+
+
+def retrieval_gate_rows(gate: dict) -> list[tuple[str, str, str, str]]:
+    """The retrieval gate's figures: held-out marks (each question ranked by a map that never
+    saw it) and the shipped regression questions, against the served version."""
+    rows = []
+    for part, label in (("heldout", "held-out marks"), ("regression", "regression questions")):
+        before, after = gate[f"{part}_before"], gate[f"{part}_after"]
+        for key, asks in RETRIEVAL_CHECKS:
+            if before.get(key) is not None:
+                rows.append((f"{key}, {label}", asks, _num(after.get(key)),
+                             f"{gate['compared_with']} {_num(before[key])}"))
+    return rows
+
+
 def gate_rows(gate: dict) -> list[tuple[str, str, str, str]]:
     """(check, what it means, candidate's figure, what it was compared with) for each check
     the gate ran."""
+    if "heldout_before" in gate:
+        return retrieval_gate_rows(gate)
     rows = []
     if gate.get("n_heldout") is not None:
         held = "pairs" if gate.get("pref_kind", "pairs") == "pairs" else "thumbs"
