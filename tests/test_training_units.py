@@ -139,3 +139,62 @@ def test_liked_answers_are_measured_against_their_own_prompts_disliked_one():
     assert preference_gaps(keys, scores) == [2.0, -1.0, 10.5]
     assert preference_gaps([("q", True)], [-1.0]) == []  # nothing disliked: no score
     assert preference_gaps([("q", False)], [-1.0]) == []  # nothing liked
+
+
+def _random_lora(path, name: str):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    return get_peft_model(AutoModelForCausalLM.from_pretrained(path), LoraConfig(
+        r=4, target_modules=["q_proj", "v_proj"], init_lora_weights=False), adapter_name=name)
+
+
+def test_paired_scoring_shares_each_pairs_start_and_gives_the_plain_numbers(cfg,
+                                                                         monkeypatch):
+    """The gate and early stopping score a pair's two answers with their common start run
+    once; the log-probs are those of scoring each answer alone (an odd count of pairs, a
+    pair sharing most of its answer, one sharing only the prompt)."""
+    from transformers import AutoTokenizer
+
+    from chat.engine.loading import resolve_base_model
+    from training import shared_prefix
+    from training.scoring import answer_logps, paired_logps
+
+    shared_passes = []
+    plain_shared = shared_prefix.shared_forward
+    monkeypatch.setattr(shared_prefix, "shared_forward",
+                        lambda *a, **k: shared_passes.append(1) or plain_shared(*a, **k))
+    path = resolve_base_model(cfg)
+    tok, model = AutoTokenizer.from_pretrained(path), _random_lora(path, "cand")
+    q = [[{"role": "user", "content": text}] for text in
+         ("Why is the sea salty?", "What is the capital of France?", "How do bees fly?")]
+    firsts = [(q[0], "Rivers carry salt from rocks to the sea.\n\nHope this helps!"),
+              (q[1], "Paris."), (q[2], "In short: their wings beat very fast.")]
+    seconds = [(q[0], "Rivers carry salt from rocks to the sea."), (q[1], "Madrid."),
+               (q[2], "Their wings beat very fast.")]
+    for adapter in (None, "cand"):
+        plain = [lp for lp, _ in answer_logps(model, tok, firsts + seconds, adapter)]
+        ours = paired_logps(model, tok, firsts, seconds, adapter)
+        assert ours[0] + ours[1] == pytest.approx(plain, abs=2e-3)
+    assert len(shared_passes) == 4  # two batches of pairs, for each version
+    with pytest.raises(ValueError):
+        paired_logps(model, tok, firsts, seconds[:2], None)
+
+
+def test_two_versions_answer_in_one_batch_as_each_would_alone(cfg):
+    from transformers import AutoTokenizer
+
+    from chat.engine.loading import resolve_base_model
+    from training.scoring import greedy_answers
+
+    path = resolve_base_model(cfg)
+    tok, model = AutoTokenizer.from_pretrained(path), _random_lora(path, "cand")
+    model.eval()
+    prompts = [[{"role": "user", "content": "Name a colour."}],
+               [{"role": "user", "content": "What do cats eat?"}]]
+    together = greedy_answers(model, tok, prompts, ["cand", None], 12)
+    alone = [greedy_answers(model, tok, prompts, [v], 12)[0] for v in ("cand", None)]
+    assert together == alone
+    assert together[0] != together[1]  # the random adapter answers otherwise

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from training.scoring import answer_batches, answer_logps, shipped_set
+from training.scoring import answer_batches, paired_logps, shipped_set
 
 FACTS = Path(__file__).with_name("facts.jsonl")
 EDGE_TOKENS = 8  # answer tokens left out at each end of a reference answer
@@ -44,12 +44,13 @@ def facts_kept(model, tok, items: list[tuple[list[dict], str, str]], candidate: 
     lead of the right answer's log-likelihood over a wrong one's, before and after: two short
     answers to the same question, so a new opener or length changes both alike, and the
     greedy flips of a small model's long answers do not count."""
-    answers = [(p, right) for p, right, _ in items] + [(p, wrong) for p, _, wrong in items]
+    rights = [(p, right) for p, right, _ in items]
+    wrongs = [(p, wrong) for p, _, wrong in items]
     n = len(items)
 
     def leads(adapter) -> list[float]:
-        logps = [lp for lp, _ in answer_logps(model, tok, answers, adapter)]
-        return [logps[i] - logps[n + i] for i in range(n)]
+        right, wrong = paired_logps(model, tok, rights, wrongs, adapter)
+        return [r - w for r, w in zip(right, wrong, strict=True)]
 
     base = leads(None)
     known = [i for i in range(n) if base[i] > 0]

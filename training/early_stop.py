@@ -14,7 +14,7 @@ import json
 import logging
 from dataclasses import dataclass, field
 
-from training.scoring import answer_logps
+from training.scoring import answer_logps, paired_logps
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +57,14 @@ def own_preference(model, tok, heldout: list[dict], max_length: int) -> tuple[fl
     """(accuracy, margin) of the policy's own likelihoods: the share of liked answers that are
     likelier than the disliked ones, and the mean log-likelihood gap (see preference_gaps)."""
     items = liked_and_disliked(heldout)
-    scores = [lp for lp, _ in answer_logps(model, tok, [(p, a) for p, a, _ in items],
-                                           "default", max_length)]
+    if heldout and "label" not in heldout[0]:  # pairs: (chosen, rejected) alternate
+        chosen, rejected = paired_logps(model, tok, [(p, a) for p, a, _ in items[0::2]],
+                                        [(p, a) for p, a, _ in items[1::2]], "default",
+                                        max_length)
+        scores = [x for pair in zip(chosen, rejected, strict=True) for x in pair]
+    else:
+        scores = [lp for lp, _ in answer_logps(model, tok, [(p, a) for p, a, _ in items],
+                                               "default", max_length)]
     gaps = preference_gaps([(json.dumps(p), up) for p, _, up in items], scores)
     if not gaps:
         return 0.0, 0.0
@@ -89,10 +95,14 @@ def make_early_stopping(watch: Watch, heldout: list[dict], tok, max_length: int,
     from peft import get_peft_model_state_dict
     from transformers import TrainerCallback
 
-    def score(model, step: int, control) -> None:
+    def score(model, step: int, control, bf16: bool) -> None:
+        import torch
+
         was_training = model.training
         model.eval()
-        accuracy, margin = own_preference(model, tok, heldout, max_length)
+        # as the steps compute: under CPU bf16 autocast the frozen weights are bf16
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            accuracy, margin = own_preference(model, tok, heldout, max_length)
         model.train(was_training)
         watch.history.append({"step": step, "accuracy": round(accuracy, 3),
                               "margin": round(margin, 3)})
@@ -112,7 +122,8 @@ def make_early_stopping(watch: Watch, heldout: list[dict], tok, max_length: int,
     class EarlyStopping(TrainerCallback):
         def on_step_end(self, args, state, control, model=None, **kwargs):
             if state.global_step % every == 0 or state.global_step >= state.max_steps:
-                score(model, state.global_step, control)
+                cpu = next(model.parameters()).device.type == "cpu"
+                score(model, state.global_step, control, bf16=cpu and bool(args.bf16))
 
     return EarlyStopping()
 

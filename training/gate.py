@@ -10,7 +10,7 @@ from pathlib import Path
 
 from training import damage
 from training.config import GateSettings
-from training.scoring import answer_logps, greedy_answers, reference_messages
+from training.scoring import answer_logps, greedy_answers, paired_logps, reference_messages
 from training.visible import Visible, measure, sides
 
 
@@ -56,8 +56,14 @@ def visible_change(model, tok, heldout: list[dict], s: GateSettings, candidate: 
     longest = max(len(tok(t, add_special_tokens=False)["input_ids"]) for t in liked + disliked)
     budget = min(s.visible_max_tokens, longest + 8)
 
-    def answer(prompts, adapter):
-        return greedy_answers(model, tok, prompts, adapter, budget)
+    answers: dict = {}
+
+    def answer(prompts, adapter):  # both versions answer in one batch, on the first call
+        if adapter not in answers:
+            versions = [candidate, served]
+            answers.update(zip(versions, greedy_answers(model, tok, prompts, versions, budget),
+                               strict=True))
+        return answers[adapter]
 
     return measure(heldout, answer, candidate, served, s.visible_prompts)
 
@@ -65,14 +71,15 @@ def visible_change(model, tok, heldout: list[dict], s: GateSettings, candidate: 
 def preference_accuracy(model, tok, pairs: list[dict], adapter: str,
                         base: dict | None = None) -> tuple[float, dict]:
     """Share of pairs whose implicit reward (policy - reference log-prob) prefers chosen."""
-    items = [(r["prompt"], r["chosen"][0]["content"]) for r in pairs]
-    items += [(r["prompt"], r["rejected"][0]["content"]) for r in pairs]
+    chosen = [(r["prompt"], r["chosen"][0]["content"]) for r in pairs]
+    rejected = [(r["prompt"], r["rejected"][0]["content"]) for r in pairs]
     if base is None:
-        base = {"logps": [lp for lp, _ in answer_logps(model, tok, items, None)]}
-    pol = [lp for lp, _ in answer_logps(model, tok, items, adapter)]
-    n = len(pairs)
-    wins = sum((pol[i] - base["logps"][i]) > (pol[n + i] - base["logps"][n + i]) for i in range(n))
-    return wins / max(1, n), base
+        base = {"logps": paired_logps(model, tok, chosen, rejected, None)}
+    pol = paired_logps(model, tok, chosen, rejected, adapter)
+    (ref_c, ref_r), (pol_c, pol_r) = base["logps"], pol
+    wins = sum(pc - rc > pr - rr for pc, rc, pr, rr in zip(pol_c, ref_c, pol_r, ref_r,
+                                                           strict=True))
+    return wins / max(1, len(pairs)), base
 
 
 def label_accuracy(model, tok, rows: list[dict], adapter: str,

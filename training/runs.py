@@ -16,6 +16,7 @@ from chat.errors import BadInput, ChatError, NotFound
 from feedback.store import Store, dumps, utcnow
 from training import registry
 from training.config import TrainSettings
+from training.memory import RUN_PROCESS_ENV
 
 log = logging.getLogger(__name__)
 FINISHED = ("succeeded", "rejected", "failed", "cancelled")
@@ -204,8 +205,8 @@ def _settle_dead(store: Store, run_id: int) -> None:
 
 def spawn(cfg: Config, run_id: int) -> subprocess.Popen:
     """Start the run in its own process (never in the server's)."""
-    env = {**os.environ, "CHAT_DATA_DIR": str(cfg.data_dir), "HF_HUB_OFFLINE": "1",
-           "TOKENIZERS_PARALLELISM": "false"}
+    env = {**RUN_PROCESS_ENV, **os.environ, "CHAT_DATA_DIR": str(cfg.data_dir),
+           "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     if cfg.model_cache is not None:
         env["CHAT_MODEL_CACHE"] = str(cfg.model_cache)
     if cfg.base_model:

@@ -98,13 +98,45 @@ def answer_logps(model, tok, items: list[tuple[list[dict], str]], adapter: str |
     return out
 
 
-def greedy_answers(model, tok, prompts: list[list[dict]], adapter: str | None,
-                   max_new_tokens: int) -> list[str]:
-    """Greedy answers of one version to several prompts, in one left-padded batch."""
+def paired_logps(model, tok, firsts: list[tuple[list[dict], str]],
+                 seconds: list[tuple[list[dict], str]], adapter: str | None,
+                 max_length: int = 512, pairs: int = 2) -> tuple[list[float], list[float]]:
+    """Answer log-probs of two aligned lists whose i-th items share a prompt (a pair's two
+    answers, a fact's right and wrong one). Each batch holds `pairs` firsts, then their
+    seconds, so every pair's common start (the prompt, often much of the answer too) runs
+    once (training/shared_prefix.py): the same numbers as answer_logps, up to rounding."""
+    from training.shared_prefix import sharing_prefixes
+
+    if len(firsts) != len(seconds):
+        raise ValueError("paired_logps needs two lists of the same length")
+    order = []  # (which list, index) in batch order
+    for i in range(0, len(firsts), pairs):
+        group = range(i, min(len(firsts), i + pairs))
+        order += [(0, j) for j in group] + [(1, j) for j in group]
+    lists = (firsts, seconds)
+    with sharing_prefixes(model):
+        scored = answer_logps(model, tok, [lists[side][j] for side, j in order], adapter,
+                              max_length, batch=2 * pairs)
+    out: tuple[list, list] = ([0.0] * len(firsts), [0.0] * len(firsts))
+    for (side, j), (logp, _) in zip(order, scored, strict=True):
+        out[side][j] = logp
+    return out
+
+
+BASE = "__base__"  # PEFT's name for "no adapter" in a mixed-adapter batch
+
+
+def greedy_answers(model, tok, prompts: list[list[dict]], adapters: list[str | None],
+                   max_new_tokens: int) -> list[list[str]]:
+    """Greedy answers of each version (adapter name, None for the base) to the same prompts,
+    all in one left-padded batch (PEFT's mixed-adapter batch): the base weights are read once
+    a step for both (8 prompts, two versions: 17.5 s apart, 14.1 s together on the AVX-512
+    CPU in fp32; no gain where fp32 decoding is compute-bound, with AVX2 only)."""
     import torch
 
     texts = [tok.apply_chat_template(p, add_generation_prompt=True, tokenize=False)
-             for p in prompts]
+             for p in prompts] * len(adapters)
+    names = [a or BASE for a in adapters for _ in prompts]
     side, tok.padding_side = tok.padding_side, "left"
     try:
         batch = tok(texts, return_tensors="pt", padding=True, add_special_tokens=False)
@@ -112,8 +144,9 @@ def greedy_answers(model, tok, prompts: list[list[dict]], adapter: str | None,
         tok.padding_side = side
     batch = batch.to(next(model.parameters()).device)
     pad = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-    with torch.inference_mode(), using(model, adapter):
+    with torch.inference_mode():
         out = model.generate(**batch, do_sample=False, max_new_tokens=max_new_tokens,
-                             pad_token_id=pad)
+                             pad_token_id=pad, adapter_names=names)
     width = batch["input_ids"].shape[1]
-    return [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+    answers = [tok.decode(row[width:], skip_special_tokens=True).strip() for row in out]
+    return [answers[i:i + len(prompts)] for i in range(0, len(answers), len(prompts))]

@@ -13,6 +13,7 @@ from chat.engine.hardware import cpu_has_fast_bf16
 from training.config import TrainSettings
 from training.datasets import kto_weights, trl_columns
 from training.early_stop import Watch, make_early_stopping, restore_best
+from training.memory import freeze_linears_in_bf16, trim_heap
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +47,7 @@ def make_callback(hooks: Hooks):
             hooks.on_log(state.global_step, state.max_steps, {"phase": hooks.phase, **clean})
 
         def on_step_end(self, args, state, control, **kwargs):
+            trim_heap()  # each step starts from live memory (training/memory.py)
             if hooks.should_stop() or hooks.out_of_time():
                 control.should_training_stop = True
 
@@ -62,6 +64,20 @@ def device_and_dtype(precision: str = "auto"):
             return "cuda", torch.float32
         return "cuda", torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
     return "cpu", torch.float32
+
+
+def cpu_autocast_bf16(precision: str) -> bool:
+    """On a CPU: fp32 weights with bf16 autocast where the CPU multiplies bf16 natively."""
+    return precision == "bf16" or (precision == "auto" and cpu_has_fast_bf16())
+
+
+def load_frozen_policy(base_path: str, precision: str = "auto"):
+    """The policy for LoRA training: under CPU bf16 autocast its frozen linear weights are
+    kept in bf16 (training/memory.py), as autocast would cast them on every forward."""
+    model, tok = load_policy(base_path, precision)
+    if device_and_dtype(precision)[0] == "cpu" and cpu_autocast_bf16(precision):
+        freeze_linears_in_bf16(model)
+    return model, tok
 
 
 def load_policy(base_path: str, precision: str = "auto"):
@@ -89,12 +105,7 @@ def common_args(s: TrainSettings, out_dir: Path, lr: float | None = None,
     device, dtype = device_and_dtype(s.optim.precision)
     import torch
 
-    bf16 = dtype == torch.bfloat16
-    if device == "cpu":  # fp32 weights; bf16 autocast where the CPU multiplies bf16 natively
-
-        bf16 = s.optim.precision == "bf16" or (
-            s.optim.precision == "auto" and cpu_has_fast_bf16())
-
+    bf16 = dtype == torch.bfloat16 or (device == "cpu" and cpu_autocast_bf16(s.optim.precision))
     micro = min(s.optim.micro_batch, s.optim.batch_size)
     return dict(
         output_dir=str(out_dir), per_device_train_batch_size=micro,
@@ -148,7 +159,7 @@ def train_dpo(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
     from datasets import Dataset
     from trl import DPOConfig
 
-    model, tok = load_policy(base_path, s.optim.precision)
+    model, tok = load_frozen_policy(base_path, s.optim.precision)
     losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, s.optim.sft_weight]} \
         if s.optim.sft_weight > 0 else {}
     args = DPOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
@@ -199,7 +210,7 @@ def train_kto(base_path: str, rows: list[dict], s: TrainSettings, out_dir: Path,
     from trl import KTOConfig, KTOTrainer
 
     desirable, undesirable = kto_weights(rows)
-    model, tok = load_policy(base_path, s.optim.precision)
+    model, tok = load_frozen_policy(base_path, s.optim.precision)
     args = KTOConfig(**common_args(s, out_dir / "work"), beta=s.optim.beta,
                      max_length=s.optim.max_length, desirable_weight=desirable,
                      undesirable_weight=undesirable)
