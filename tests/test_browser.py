@@ -111,8 +111,25 @@ def test_whole_loop_in_the_browser(live, browser, tmp_path):
 # ---------------------------------------------------------------------------- as a user
 
 
+def first_screen_step(page, store, shots) -> None:
+    """A short welcome and three example questions from the knowledge base; nothing streams,
+    so Stop cannot be pressed."""
+    from retrieval.examples import example_questions
+    from retrieval.retriever import KNOWLEDGE_DIR
+
+    chat = page.locator("#chatbot")
+    chat.get_by_text("Ask about the documents in the knowledge base").wait_for()
+    wanted = example_questions(store, KNOWLEDGE_DIR)
+    assert len(wanted) == 3
+    for question in wanted:
+        chat.locator("button.example").get_by_text(question).wait_for()
+    assert page.locator("#stop").is_disabled()
+    shots.take(page, "first-screen")
+
+
 def chat_steps(page, store, shots) -> None:
     t0 = time.monotonic()
+    first_screen_step(page, store, shots)
     watch_bot_text(page)
     answer = ask(page, QUESTION, 0, badge="answered by the base model")
     seen = page.evaluate("window.__seen")
@@ -198,6 +215,7 @@ def queued_question_step(page, store) -> None:
     page.locator("#question textarea").fill(first)
     page.locator("#send").click()
     bots(page).nth(n).wait_for(timeout=120_000)  # the answer has begun to stream
+    assert page.locator("#stop").is_enabled()
     page.locator("#question textarea").fill(follow_up)
     streaming = busy(page)
     page.locator("#send").click()

@@ -16,13 +16,12 @@ from chat.errors import NotEnoughData
 from feedback import sources
 from feedback.store import Store, utcnow
 from retrieval import versions
+from retrieval.examples import REGRESSION_SET
 from retrieval.query_map import Example, QueryMap, apply, fit, rank_metrics
 from retrieval.retriever import Retriever
 from training.config import RetrievalSettings, TrainSettings
 from training.runs import update_run
 from training.trainers import Cancelled, Hooks
-
-REGRESSION_SET = Path(__file__).resolve().parents[1] / "retrieval" / "regression.jsonl"
 
 
 @dataclass

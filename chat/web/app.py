@@ -28,6 +28,11 @@ from chat.web.feedback_handlers import (
     save_reason,
 )
 from feedback.store import RATING_REASONS
+from retrieval.examples import example_questions
+
+WELCOME = ("**Ask about the documents in the knowledge base.** Each answer lists the passages "
+           "it drew on; rate answers 👍 / 👎, correct them or compare two, and the assistant "
+           "learns from it.")
 
 
 @dataclass
@@ -65,12 +70,12 @@ def _render_chat_tab() -> ChatTab:
         with gr.Column(scale=4):
             chatbot = gr.Chatbot(label="Chat", height=520, sanitize_html=True,
                                  render_markdown=True, buttons=["copy"], editable="all",
-                                 elem_id="chatbot")
+                                 elem_id="chatbot", placeholder=WELCOME)
             with gr.Row():
                 box = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8,
                                  elem_id="question", max_lines=8)
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-                stop = gr.Button("Stop", scale=1, elem_id="stop")
+                stop = gr.Button("Stop", scale=1, elem_id="stop", interactive=False)
                 compare_btn = gr.Button("Compare", scale=1, elem_id="compare")
             with gr.Group(visible=False, elem_id="reason-box") as reason_box:
                 reason = gr.Radio(list(RATING_REASONS), label="What was wrong?",
@@ -109,13 +114,13 @@ def _conversation_list(ctx: Runtime):
 
 def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
     def _respond(message: str, chat_history: list, session: dict, request: gr.Request):
-        yield from respond(ctx, message, chat_history, session, request)
+        yield from _stoppable(respond(ctx, message, chat_history, session, request))
 
     def _retry(chat_history: list, session: dict, data: gr.RetryData, request: gr.Request):
-        yield from retry(ctx, chat_history, session, data, request)
+        yield from _stoppable(retry(ctx, chat_history, session, data, request))
 
     def _edit(chat_history: list, session: dict, data: gr.EditData, request: gr.Request):
-        yield from edit(ctx, chat_history, session, data, request)
+        yield from _stoppable(edit(ctx, chat_history, session, data, request))
 
     def _undo(chat_history: list, session: dict, data: gr.UndoData, request: gr.Request):
         return undo(ctx, chat_history, session, data, request)
@@ -129,21 +134,46 @@ def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
     chatbot, box = ui.chatbot, ui.box
     after = dict(fn=_sources, inputs=[session], outputs=[ui.sources], api_name="sources")
     # a question sent while an answer streams is asked once that answer is done
-    events = [trigger(_respond, [box, chatbot, session], [box, chatbot, session],
-                      api_name=name, trigger_mode="always_last")
-              for trigger, name in ((box.submit, "chat"), (ui.send.click, False))]
-    for event in events:
+    stop = ui.stop
+    asked = [trigger(_respond, [box, chatbot, session], [box, chatbot, session, stop],
+                     api_name=name, trigger_mode="always_last")
+             for trigger, name in ((box.submit, "chat"), (ui.send.click, False))]
+    asked.append(chatbot.example_select(_example_text, None, [box], api_name=False).then(
+        _respond, [box, chatbot, session], [box, chatbot, session, stop], api_name=False))
+    for event in asked:
         event.then(**after).then(_conversation_list(ctx), [session],
                                  [session, ui.conversations], api_name=False)
-    events += [chatbot.retry(_retry, [chatbot, session], [chatbot, session, box],
-                             api_name="retry"),
-               chatbot.edit(_edit, [chatbot, session], [chatbot, session, box],
-                            api_name="edit")]
-    for event in events[2:]:
+    redone = [chatbot.retry(_retry, [chatbot, session], [chatbot, session, box, stop],
+                            api_name="retry"),
+              chatbot.edit(_edit, [chatbot, session], [chatbot, session, box, stop],
+                           api_name="edit")]
+    for event in redone:
         event.then(**after)
-    ui.stop.click(None, cancels=events)
+    stop.click(lambda: gr.Button(interactive=False), None, [stop], cancels=asked + redone,
+               queue=False, api_name=False)
     chatbot.undo(_undo, [chatbot, session], [chatbot, session, box], api_name="undo")
     chatbot.clear(_clear, [session], [chatbot, session], api_name="clear").then(**after)
+
+
+def _example_text(data: gr.SelectData) -> str:
+    return data.value["text"]
+
+
+def _stoppable(stream, fields: int = 3):
+    """A streaming handler's updates (`fields` outputs each) plus the Stop button, pressable
+    while it streams; its last update comes again with Stop off (so that the final output,
+    which API clients read, is the handler's)."""
+    last = (gr.skip(),) * fields
+    for last in stream:
+        yield (*last, gr.Button(interactive=True))
+    yield (*last, gr.Button(interactive=False))
+
+
+def _examples(ctx: Runtime):
+    def _load():  # the knowledge base of now, not of when the server started
+        questions = example_questions(ctx.store, ctx.service.retriever.seed_dir)
+        return gr.Chatbot(examples=[{"text": q} for q in questions])
+    return _load
 
 
 def _wire_feedback(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
@@ -185,6 +215,7 @@ def _wire_conversations(ctx: Runtime, session: gr.State, app: gr.Blocks, ui: Cha
 
     listed = _conversation_list(ctx)
     app.load(listed, [session], [session, ui.conversations], api_name=False)
+    app.load(_examples(ctx), None, [ui.chatbot], api_name=False)
     ui.refresh.click(listed, [session], [session, ui.conversations], api_name="conversations")
     ui.reopen.click(_open, [ui.conversations, session], [ui.chatbot, session, ui.sources],
                     api_name="open_conversation")
