@@ -100,10 +100,11 @@ def erase_user(db: Database, user: str) -> list[str]:
 def training_marks(store: Store) -> list[SourceMark]:
     """Every explicit mark, plus "not relevant" for each source of an answer rated down for
     its sources, unless that user marked that source of that answer themselves."""
+    rows = store.query("SELECT * FROM source_feedback ORDER BY id")
     marks = [SourceMark(f"s{r['id']}", r["user"], r["query"], r["chunk_id"], r["value"])
-             for r in store.query("SELECT * FROM source_feedback ORDER BY id")]
-    marked = {(r["message_id"], r["user"], r["chunk_id"]) for r in store.query(
-        "SELECT message_id, user, chunk_id FROM source_feedback WHERE message_id IS NOT NULL")}
+             for r in rows]
+    marked = {(r["message_id"], r["user"], r["chunk_id"]) for r in rows
+              if r["message_id"] is not None}
     blamed = store.query(
         "SELECT r.id, r.user, r.message_id, a.sources_json, q.content AS query FROM ratings r "
         "JOIN messages a ON a.id = r.message_id JOIN messages q ON q.id = a.parent_id "

@@ -14,12 +14,14 @@ from pathlib import Path
 import numpy as np
 
 from chat.errors import BadInput, NotFound
+from feedback.served import ServedVersions
 from feedback.store import Store, decoded, dumps, utcnow
 from retrieval.query_map import QueryMap
 
 VERSION_RE = re.compile(r"^r\d{4,}$")
 MAP_FILE = "query_map.npz"
 COMPLETE_MARKER = "meta.json"  # written last: a folder without it is incomplete
+SERVED = ServedVersions("retrievers", "retriever_serving_log")
 
 
 def check_version(version: str) -> str:
@@ -46,8 +48,7 @@ def list_versions(store: Store) -> list[dict]:
 
 
 def active_version(store: Store) -> str | None:
-    row = store.one("SELECT version FROM retrievers WHERE status = 'active'")
-    return row["version"] if row else None
+    return SERVED.active(store)
 
 
 def register(store: Store, root: Path, query_map: QueryMap, *, metrics: dict, meta: dict,
@@ -84,34 +85,20 @@ def activate(store: Store, version: str) -> dict:
         raise BadInput(f"retriever {version} was trained on feedback of a forgotten user and "
                        "cannot be served again")
     with store.write() as db:
-        _switch(db, version)
+        SERVED.switch(db, version)
     return get(store, version)
-
-
-def _switch(db, version: str | None) -> None:
-    db.conn.execute("UPDATE retrievers SET status = 'retired' WHERE status = 'active'")
-    now = utcnow()
-    if version is not None:
-        db.conn.execute("UPDATE retrievers SET status = 'active', activated_at = ? "
-                        "WHERE version = ?", (now, version))
-    db.conn.execute("INSERT INTO retriever_serving_log (version, at) VALUES (?, ?)",
-                    (version, now))
 
 
 def rollback(store: Store) -> str | None:
     """Serve again what was served before: an earlier version, or the plain embedder (None)."""
     current = active_version(store)
-    prev = store.one(
-        "SELECT version FROM retriever_serving_log WHERE version IS NOT ? AND id < "
-        "(SELECT MAX(id) FROM retriever_serving_log WHERE version IS ?) AND (version IS NULL "
-        "OR version IN (SELECT version FROM retrievers WHERE NOT erased_data)) "
-        "ORDER BY id DESC LIMIT 1", (current, current))
+    prev = SERVED.before(store, current)
     if prev is None and current is None:
         raise BadInput("the plain embedder is served and nothing was before it; nothing to "
                        "roll back")
     version = prev["version"] if prev else None
     with store.write() as db:
-        _switch(db, version)
+        SERVED.switch(db, version)
     return version
 
 
@@ -124,17 +111,7 @@ def retire_erased(db, user: str, erased_keys: set[str]) -> tuple[list[str], str 
         "SELECT * FROM retrievers WHERE NOT erased_data"))
         if user in r["meta"].get("feedback_users", [])
         or erased_keys & {k.split(":")[0] for k in r["meta"].get("mark_keys", [])}]
-    for version in marked:
-        db.conn.execute("UPDATE retrievers SET erased_data = 1 WHERE version = ?", (version,))
-    row = db.conn.execute("SELECT version FROM retrievers WHERE status = 'active'").fetchone()
-    if not row or row[0] not in marked:
-        return marked, row[0] if row else None
-    row = db.conn.execute(
-        "SELECT version FROM retriever_serving_log WHERE version IN (SELECT version FROM "
-        "retrievers WHERE NOT erased_data AND status != 'rejected') ORDER BY id DESC LIMIT 1"
-    ).fetchone()
-    _switch(db, row[0] if row else None)
-    return marked, row[0] if row else None
+    return marked, SERVED.mark_erased(db, marked)[1]
 
 
 class QueryMaps:

@@ -29,8 +29,9 @@ WRITER = {t: writer for tables, (writer, _) in FAMILIES.items() for t in tables}
 OWNERS = {t: (writer, *readers) for tables, (writer, readers) in FAMILIES.items()
           for t in tables}
 DYNAMIC = "{}"  # stands for a table name only known at run time (`INSERT INTO {table}`)
-# where a table name may be a run-time value: the store's one generic insert, and the schema
-DYNAMIC_OWNERS = ("feedback.store", SCHEMA)
+# where a table name may be a run-time value: the store's one generic insert, the schema, and
+# the served-versions helper each registry calls with its own tables (feedback/served.py)
+DYNAMIC_OWNERS = ("feedback.store", SCHEMA, "feedback.served")
 # uppercase keywords only: SQL here is written in capitals, prose ("read from messages") not
 SQL_TABLE = re.compile(r"\b(?:FROM|JOIN|INTO|UPDATE|TABLE)\s+(\{\}|[A-Za-z_]\w*)")
 SQL_WRITE = re.compile(r"\b(?:INSERT\s+(?:OR\s+\w+\s+)?INTO|UPDATE|DELETE\s+FROM|REPLACE\s+INTO)"

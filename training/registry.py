@@ -9,10 +9,12 @@ import shutil
 from pathlib import Path
 
 from chat.errors import BadInput, NotFound
+from feedback.served import ServedVersions
 from feedback.store import Store, decoded, dumps, utcnow
 
 VERSION_RE = re.compile(r"^v\d{4,}$")
 COMPLETE_MARKER = "meta.json"  # written last: a folder without it is incomplete
+SERVED = ServedVersions("adapters", "serving_log")
 
 
 def format_version(n: int) -> str:
@@ -41,8 +43,7 @@ def list_adapters(store: Store) -> list[dict]:
 
 
 def active_version(store: Store) -> str | None:
-    row = store.one("SELECT version FROM adapters WHERE status = 'active'")
-    return row["version"] if row else None
+    return SERVED.active(store)
 
 
 def active_row(store: Store) -> dict | None:
@@ -129,23 +130,13 @@ def _serve(store: Store, version: str | None, expected_active) -> None:
     with store.write() as db:
         if expected_active is not ANY_ACTIVE:
             _check_still_active(db, expected_active)
-        _switch(db, version)
-
-
-def _switch(db, version: str | None) -> None:
-    db.conn.execute("UPDATE adapters SET status = 'retired' WHERE status = 'active'")
-    now = utcnow()
-    if version is not None:
-        db.conn.execute("UPDATE adapters SET status = 'active', activated_at = ? "
-                        "WHERE version = ?", (now, version))
-    db.conn.execute("INSERT INTO serving_log (version, at) VALUES (?, ?)", (version, now))
+        SERVED.switch(db, version)
 
 
 def _check_still_active(db, expected: str | None) -> None:
     """Inside the write transaction: refuse when what is served is no longer `expected` (an
     admin activated, rolled back or deactivated meanwhile; their choice stands)."""
-    row = db.conn.execute("SELECT version FROM adapters WHERE status = 'active'").fetchone()
-    now = row[0] if row else None
+    now = SERVED.active_in(db)
     if now != expected:
         raise BadInput(f"the served adapter changed from {expected or 'the base model'} to "
                        f"{now or 'the base model'} meanwhile")
@@ -161,20 +152,12 @@ def deactivate(store: Store, *, expected_active: str | None | object = ANY_ACTIV
     return current["version"]
 
 
-_NOT_ERASED = ("(version IS NULL OR version NOT IN "
-               "(SELECT version FROM adapters WHERE erased_data))")
-
-
 def rollback(store: Store, base_model: str | None = None) -> str | None:
     """Serve again what was served before the current state: an earlier version, or the base
     model (None). Two rollbacks in a row swap the last two states, the base model included
     (like `cd -`); `deactivate` serves the base model whatever came before."""
     current = active_version(store)
-    prev = store.one(
-        "SELECT version FROM serving_log WHERE version IS NOT ? AND id < "
-        "(SELECT MAX(id) FROM serving_log WHERE version IS ?) "
-        f"AND {_NOT_ERASED} ORDER BY id DESC LIMIT 1",
-        (current, current))
+    prev = SERVED.before(store, current)
     if prev is None and current is None:
         raise BadInput("the base model is served and nothing was before it; nothing to roll "
                        "back")
@@ -207,15 +190,4 @@ def retire_erased(db, user: str, preference_ids: list[int],
     marked = [r["version"] for r in map(_decode, db.query(
         "SELECT * FROM adapters WHERE NOT erased_data")) if trained_on(r["meta"], user, prefs,
                                                                       ratings)]
-    for version in marked:
-        db.conn.execute("UPDATE adapters SET erased_data = 1 WHERE version = ?", (version,))
-    row = db.conn.execute("SELECT version FROM adapters WHERE status = 'active'").fetchone()
-    served = row[0] if row else None
-    if served not in marked:
-        return marked, served, served
-    row = db.conn.execute(
-        "SELECT version FROM serving_log WHERE version IS NOT NULL AND version IN (SELECT "
-        "version FROM adapters WHERE NOT erased_data AND status != 'rejected') "
-        "ORDER BY id DESC LIMIT 1").fetchone()
-    _switch(db, row[0] if row else None)
-    return marked, served, row[0] if row else None
+    return (marked, *SERVED.mark_erased(db, marked))

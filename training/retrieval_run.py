@@ -67,26 +67,28 @@ def prepare(store: Store, cfg: Config, s: TrainSettings) -> dict:
                                           for f in range(folds)], "n_marks": n_marks}
 
 
-def ranked(retriever: Retriever, texts: list[str], version: str | None, depth: int,
-           query_map: QueryMap | None = None) -> list[list[int]]:
-    """Chunk ids best first for each text, as a version (or a candidate map) ranks them."""
-    if not texts:
+def ranked(retriever: Retriever, vectors: np.ndarray, query_map: QueryMap | None,
+           depth: int) -> list[list[int]]:
+    """Chunk ids best first for each embedded question, as a map (None: plain) ranks them."""
+    if not len(vectors):
         return []
-    vectors = (apply(query_map, retriever.embedder.encode(texts, progress=False))
-               if query_map is not None else retriever.query_vectors(texts, version))
-    return [[i for i, _ in row] for row in retriever.index.search(vectors, depth)]
+    return [[i for i, _ in row] for row in retriever.index.search(apply(query_map, vectors),
+                                                                  depth)]
 
 
-def examples(retriever: Retriever, queries: list[Query], r: RetrievalSettings) -> list[Example]:
+def examples(retriever: Retriever, queries: list[Query], r: RetrievalSettings
+             ) -> dict[str, Example]:
+    """Each question embedded and searched once per run, by its text: the folds and the
+    final map take their rows from here."""
     index = retriever.index
-    vectors = retriever.query_vectors([q.text for q in queries], None)
-    out = []
+    vectors = retriever.embedder.encode([q.text for q in queries], progress=False)
+    out = {}
     for q, vector, top in zip(queries, vectors, index.search(vectors, r.candidates),
-                                 strict=True):
+                              strict=True):
         ids = list(dict.fromkeys([i for i, _ in top] + sorted(q.helped | q.unwanted)))
         ids = [i for i in ids if i in index.keys]
         marks = np.array([1 if i in q.helped else -1 if i in q.unwanted else 0 for i in ids])
-        out.append(Example(vector, index.vectors(ids), marks))
+        out[q.text] = Example(vector, index.vectors(ids), marks)
     return out
 
 
@@ -101,9 +103,8 @@ def regression_items(store: Store) -> list[tuple[str, set[int]]]:
     return [(i["query"], chunks[i["document"]]) for i in items if i["document"] in chunks]
 
 
-def train_map(retriever: Retriever, queries: list[Query], r: RetrievalSettings, seed: int,
+def train_map(train: list[Example], r: RetrievalSettings, seed: int,
               on_step=None) -> tuple[QueryMap, list[float]]:
-    train = examples(retriever, queries, r)
     weights, losses = fit(train, steps=r.steps, learning_rate=r.learning_rate,
                           temperature=r.temperature, identity_weight=r.identity_weight,
                           on_step=on_step, seed=seed)
@@ -111,34 +112,37 @@ def train_map(retriever: Retriever, queries: list[Query], r: RetrievalSettings, 
                     r.near_full), losses
 
 
-def heldout_ranks(retriever: Retriever, folds: list[list[Query]], r: RetrievalSettings,
-                  seed: int) -> tuple[list[Query], list[list[int]]]:
+def heldout_ranks(retriever: Retriever, folds: list[list[Query]], rows: dict[str, Example],
+                  r: RetrievalSettings, seed: int) -> tuple[list[Query], list[list[int]]]:
     """Each fold's questions ranked by a map trained on the other folds."""
     queries, ranks = [], []
     for f, fold in enumerate(folds):
-        rest = [q for g, other in enumerate(folds) if g != f for q in other]
-        fold_map, _ = train_map(retriever, rest, r, seed)
+        rest = [rows[q.text] for g, other in enumerate(folds) if g != f for q in other]
+        fold_map, _ = train_map(rest, r, seed)
         queries += fold
-        ranks += ranked(retriever, [q.text for q in fold], None, r.depth, fold_map)
+        ranks += ranked(retriever, np.stack([rows[q.text].query for q in fold]), fold_map,
+                        r.depth)
     return queries, ranks
 
 
-def judge(retriever: Retriever, store: Store, folds: list[list[Query]], final: QueryMap,
-          active: str | None, r: RetrievalSettings, seed: int) -> dict:
+def judge(retriever: Retriever, store: Store, folds: list[list[Query]],
+          rows: dict[str, Example], final: QueryMap, active: str | None,
+          r: RetrievalSettings, seed: int) -> dict:
     """Held-out marks (each question ranked by a map that never saw it) and the regression
     set (by the map to be served), against the served version: helped chunks must rise,
     unwanted ones fall, the regression set hold."""
-    heldout, after_ranks = heldout_ranks(retriever, folds, r, seed)
-    texts = [q.text for q in heldout]
+    heldout, after_ranks = heldout_ranks(retriever, folds, rows, r, seed)
+    served = retriever.maps.get(active)
     helped, unwanted = [q.helped for q in heldout], [q.unwanted for q in heldout]
-    before = rank_metrics(ranked(retriever, texts, active, r.depth), helped, unwanted, r.k)
+    vectors = np.stack([rows[q.text].query for q in heldout])
+    before = rank_metrics(ranked(retriever, vectors, served, r.depth), helped, unwanted, r.k)
     after = rank_metrics(after_ranks, helped, unwanted, r.k)
     reg = regression_items(store)
-    reg_texts, reg_sets = [t for t, _ in reg], [c for _, c in reg]
-    none = [set()] * len(reg)
-    reg_before = rank_metrics(ranked(retriever, reg_texts, active, r.depth), reg_sets, none, r.k)
-    reg_after = rank_metrics(ranked(retriever, reg_texts, None, r.depth, final), reg_sets,
-                             none, r.k)
+    reg_sets, none = [c for _, c in reg], [set()] * len(reg)
+    reg_vectors = (retriever.embedder.encode([t for t, _ in reg], progress=False) if reg
+                   else np.zeros((0, 0)))
+    reg_before, reg_after = (rank_metrics(ranked(retriever, reg_vectors, m, r.depth), reg_sets,
+                                          none, r.k) for m in (served, final))
     hit, bad = f"hit@{r.k}", f"not_relevant@{r.k}"
     reasons, better = [], []
     for key, up in (("mrr", True), (hit, True), (bad, False), ("helped_mean_rank", False),
@@ -180,12 +184,12 @@ def run(store: Store, cfg: Config, s: TrainSettings, run_id: int, hooks: Hooks,
                progress={"phase": "training", "method": "retrieval", "why": prep["why"]})
     retriever = Retriever(cfg, store)
     started = time.monotonic()
-    final, losses = train_map(retriever, prep["queries"], r, s.data.seed,
-                              _progress(hooks, r.steps))
+    rows = examples(retriever, prep["queries"], r)
+    final, losses = train_map(list(rows.values()), r, s.data.seed, _progress(hooks, r.steps))
     trained = time.monotonic()
     update_run(store, run_id, progress={"phase": "gate", "method": "retrieval"})
     active = versions.active_version(store)
-    gate = judge(retriever, store, prep["folds"], final, active, r, s.data.seed)
+    gate = judge(retriever, store, prep["folds"], rows, final, active, r, s.data.seed)
     if hooks.should_stop():
         raise Cancelled
     queries = prep["queries"]
