@@ -193,6 +193,11 @@ def test_admin_events_through_the_running_app(ctx):
         for name in ("/admin_delete_document", "/admin_activate_prompt"):
             with pytest.raises(AppError, match="greater than"):  # not an OverflowError
                 admin_client.predict(1e20, api_name=name)
+        # the dashboard fills as the console opens: for an admin, and empty for the rest
+        stats = admin_client.predict("all", "", api_name="/admin_dashboard_open")[0]
+        assert "serving" in stats.lower()
+        left = user_client.predict("all", "", api_name="/admin_dashboard_open")
+        assert all(out == {"__type__": "update"} for out in left)  # nothing shown or changed
         with pytest.raises(AuthenticationError, match="credentials were not provided"):
             Client(app.local_url, verbose=False).predict(api_name="/admin_adapters")
     finally:

@@ -15,7 +15,7 @@ from chat.web.chat_handlers import (
     retry,
 )
 from chat.web.feedback_handlers import edit, like, save_reason
-from chat.web.views import badge, strip_badge, text_of
+from chat.web.views import badge, mark_stopped, strip_badge, text_of
 from tests import app_support
 from tests.app_support import ask, like_event
 from tests.wiring_support import wired
@@ -89,6 +89,8 @@ def test_a_stopped_answer_is_stored_as_stopped_and_can_be_rated(ctx, store):
     (row,) = store.query("SELECT * FROM messages WHERE role = 'assistant'")
     assert json.loads(row["params_json"])["stopped"] is True
     assert session["message_ids"] == []  # the session never got the id...
+    history = mark_stopped(history)  # what the Stop button shows
+    assert history[1]["content"].endswith(" · stopped</sub>")
     liked = like(ctx, history, session, like_event(1, False))[0]
     (rating,) = store.query("SELECT * FROM ratings")  # ...yet the rating lands on it
     assert (rating["message_id"], rating["value"]) == (row["id"], -1)
@@ -254,3 +256,18 @@ def test_a_source_of_the_last_answer_is_marked_helped_or_not_relevant(ctx, store
     marks = store.query("SELECT user, chunk_id, value, message_id FROM source_feedback")
     assert marks == [{"user": session["user"], "chunk_id": session["sources"][0][4],
                       "value": 1, "message_id": session["message_ids"][-1]}]
+
+
+def test_a_stopped_answer_is_marked_stopped_live_and_on_reopen(ctx, store):
+    from chat.web.chat_handlers import open_conversation
+
+    updates = respond(ctx, "Tell me a long story.", [], new_session())
+    next(updates)
+    _, history, session = next(updates)
+    updates.close()
+    shown = mark_stopped(history)
+    assert mark_stopped(shown) == shown  # marked once; a finished answer's badge is kept
+    assert "stopped" in shown[1]["content"] and "answered by" in shown[1]["content"]
+    assert strip_badge(text_of(shown[1]["content"])) == strip_badge(text_of(history[1]["content"]))
+    reopened = open_conversation(ctx, session["conversation_id"], session, None)[0]["value"]
+    assert "stopped" in reopened[1]["content"] and "answered by" in reopened[1]["content"]

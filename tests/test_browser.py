@@ -253,6 +253,9 @@ def training_steps(page, live, shots, tmp_path) -> None:
     store = live["store"]
     assert import_pairs(store, tmp_path) == {"preference": 12}
     page.get_by_role("tab", name="Admin").click()
+    # the dashboard is filled as the console opens, with no Refresh
+    page.locator("#feedback-stats").get_by_text("Serving").first.wait_for(timeout=30_000)
+    shots.take(page, "admin-dashboard")
     page.get_by_role("tab", name="Training").click()
     page.locator("#train-method input").first.click()
     page.get_by_role("option", name="dpo", exact=True).click()

@@ -45,12 +45,13 @@ from chat.web.admin_views import (
 
 @contextmanager
 def _caller(ctx: Runtime, request: gr.Request | None) -> Iterator[str]:
-    """The caller's login; a named error inside becomes a message in the browser, and
-    nothing changes."""
+    """The caller's login; a named error inside (a refusal: nothing to roll back, not an
+    admin, ...) becomes a message in the browser titled "Not done", no server traceback,
+    and nothing changes."""
     try:
         yield ctx.authorizer.web_user(request)
     except ChatError as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(str(exc), title="Not done", print_exception=False) from None
 
 
 def gradio_upload_folder() -> Path:
@@ -61,15 +62,29 @@ def gradio_upload_folder() -> Path:
 # ---------------------------------------------------------------------------- dashboard
 
 
-def _wire_dashboard(ctx: Runtime, session: gr.State, ui: Dashboard) -> None:
+def _dashboard(ctx: Runtime, user: str, kind: str, reason: str):
+    return dashboard_view(admin.serving(ctx, user), admin.dashboard(ctx, user),
+                          admin.thumbs_down_over_time(ctx, user),
+                          admin.recent_feedback(ctx, user, kind, reason))
+
+
+def _wire_dashboard(ctx: Runtime, session: gr.State, ui: Dashboard, opened) -> None:
     def refresh(_session: dict, kind: str, reason: str, request: gr.Request):
         with _caller(ctx, request) as user:
-            return dashboard_view(admin.serving(ctx, user), admin.dashboard(ctx, user),
-                                  admin.thumbs_down_over_time(ctx, user),
-                                  admin.recent_feedback(ctx, user, kind, reason))
+            return _dashboard(ctx, user, kind, reason)
 
-    ui.refresh.click(refresh, [session, ui.kind, ui.reason], [ui.stats, ui.trend, ui.recent],
-                     api_name="admin_dashboard")
+    def on_open(_session: dict, kind: str, reason: str, request: gr.Request):
+        """Filled as the console opens; the tab shows to everyone, so a user who is not an
+        admin gets it left empty, without an error."""
+        try:
+            return _dashboard(ctx, ctx.authorizer.web_user(request), kind, reason)
+        except ChatError:
+            return gr.skip(), gr.skip(), gr.skip()
+
+    outputs = [ui.stats, ui.trend, ui.recent]
+    ui.refresh.click(refresh, [session, ui.kind, ui.reason], outputs, api_name="admin_dashboard")
+    opened.select(on_open, [session, ui.kind, ui.reason], outputs,
+                  api_name="admin_dashboard_open")
 
 
 # ---------------------------------------------------------------------------- documents
@@ -223,9 +238,10 @@ def _wire_users(ctx: Runtime, session: gr.State, ui: Users) -> None:
                     [ui.report, ui.table, ui.name, ui.confirm], api_name="admin_forget_user")
 
 
-def render_admin_tab(ctx: Runtime, session: gr.State) -> None:
-    """Admin console sections; visible to all, usable by admins only (checked server-side)."""
-    _wire_dashboard(ctx, session, render_dashboard())
+def render_admin_tab(ctx: Runtime, session: gr.State, opened: gr.Tab) -> None:
+    """Admin console sections; visible to all, usable by admins only (checked server-side).
+    `opened`: the console's tab, whose opening fills the dashboard."""
+    _wire_dashboard(ctx, session, render_dashboard(), opened)
     _wire_documents(ctx, session, render_documents())
     _wire_training(ctx, session, render_training())
     _wire_adapters(ctx, session, render_adapters())

@@ -27,6 +27,7 @@ from chat.web.feedback_handlers import (
     pick,
     save_reason,
 )
+from chat.web.views import mark_stopped
 from feedback.store import RATING_REASONS
 from retrieval.examples import example_questions
 
@@ -149,14 +150,18 @@ def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
                            api_name="edit")]
     for event in redone:
         event.then(**after)
-    stop.click(lambda: gr.Button(interactive=False), None, [stop], cancels=asked + redone,
-               queue=False, api_name=False)
+    stop.click(_stopped, [chatbot], [stop, chatbot], cancels=asked + redone, queue=False,
+               api_name=False)
     chatbot.undo(_undo, [chatbot, session], [chatbot, session, box], api_name="undo")
     chatbot.clear(_clear, [session], [chatbot, session], api_name="clear").then(**after)
 
 
 def _example_text(data: gr.SelectData) -> str:
     return data.value["text"]
+
+
+def _stopped(chat_history: list):
+    return gr.Button(interactive=False), mark_stopped(chat_history)
 
 
 def _stoppable(stream, fields: int = 3):
@@ -233,7 +238,7 @@ def build_app(ctx: Runtime) -> gr.Blocks:
         session = gr.State(new_session)
         with gr.Tab("Chat"):
             _setup_events(ctx, session, app, _render_chat_tab())
-        with gr.Tab("Admin"):
-            render_admin_tab(ctx, session)
+        with gr.Tab("Admin") as admin_tab:
+            render_admin_tab(ctx, session, admin_tab)
     app.queue(default_concurrency_limit=4, max_size=ctx.cfg.max_queue)
     return app

@@ -12,7 +12,7 @@ from chat.sanitize import clean_markdown
 # The version line under an answer, wherever an edit left it ("adapter:": the older wording,
 # still in chats a browser held before). Plain enough for JavaScript's RegExp too: the browser
 # takes it out of the edit box with the same pattern (chat/web/page.py).
-BADGE_PATTERN = r"\s*<sub\b[^>]*>(?:answered by|adapter:) [^<]*</sub>(?:\s*$)?"
+BADGE_PATTERN = r"\s*<sub\b[^>]*>(?:answered by|adapter:|stopped)[^<]*</sub>(?:\s*$)?"
 BADGE_RE = re.compile(BADGE_PATTERN)
 SNIPPET_CHARS = 240
 
@@ -48,8 +48,11 @@ def check_text_history(chat_history) -> list[dict]:
     return history
 
 
+STOPPED_TIP = "Stopped before it was finished; stored as it was shown."
+
+
 def badge(adapter_version: str | None, prompt_version: int | None = None,
-          corrected: bool = False) -> str:
+          corrected: bool = False, stopped: bool = False) -> str:
     """The small line under an answer naming the versions that wrote it, with a tooltip that
     says what they are (escaped: it is rendered as HTML)."""
     base = adapter_version in (None, "", "base")
@@ -62,8 +65,33 @@ def badge(adapter_version: str | None, prompt_version: int | None = None,
     if corrected:
         words.append("corrected")
         tip.append("Shown as corrected; the original answer stays stored.")
+    if stopped:
+        words.append("stopped")
+        tip.append(STOPPED_TIP)
     return (f'\n\n<sub title="{html.escape(" ".join(tip))}">'
             f'{html.escape(" · ".join(words))}</sub>')
+
+
+def mark_stopped(chat_history: list[dict]) -> list[dict]:
+    """The chat after Stop: the answer cut mid-stream gets "stopped" in its badge (a badge
+    rides along with every streamed piece), once."""
+    history = list(chat_history or [])
+    if not history or history[-1].get("role") != "assistant":
+        return history  # stopped before the first word: nothing was answered
+    text = text_of(history[-1]["content"])
+    found = list(BADGE_RE.finditer(text))
+    if found and "stopped" in found[-1].group(0):
+        return history
+    if found:
+        sub = found[-1].group(0)
+        marked = re.sub(r'title="([^"]*)"', lambda t: f'title="{t.group(1)} '
+                        f'{html.escape(STOPPED_TIP)}"', sub, count=1)
+        marked = marked.replace("</sub>", " · stopped</sub>")
+        text = text[:found[-1].start()] + marked + text[found[-1].end():]
+    else:
+        text += f'\n\n<sub title="{html.escape(STOPPED_TIP)}">stopped</sub>'
+    history[-1] = {**history[-1], "content": text}
+    return history
 
 
 def strip_badge(text: str) -> str:
@@ -72,12 +100,12 @@ def strip_badge(text: str) -> str:
 
 
 def shown_answer(text: str, adapter_version: str | None, prompt_version: int | None = None,
-                 corrected: bool = False) -> dict:
+                 corrected: bool = False, stopped: bool = False) -> dict:
     shown = clean_markdown(text)
     if shown.count("```") % 2:  # an answer cut inside a code block would swallow the badge
         shown += "\n```"
     return {"role": "assistant",
-            "content": shown + badge(adapter_version, prompt_version, corrected)}
+            "content": shown + badge(adapter_version, prompt_version, corrected, stopped)}
 
 
 def shown_question(text: str) -> dict:
@@ -136,8 +164,10 @@ def history_from_store(messages: list[dict], corrections: dict[int, str] | None 
             history.append(shown_question(m["content"]))
         elif m["role"] == "assistant":
             text = corrections.get(m["id"], m["content"])
+            stopped = bool(json.loads(m.get("params_json") or "{}").get("stopped"))
             history.append(shown_answer(text, m["adapter_version"], m["prompt_version"],
-                                        corrected=m["id"] in corrections))
+                                        corrected=m["id"] in corrections,
+                                        stopped=stopped and m["id"] not in corrections))
             ids.append(m["id"])
             sources = source_rows(json.loads(m["sources_json"] or "[]"))
     return history, ids, sources
