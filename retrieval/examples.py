@@ -12,6 +12,11 @@ from feedback.store import Store
 REGRESSION_SET = Path(__file__).with_name("regression.jsonl")
 
 
+def regression_set() -> list[dict]:
+    """The shipped questions about the shipped pages: {"query", "document"} each."""
+    return [json.loads(line) for line in REGRESSION_SET.read_text().splitlines() if line]
+
+
 def example_questions(store: Store, seed_dir: Path | None = None, n: int = 3) -> list[str]:
     """Up to `n` questions; `seed_dir` is the folder an empty knowledge base ingests on its
     first question (a fresh server's first screen comes before it)."""
@@ -20,8 +25,7 @@ def example_questions(store: Store, seed_dir: Path | None = None, n: int = 3) ->
     if not docs and seed_dir is not None and seed_dir.is_dir():
         ingested = {p.name for p in seed_dir.iterdir()}
     out, pages = [], set()
-    for line in REGRESSION_SET.read_text().splitlines():
-        item = json.loads(line)
+    for item in regression_set():
         if item["document"] in ingested and item["document"] not in pages:
             pages.add(item["document"])
             out.append(item["query"])

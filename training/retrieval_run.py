@@ -4,7 +4,6 @@ Runs inside the same run process, progress and cancel as an adapter (training/ru
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,7 +15,7 @@ from chat.errors import NotEnoughData
 from feedback import sources
 from feedback.store import Store, utcnow
 from retrieval import versions
-from retrieval.examples import REGRESSION_SET
+from retrieval.examples import regression_set
 from retrieval.query_map import Example, QueryMap, apply, fit, rank_metrics
 from retrieval.retriever import Retriever
 from training.config import RetrievalSettings, TrainSettings
@@ -99,7 +98,7 @@ def regression_items(store: Store) -> list[tuple[str, set[int]]]:
     for r in store.query("SELECT c.id, d.path FROM chunks c JOIN documents d "
                          "ON d.id = c.document_id"):
         chunks.setdefault(Path(r["path"]).name, set()).add(r["id"])
-    items = [json.loads(line) for line in REGRESSION_SET.read_text().splitlines() if line]
+    items = regression_set()
     return [(i["query"], chunks[i["document"]]) for i in items if i["document"] in chunks]
 
 
