@@ -3,12 +3,12 @@ Accounts: chat/users_cli.py."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 from chat.config import Config, positive_int, replace
-from chat.engine.engine import GenParams
 from chat.engine.loading import load_embedder, resolve_base_model
 from chat.errors import BadInput
 from chat.profiles import (
@@ -69,9 +69,11 @@ def cmd_serve(cfg: Config, args) -> int:
 def cmd_ask(cfg: Config, args) -> int:
     questions = _questions(args)  # bad input fails before the model loads
     rt = build_runtime(cfg)
-    params = GenParams(
-        args.temperature if args.temperature is not None else cfg.temperature, cfg.top_p,
-        cfg.max_new_tokens if args.max_new_tokens is None else args.max_new_tokens)
+    defaults = rt.service.default_params()
+    params = dataclasses.replace(
+        defaults, temperature=defaults.temperature if args.temperature is None
+        else args.temperature, max_new_tokens=defaults.max_new_tokens
+        if args.max_new_tokens is None else args.max_new_tokens)
     for question in questions:
         if args.json:
             answer = rt.service.ask(question, args.user, adapter=args.adapter, params=params)

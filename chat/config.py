@@ -51,6 +51,8 @@ _RULES = [
     ("temperature", _within(0, 5), "within [0, 5]"),
     ("top_p", lambda v: 0 < v <= 1, "within (0, 1]"),
     ("max_new_tokens", _at_least(1), "at least 1"),
+    ("repetition_penalty", _within(1, 2), "within [1, 2] (1: off)"),
+    ("no_repeat_ngram", lambda v: v == 0 or 2 <= v <= 64, "0 (off) or within [2, 64]"),
     ("max_message_chars", _at_least(1), "at least 1"),
     ("max_history_turns", _at_least(0), "0 (no history) or more"),
     ("port", _within(1, 65535), "within [1, 65535]"),
@@ -94,6 +96,12 @@ class Config:
     temperature: float = field(default=0.0, metadata={"help": "0 means greedy"})
     top_p: float = 0.9
     max_new_tokens: int = 256
+    # loop control over the answer's own tokens; chosen with `bench quality`
+    # (docs/performance.md#loops-and-cut-offs-bench-quality)
+    repetition_penalty: float = field(default=1.1, metadata={
+        "help": "CTRL repetition penalty on tokens the answer already used (1: off)"})
+    no_repeat_ngram: int = field(default=0, metadata={
+        "help": "rule out a token that would repeat an n-gram of the answer (0: off)"})
     max_context_tokens: int = field(default=2048, metadata={"help": "prompt + answer budget"})
     max_message_chars: int = 4000
     max_history_turns: int = 40

@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
-from chat.engine.engine import GenParams
 from chat.errors import BadInput, NotFound
 from chat.prompt import DEFAULT_SOURCE_TEMPLATE, PromptProfile, question_of
 from feedback.store import Store, dumps, utcnow
@@ -178,7 +177,8 @@ def preview_questions(store: Store, n: int = 5) -> list[str]:
 def preview(service, candidate: PromptProfile, questions: list[str],
             max_new_tokens: int = 96) -> list[dict]:
     """Answers of the active and the candidate profile to the same questions, unrecorded."""
-    params = GenParams(temperature=0.0, max_new_tokens=max_new_tokens)
+    params = replace(service.default_params(), temperature=0.0,
+                     max_new_tokens=max_new_tokens)
     active = service.profile()
     return [{"question": q,
              "active": service.draft_answer(q, active, params),

@@ -40,6 +40,7 @@ class Answer:
     text: str = ""
     message_id: int | None = None  # set once the answer is recorded
     stopped: bool = False
+    cut_off: bool = False  # ended at the length cap (max_new_tokens), not by itself
     params: dict = field(default_factory=dict)
     retriever_version: str | None = None  # None: the plain embedder
 
@@ -123,7 +124,9 @@ class ChatService:
         return self.engine.fit_messages(prompt, params.max_new_tokens, len(profile.few_shot))
 
     def default_params(self) -> GenParams:
-        return GenParams(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens)
+        return GenParams(self.cfg.temperature, self.cfg.top_p, self.cfg.max_new_tokens,
+                         repetition_penalty=self.cfg.repetition_penalty,
+                         no_repeat_ngram=self.cfg.no_repeat_ngram)
 
     def stream(
         self, question: str, user: str, history: list[dict] | None = None,
@@ -156,6 +159,7 @@ class ChatService:
                 yield answer
         finally:
             answer.stopped = bool(cancel is not None and cancel.is_set())
+            answer.cut_off = not answer.stopped and self._at_cap(answer)[0]
             if record:
                 self._record(answer)
         yield answer
@@ -173,7 +177,8 @@ class ChatService:
             adapter_version=answer.adapter_version, prompt_version=answer.prompt_version,
             retriever_version=answer.retriever_version,
             sources=[s.as_dict() for s in answer.sources],
-            params={**answer.params, "stopped": answer.stopped}, prompt=answer.prompt)
+            params={**answer.params, "stopped": answer.stopped, "cut_off": answer.cut_off},
+            prompt=answer.prompt)
 
     def ask(self, question: str, user: str, **kwargs) -> Answer:
         *_, answer = self.stream(question, user, **kwargs)
@@ -184,10 +189,15 @@ class ChatService:
     def usage(self, answer: Answer) -> tuple[dict, bool]:
         """Token counts, and whether the answer stopped at its max_new_tokens budget."""
         prompt_tokens = len(self.engine.encode(answer.prompt))
-        completion = len(self.engine.tokenizer.encode(answer.text, add_special_tokens=False))
+        at_cap, completion = self._at_cap(answer)
         usage = {"prompt_tokens": prompt_tokens, "completion_tokens": completion,
                  "total_tokens": prompt_tokens + completion}
-        return usage, completion >= answer.params.get("max_new_tokens", 1 << 30)
+        return usage, at_cap
+
+    def _at_cap(self, answer: Answer) -> tuple[bool, int]:
+        """Whether the answer's tokens reached its max_new_tokens, and how many it has."""
+        completion = len(self.engine.tokenizer.encode(answer.text, add_special_tokens=False))
+        return completion >= answer.params.get("max_new_tokens", 1 << 30), completion
 
     def rate(self, message_id: int, user: str, value: int, reason: str | None = None,
              comment: str | None = None) -> int:

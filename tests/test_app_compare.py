@@ -21,7 +21,7 @@ def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
     assert row["visible"] is True and store.counts()["messages"] == before  # nothing added
     pending = session["compare"]
     assert pending["prompt"][-1] == {"role": "user", "content": "Name a colour."}
-    # shown as the chat shows an answer (strip_badge would also eat trailing whitespace)
+    # shown as the chat shows an answer (strip_decorations would also eat trailing whitespace)
     version = pending["prompt_version"]
     assert a == shown_answer(pending["a"], pending["adapter_a"], version)["content"]
     assert b == shown_answer(pending["b"], pending["adapter_b"], version)["content"]

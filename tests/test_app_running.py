@@ -103,7 +103,7 @@ def test_reopen_through_the_running_app(running, store):
     history = update["value"]
     assert text_of(history[0]["content"]) == "Remember me?" and len(history) == 2
     assert update["feedback_value"] == [None]  # not rated yet
-    assert sources["headers"] == ["#", "source", "score", "snippet", "passage"]
+    assert sources["headers"] == ["#", "source", "relevance", "snippet", "passage"]
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict(other, api_name="/open_conversation")
 

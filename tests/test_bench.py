@@ -89,3 +89,14 @@ def test_swap_bench_drops_no_request(cfg):
     result = run_bench("swap", cfg)
     assert result["failed"] == 0 and result["events"] == 20
     assert result["requests_ok"] > 0
+
+
+@pytest.mark.slow
+def test_quality_bench_prints_its_shares_as_json(capsys):
+    assert launch.main(["bench", "quality", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["questions"] == 40
+    for key in ("repeat_share", "cutoff_share", "grounded_share"):
+        assert 0 <= result[key] <= 1 and 0 <= result[f"{key}_baseline"] <= 1
+    # the goals, with the shipped defaults
+    assert result["repeat_share"] <= 0.05 and result["cutoff_share"] <= 0.10

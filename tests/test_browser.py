@@ -11,6 +11,7 @@ import time
 import pytest
 
 from tests.api_support import PASSWORD, start_server
+from tests.browser_answers import own_sources_step, phone_step, scroll_follow_step
 from tests.browser_support import (
     ARTIFACTS,
     FINISHED,
@@ -79,8 +80,11 @@ def browser():
         chromium.close()
 
 
-def new_page(browser):
-    context = browser.new_context(viewport={"width": 1280, "height": 1000})
+PHONE = {"width": 390, "height": 844}
+
+
+def new_page(browser, viewport: dict | None = None):
+    context = browser.new_context(viewport=viewport or {"width": 1280, "height": 1000})
     context.set_default_timeout(30_000)
     return context.new_page()
 
@@ -96,6 +100,10 @@ def test_whole_loop_in_the_browser(live, browser, tmp_path):
         chat_steps(page, store, shots)
         xss_step(page, shots)
         queued_question_step(page, store)
+        scroll_follow_step(page)
+        page.context.close()
+        page = new_page(browser, PHONE)
+        phone_step(page, live["url"], shots)
         page.context.close()
         admin = new_page(browser)
         page = admin
@@ -143,6 +151,7 @@ def chat_steps(page, store, shots) -> None:
                            arg=title, timeout=30_000)
     shots.take(page, "answer-with-sources")
     print(f"first answer with sources: {time.monotonic() - t0:.0f} s")
+    own_sources_step(answer, row, title)
 
     answer_panel(page, 0).locator("button[aria-label=Dislike]").click()
     box = page.locator("#reason-box:visible")  # gradio renders a group's elem_id twice
@@ -163,7 +172,9 @@ def chat_steps(page, store, shots) -> None:
     answer_panel(page, 0).locator("button[aria-label=Edit]").click()
     editor = page.locator("#chatbot textarea").first
     editor.wait_for()
-    assert "<sub" not in editor.input_value() and editor.input_value().strip()  # text only
+    shown_html = ("<sub", "<sup", "<details")  # the badge, citation marks, the sources list
+    assert not any(t in editor.input_value() for t in shown_html)
+    assert editor.input_value().strip()
     editor.fill(corrected)
     shots.take(page, "editing")
     page.locator("#chatbot").get_by_role("button", name="Submit").click()
@@ -210,7 +221,9 @@ def xss_step(page, shots) -> None:
 def queued_question_step(page, store) -> None:
     """A question sent while an answer streams is kept and asked once that answer is done
     (it used to be wiped from the box by the stream and never asked)."""
-    first, follow_up = "List five things the admin console can do.", "Which one is the first?"
+    # a long answer (to the 48-token cap), so it still streams when the next question is sent
+    first = "Count from one to one hundred in words, one number a line."
+    follow_up = "Which number was the first?"
     n = bots(page).count()
     page.locator("#question textarea").fill(first)
     page.locator("#send").click()

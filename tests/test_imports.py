@@ -11,6 +11,7 @@ PACKAGES = ("chat", "feedback", "retrieval", "training")
 # lowest first; a module belongs to the layer of its longest matching prefix
 LAYERS = [
     ("base", ("chat.config", "chat.errors", "chat.sanitize", "chat.prompt", "chat.focus",
+              "chat.citations",
               "chat.engine.loading", "feedback", "retrieval", "training.registry")),
     ("engine", ("chat.engine", "chat.profiles", "chat.auth", "chat.limits")),
     ("training", ("training",)),

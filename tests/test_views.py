@@ -6,13 +6,13 @@ import pytest
 
 from chat.web.page import PAGE_JS
 from chat.web.views import (
-    BADGE_PATTERN,
+    DECORATION_PATTERN,
     badge,
     history_from_store,
     raw_text,
     shown_answer,
     shown_question,
-    strip_badge,
+    strip_decorations,
 )
 
 
@@ -56,16 +56,16 @@ def test_a_badge_an_edit_left_inside_the_text_is_taken_out_too():
 
 def test_the_page_script_strips_the_badge_as_the_server_does():
     """The edit box is cleaned in the browser with the same pattern (JavaScript's RegExp)."""
-    assert json.dumps(BADGE_PATTERN) in PAGE_JS
+    assert json.dumps(DECORATION_PATTERN) in PAGE_JS
     node = shutil.which("node")
     if node is None:
         pytest.skip("node is not installed")
     texts = ["Paris." + badge("v0003", 2, corrected=True), "a\n\n<sub>adapter: v1</sub>",
              "x" + badge(None) + " y", "1 < 2 and <sub>H2O</sub>"]
-    script = (f"const re = new RegExp({json.dumps(BADGE_PATTERN)}, 'g');"
+    script = (f"const re = new RegExp({json.dumps(DECORATION_PATTERN)}, 'g');"
               f"console.log(JSON.stringify({json.dumps(texts)}.map(t => t.replace(re, ''))))")
     out = subprocess.run([node, "-e", script], capture_output=True, text=True, check=True)
-    assert json.loads(out.stdout) == [strip_badge(t) for t in texts]
+    assert json.loads(out.stdout) == [strip_decorations(t) for t in texts]
     assert json.loads(out.stdout)[-1] == texts[-1]  # a <sub> of the answer's own stays
 
 

@@ -66,7 +66,8 @@ def gen_params(service: ChatService, req: ChatRequest) -> GenParams:
     return GenParams(
         temperature=base.temperature if req.temperature is None else req.temperature,
         top_p=base.top_p if req.top_p is None else req.top_p,
-        max_new_tokens=max_new, seed=req.seed)
+        max_new_tokens=max_new, seed=req.seed, repetition_penalty=base.repetition_penalty,
+        no_repeat_ngram=base.no_repeat_ngram)
 
 
 # ---------------------------------------------------------------------------- responses

@@ -16,6 +16,7 @@ BENCHES = {
     "train": ("training.bench", "bench_train", "training/"),
     "retrieval": ("retrieval.bench", "bench_retrieval", "retrieval/"),
     "feedback": ("feedback.bench", "bench_feedback", "feedback/"),
+    "quality": ("chat.bench.quality", "bench_quality", "the engine and retrieval"),
 }
 
 

@@ -1,7 +1,8 @@
 """What every benchmark shares: the names, the one percentile, the table of results.
 
-`python launch.py bench gen|ttft|retrieval|train|swap|feedback|all [--json]`. Each bench returns
-a flat dict; a key `X` with a partner `X_baseline` becomes one table row with their ratio.
+`python launch.py bench gen|ttft|retrieval|train|swap|feedback|quality|all [--json]`. Each bench
+returns a flat dict; a key `X` with a partner `X_baseline` becomes one table row with their
+ratio.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from contextlib import contextmanager
 
 from chat.errors import ChatError
 
-NAMES = ("gen", "ttft", "retrieval", "train", "swap", "feedback")
+NAMES = ("gen", "ttft", "retrieval", "train", "swap", "feedback", "quality")
 
 
 class BenchUnavailable(ChatError):

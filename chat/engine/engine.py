@@ -28,6 +28,10 @@ class GenParams:
     top_p: float = 0.9
     max_new_tokens: int = 256
     seed: int | None = None
+    # loop control over the answer's own tokens (chat/engine/sampling.py); neutral here, the
+    # server's defaults come from Config
+    repetition_penalty: float = 1.0
+    no_repeat_ngram: int = 0  # 0: off
 
     def __post_init__(self) -> None:
         if not 0 <= self.temperature <= 5:
@@ -38,6 +42,12 @@ class GenParams:
             raise BadInput(f"max_new_tokens must be within [1, 4096], got {self.max_new_tokens}")
         if self.seed is not None and not 0 <= self.seed < 2**63:
             raise BadInput(f"seed must be within [0, 2**63), got {self.seed}")
+        if not 1 <= self.repetition_penalty <= 2:
+            raise BadInput("repetition_penalty must be within [1, 2], got "
+                           f"{self.repetition_penalty}")
+        if self.no_repeat_ngram != 0 and not 2 <= self.no_repeat_ngram <= 64:
+            raise BadInput(f"no_repeat_ngram must be 0 (off) or within [2, 64], got "
+                           f"{self.no_repeat_ngram}")
 
 
 class Engine:
@@ -211,10 +221,12 @@ class Engine:
         with self._lock, torch.inference_mode():
             cache, logits = fast.prefill(list(ids), len(ids) + params.max_new_tokens,
                                          conversation)
+        answer: list[int] = []
         for i in range(params.max_new_tokens):
-            token = sample(logits.cpu(), params, gen)  # sampled with a CPU generator
+            token = sample(logits.cpu(), params, gen, answer)  # sampled with a CPU generator
             if token in self.stop_ids:
                 return
+            answer.append(token)
             yield token
             if i + 1 == params.max_new_tokens or (cancel is not None and cancel.is_set()):
                 return
@@ -228,6 +240,7 @@ class Engine:
         gen = torch.Generator().manual_seed(params.seed) if params.seed is not None else None
         cache = DynamicCache()
         step_input = torch.tensor([ids], device=self.device)
+        answer: list[int] = []
         for _ in range(params.max_new_tokens):
             if cancel is not None and cancel.is_set():
                 return
@@ -235,9 +248,10 @@ class Engine:
                 logits = self.model(
                     input_ids=step_input, past_key_values=cache, use_cache=True,
                     logits_to_keep=1).logits[0, -1]
-            token = sample(logits.float().cpu(), params, gen)
+            token = sample(logits.float().cpu(), params, gen, answer)
             if token in self.stop_ids:
                 return
+            answer.append(token)
             yield token
             step_input = torch.tensor([[token]], device=self.device)
 

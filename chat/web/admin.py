@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 from chat import auth
-from chat.engine.engine import GenParams
 from chat.errors import BadInput
 from chat.forget import forget_user
 from chat.profiles import parse_profile, preview, preview_questions
@@ -214,7 +214,7 @@ def side_by_side(ctx, user: str | None, version: str, n: int = 3) -> list[dict]:
     """The active and a candidate adapter answering the same held-out questions."""
     check_admin(ctx, user)
     registry.get(ctx.store, registry.check_version(version))
-    params = GenParams(temperature=0.0, max_new_tokens=96)
+    params = replace(ctx.service.default_params(), temperature=0.0, max_new_tokens=96)
     profile = ctx.service.profile()
     active = registry.active_version(ctx.store)
     return [{"question": q,

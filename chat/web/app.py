@@ -27,13 +27,14 @@ from chat.web.feedback_handlers import (
     pick,
     save_reason,
 )
-from chat.web.views import mark_stopped
+from chat.web.views import SCORE_TIP, mark_stopped
 from feedback.store import RATING_REASONS
 from retrieval.examples import example_questions
 
 WELCOME = ("**Ask about the documents in the knowledge base.** Each answer lists the passages "
            "it drew on; rate answers 👍 / 👎, correct them or compare two, and the assistant "
            "learns from it.")
+SOURCES_LABEL = "Sources of the last answer (mark the ones that helped). " + SCORE_TIP
 
 
 @dataclass
@@ -89,10 +90,10 @@ def _render_chat_tab() -> ChatTab:
             with gr.Row(visible=False, elem_id="pick-row") as pick_row:
                 pick_buttons = {c: gr.Button(c, size="sm", elem_id=f"pick-{CHOICES[c]}")
                                 for c in CHOICES}
-            sources = gr.Dataframe(headers=["#", "source", "score", "snippet", "passage"],
+            sources = gr.Dataframe(headers=["#", "source", "relevance", "snippet", "passage"],
                                    datatype=["number", "str", "number", "str", "number"],
-                                   value=[], label="Sources", interactive=False, wrap=True,
-                                   elem_id="sources")
+                                   value=[], label=SOURCES_LABEL, interactive=False,
+                                   wrap=True, elem_id="sources")
             with gr.Row():  # what the retriever learns from (train --method retrieval)
                 number = gr.Number(label="Source #", precision=0, minimum=1, value=1, scale=1,
                                    elem_id="source-number")

@@ -77,7 +77,8 @@ def respond(ctx: Runtime, message: str, chat_history: list[dict], session: dict,
             session["conversation_id"] = answer.conversation_id
             shown = chat_history + [shown_question(message),
                                     shown_answer(answer.text, answer.adapter_version,
-                                                 answer.prompt_version)]
+                                                 answer.prompt_version,
+                                                 sources=answer.sources)]
             yield gr.skip(), shown, session
     except GeneratorExit:  # Stop: the partial answer is recorded, marked as stopped
         cancel.set()
@@ -90,6 +91,11 @@ def respond(ctx: Runtime, message: str, chat_history: list[dict], session: dict,
         yield message, chat_history, gr.skip()
         return
     if answer is not None and answer.message_id is not None:
+        if answer.cut_off:  # known once the stream has ended
+            shown = shown[:-1] + [shown_answer(answer.text, answer.adapter_version,
+                                               answer.prompt_version,
+                                               cut_at=answer.params["max_new_tokens"],
+                                               sources=answer.sources)]
         session = {**session, "message_ids": ids + [answer.message_id],
                    "sources": source_rows(answer.sources)}
         yield gr.skip(), shown, session

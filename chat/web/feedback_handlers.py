@@ -4,10 +4,10 @@ and two answers side by side to pick from. Each finds the stored answer a shown 
 import json
 import secrets
 from collections.abc import Iterator
+from dataclasses import replace
 
 import gradio as gr
 
-from chat.engine.engine import GenParams
 from chat.errors import ChatError
 from chat.runtime import Runtime
 from chat.web.chat_handlers import ask_again, client_chat, session_for
@@ -17,7 +17,7 @@ from chat.web.views import (
     history_for_model,
     raw_text,
     shown_answer,
-    strip_badge,
+    strip_decorations,
     text_of,
 )
 from feedback.store import RATING_REASONS, same_answer
@@ -64,7 +64,7 @@ def _stopped_answer_id(ctx: Runtime, session: dict, shown: str,
 
 def _answer_body(shown: str) -> str:
     """An answer as displayed, less the badge and the fence closed for display only."""
-    body = strip_badge(text_of(shown))
+    body = strip_decorations(text_of(shown))
     return body.removesuffix("\n```") if body.count("```") % 2 == 0 else body
 
 
@@ -159,8 +159,8 @@ def compare(ctx: Runtime, chat_history: list[dict], session: dict,
             # B is sampled again while it says exactly what A said: a pick needs two answers
             for _ in range(COMPARE_ATTEMPTS):
                 seed = secrets.randbelow(2**31)
-                params = GenParams(COMPARE_TEMPERATURE, ctx.cfg.top_p, ctx.cfg.max_new_tokens,
-                                   seed)
+                params = replace(ctx.service.default_params(),
+                                 temperature=COMPARE_TEMPERATURE, seed=seed)
                 for answer in ctx.service.stream(
                         question, session["user"], history=history_for_model(history[:last_user]),
                         conversation_id=session["conversation_id"], params=params, record=False):

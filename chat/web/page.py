@@ -2,15 +2,16 @@
 
 import json
 
-from chat.web.views import BADGE_PATTERN
+from chat.web.views import DECORATION_PATTERN
 
-# Gradio fills an answer's edit box with the message as sent, so the version badge's HTML came
-# along. The box's value is bound to the edit (an "input" event updates it), so what is sent
-# back is the text without it; the server strips it again (views.raw_text) all the same.
+# Gradio fills an answer's edit box with the message as sent, so the badge, the citation marks
+# and the sources list came along as HTML. The box's value is bound to the edit (an "input"
+# event updates it), so what is sent back is the text without them; the server strips them
+# again (views.raw_text) all the same.
 PAGE_JS = """() => {
-  const badge = new RegExp(BADGE, "g");
+  const added = new RegExp(DECORATION, "g");
   const clean = (box) => {
-    const text = box.value.replace(badge, "");
+    const text = box.value.replace(added, "");
     if (text !== box.value) {
       box.value = text;
       box.dispatchEvent(new Event("input", {bubbles: true}));
@@ -26,7 +27,20 @@ PAGE_JS = """() => {
       }
     }
   }).observe(document.body, {childList: true, subtree: true});
-}""".replace("BADGE", json.dumps(BADGE_PATTERN), 1)
+  // Gradio follows a growing chat only while the view is near its bottom; a question sent
+  // after scrolling up brings the view down, so its answer is followed as it streams.
+  const follow = () => {
+    const log = document.querySelector("#chatbot .bubble-wrap");
+    if (log) log.scrollTo(0, log.scrollHeight);
+  };
+  const sent = () => { follow(); setTimeout(follow, 300); };
+  document.addEventListener("click", (e) => {
+    if (e.target.closest("#send, #chatbot button.example")) sent();
+  }, true);
+  document.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" && !e.shiftKey && e.target.closest("#question")) sent();
+  }, true);
+}""".replace("DECORATION", json.dumps(DECORATION_PATTERN), 1)
 
 # Gradio sizes the edit box from a measure of the message that comes out 0, so the box was
 # 160px wide and two lines high: while editing, the bubble takes the widest a bubble can be
@@ -38,4 +52,7 @@ PAGE_CSS = """
   width: 100% !important; min-height: 6em !important; box-sizing: border-box;
   field-sizing: content;
 }
+#chatbot .answer-sources { font-size: 0.9em; margin-top: 0.5em; overflow-wrap: anywhere; }
+#chatbot .answer-sources summary { cursor: pointer; }
+#chatbot sup.cite { font-size: 0.75em; }
 """

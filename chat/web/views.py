@@ -6,15 +6,22 @@ import html
 import json
 import re
 
+from chat.citations import cite
 from chat.errors import BadInput
 from chat.sanitize import clean_markdown
 
-# The version line under an answer, wherever an edit left it ("adapter:": the older wording,
-# still in chats a browser held before). Plain enough for JavaScript's RegExp too: the browser
-# takes it out of the edit box with the same pattern (chat/web/page.py).
+# What the chat adds to an answer for display, wherever an edit left it: the version line
+# ("adapter:": the older wording, still in chats a browser held before), the inline citation
+# marks and the answer's own list of sources. Plain enough for JavaScript's RegExp too: the
+# browser takes them out of the edit box with the same pattern (chat/web/page.py).
 BADGE_PATTERN = r"\s*<sub\b[^>]*>(?:answered by|adapter:|stopped)[^<]*</sub>(?:\s*$)?"
-BADGE_RE = re.compile(BADGE_PATTERN)
+CITE_MARK_PATTERN = r'<sup class="cite"[^>]*>\[\d{1,2}\]</sup>'
+SOURCES_PATTERN = r'\s*<details class="answer-sources">[\s\S]*?</details>'
+DECORATION_PATTERN = "|".join((BADGE_PATTERN, CITE_MARK_PATTERN, SOURCES_PATTERN))
+BADGE_RE, DECORATION_RE = re.compile(BADGE_PATTERN), re.compile(DECORATION_PATTERN)
 SNIPPET_CHARS = 240
+SCORE_TIP = ("Relevance: how close the passage's meaning is to the question (cosine similarity "
+             "of their embeddings; 1 is the same meaning).")
 
 
 def text_of(content) -> str:
@@ -52,7 +59,7 @@ STOPPED_TIP = "Stopped before it was finished; stored as it was shown."
 
 
 def badge(adapter_version: str | None, prompt_version: int | None = None,
-          corrected: bool = False, stopped: bool = False) -> str:
+          corrected: bool = False, stopped: bool = False, cut_at: int | None = None) -> str:
     """The small line under an answer naming the versions that wrote it, with a tooltip that
     says what they are (escaped: it is rendered as HTML)."""
     base = adapter_version in (None, "", "base")
@@ -68,6 +75,10 @@ def badge(adapter_version: str | None, prompt_version: int | None = None,
     if stopped:
         words.append("stopped")
         tip.append(STOPPED_TIP)
+    if cut_at:
+        words.append(f"cut off at {cut_at} tokens — continue?")
+        tip.append(f"The answer reached the length limit ({cut_at} tokens) before it ended; "
+                   "send “continue” for the rest.")
     return (f'\n\n<sub title="{html.escape(" ".join(tip))}">'
             f'{html.escape(" · ".join(words))}</sub>')
 
@@ -94,18 +105,47 @@ def mark_stopped(chat_history: list[dict]) -> list[dict]:
     return history
 
 
-def strip_badge(text: str) -> str:
-    """An answer as the model (or a correction) wrote it, without the badge the UI appended."""
-    return BADGE_RE.sub("", text)
+def strip_decorations(text: str) -> str:
+    """An answer as the model (or a correction) wrote it, without what the UI added."""
+    return DECORATION_RE.sub("", text)
 
 
 def shown_answer(text: str, adapter_version: str | None, prompt_version: int | None = None,
-                 corrected: bool = False, stopped: bool = False) -> dict:
+                 corrected: bool = False, stopped: bool = False,
+                 cut_at: int | None = None, sources=None) -> dict:
+    """An answer as the chat shows it: its text (with inline citations of `sources`, Source
+    objects or their stored dicts), the list of those sources, the version badge."""
+    sources = [s if isinstance(s, dict) else s.as_dict() for s in sources or []]
     shown = clean_markdown(text)
     if shown.count("```") % 2:  # an answer cut inside a code block would swallow the badge
         shown += "\n```"
+    if sources:
+        shown = cite(shown, [str(s.get("text", "")) for s in sources],
+                     lambda n: _cite_mark(n, sources[n - 1])) + sources_block(sources)
     return {"role": "assistant",
-            "content": shown + badge(adapter_version, prompt_version, corrected, stopped)}
+            "content": shown + badge(adapter_version, prompt_version, corrected, stopped,
+                                     cut_at)}
+
+
+def _cite_mark(number: int, source: dict) -> str:
+    title = html.escape(f"source {number}: {source.get('document', '')}")
+    return f'<sup class="cite" title="{title}">[{number}]</sup>'
+
+
+def sources_block(sources: list[dict]) -> str:
+    """The answer's own sources, folded under it (one line of HTML: markdown keeps it whole)."""
+    items = "".join(
+        f'<li><b>{html.escape(str(s.get("document", "")))}</b> · '
+        f'<span title="{html.escape(SCORE_TIP)}">relevance {float(s.get("score", 0)):.2f}'
+        f'</span><br>{html.escape(_snippet(str(s.get("text", ""))))}</li>' for s in sources)
+    count = f"{len(sources)} source" + ("s" if len(sources) > 1 else "")
+    return (f'\n\n<details class="answer-sources"><summary>{count}</summary><ol>{items}</ol>'
+            f'</details>')
+
+
+def _snippet(text: str) -> str:
+    text = " ".join(text.split())
+    return text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
 
 
 def shown_question(text: str) -> dict:
@@ -114,7 +154,7 @@ def shown_question(text: str) -> dict:
 
 def raw_text(content) -> str:
     """What the person or model actually wrote: badge removed, display escaping undone."""
-    return html.unescape(strip_badge(text_of(content)))
+    return html.unescape(strip_decorations(text_of(content)))
 
 
 def history_for_model(chat_history: list[dict]) -> list[dict]:
@@ -145,10 +185,8 @@ def source_rows(sources) -> list[list]:
     rows = []
     for i, s in enumerate(sources or [], 1):
         d = s if isinstance(s, dict) else s.as_dict()
-        text = " ".join(str(d.get("text", "")).split())
         rows.append([i, str(d.get("document", "")), round(float(d.get("score", 0.0)), 3),
-                     text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else ""),
-                     d.get("chunk_id")])
+                     _snippet(str(d.get("text", ""))), d.get("chunk_id")])
     return rows
 
 
@@ -164,12 +202,16 @@ def history_from_store(messages: list[dict], corrections: dict[int, str] | None 
             history.append(shown_question(m["content"]))
         elif m["role"] == "assistant":
             text = corrections.get(m["id"], m["content"])
-            stopped = bool(json.loads(m.get("params_json") or "{}").get("stopped"))
+            params = json.loads(m.get("params_json") or "{}")
+            as_written = m["id"] not in corrections
+            cut_at = params.get("max_new_tokens") if params.get("cut_off") else None
+            cited = json.loads(m["sources_json"] or "[]")
             history.append(shown_answer(text, m["adapter_version"], m["prompt_version"],
-                                        corrected=m["id"] in corrections,
-                                        stopped=stopped and m["id"] not in corrections))
+                                        corrected=not as_written,
+                                        stopped=bool(params.get("stopped")) and as_written,
+                                        cut_at=cut_at if as_written else None, sources=cited))
             ids.append(m["id"])
-            sources = source_rows(json.loads(m["sources_json"] or "[]"))
+            sources = source_rows(cited)
     return history, ids, sources
 
 
