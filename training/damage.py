@@ -7,9 +7,10 @@ behaviour does not act:
   reference answers, leaving out each answer's first and last tokens (where openers and
   sign-offs live), as a median over tokens so that the few places a format or a length
   preference acts (a sentence's end) do not count as damage, while drift everywhere does;
-- `facts`: short factual questions the base answers right (the right answer likelier than a
-  wrong one): the right answer's lead must not fall much (measured: good adapters moved it by
-  -0.4 to 1.1 nats on average, one trained on wrong facts by 1.8);
+- `facts`: short factual questions the base answers right (the right sentence likelier than a
+  wrong one): the right sentence's lead must not fall much (measured: good adapters moved it by
+  -0.8 to 0.6 nats on average on the learning suite and 1.56 on the public efficacy scenario,
+  one trained on wrong facts by 4.1);
 - `repetition`: the share of repeated word 4-grams in the candidate's greedy answers, against
   the served version's (an over-trained adapter loops)."""
 
@@ -41,9 +42,13 @@ class Facts:
 
 def facts_kept(model, tok, items: list[tuple[list[dict], str, str]], candidate: str) -> Facts:
     """Does the candidate still know what the base knows? For each fact the base knows, the
-    lead of the right answer's log-likelihood over a wrong one's, before and after: two short
-    answers to the same question, so a new opener or length changes both alike, and the
-    greedy flips of a small model's long answers do not count."""
+    lead of the right sentence's log-likelihood over a wrong one's, before and after. The two
+    differ only where the fact is stated, inside the sentence ("The capital of France is
+    Paris." / "... Madrid."), so a format acting on an answer's first tokens (an opener, a
+    bold first sentence) changes both alike: scored as bare words ("Paris" / "Madrid"), the
+    fact *was* the first token, and an adapter that wanted "**" there lost 3.5 nats of lead
+    without losing a fact. Likelihoods, not greedy text: a small model's long greedy answers
+    flip on any change."""
     rights = [(p, right) for p, right, _ in items]
     wrongs = [(p, wrong) for p, _, wrong in items]
     n = len(items)
