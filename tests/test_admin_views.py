@@ -4,6 +4,7 @@ from chat.web.admin_views import (
     curve_frames,
     gate_rows,
     progress_html,
+    run_ended,
     serving_md,
     stats_md,
     verdict_md,
@@ -64,6 +65,23 @@ def test_progress_bar_and_curves():
     assert reward.to_dict("records") == [{"step": 1, "metric": "rewards/margins",
                                           "value": 0.1235}]
     assert progress_html(None) == "<div id='train-progress'>No training run yet.</div>"
+
+
+def test_progress_tells_the_time_taken_and_left_and_stays_full_through_the_gate():
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 1, 12, 10, tzinfo=UTC)
+    run = {**_run("running"), "started_at": "2026-01-01T12:00:00+00:00",
+           "progress": {"phase": "training", "step": 4, "total": 12,
+                        "since": "2026-01-01T12:02:00+00:00"}}
+    html = progress_html(run, now)  # 4 steps in 8 minutes: 8 more steps, 16 minutes
+    assert "10 min 00 s so far" in html and "about 16 min 00 s left" in html
+    gate = {**run, "progress": {**run["progress"], "phase": "gate"}}
+    html = progress_html(gate, now)
+    assert "width:100%" in html and "the gate is checking" in html and "left" not in html
+    done = {**run, "status": "rejected", "finished_at": "2026-01-01T12:12:30+00:00",
+            "progress": {"phase": "done", "step": 12, "total": 12}}
+    assert "took 12 min 30 s" in progress_html(done, now)
 
 
 def test_dashboard_figures_are_tables_not_json(store):
@@ -133,3 +151,20 @@ def test_a_retrieval_run_shows_its_ranks_before_and_after():
     assert rows["mrr, held-out marks"] == ("0.695", "plain embedder 0.584")
     assert rows["hit@3, regression questions"] == ("0.965", "plain embedder 0.947")
     assert "not_relevant@3, regression questions" not in rows  # no such marks there
+
+
+def test_a_page_that_watched_a_run_is_told_once_how_it_ended():
+    going = {**_run("running"), "metrics": {}}
+    note, seen = run_ended(going, None)
+    assert note is None and seen == {"id": 4, "status": "running"}
+    served = _run(activated=True)
+    note, seen = run_ended(served, seen)
+    assert note == "Run 4 passed the gate: v0004 is now served."
+    assert run_ended(served, seen)[0] is None  # told once
+    assert run_ended(served, None)[0] is None  # a page opened after the end is not told
+    refused = _run("rejected", gate={**GATE, "passed": False,
+                                     "reasons": ["answers repeat themselves"]})
+    assert run_ended(refused, {"id": 4, "status": "running"})[0] == (
+        "Run 4 was rejected (v0004): answers repeat themselves")
+    failed = {**_run("failed"), "error": "out of memory"}
+    assert run_ended(failed, {"id": 4, "status": "queued"})[0] == "Run 4 failed: out of memory"

@@ -255,3 +255,15 @@ def test_a_cancel_just_before_activation_keeps_a_candidate(store, cfg, settings,
     assert registry.active_version(store) == v1
     assert registry.get(store, "v0002")["status"] == "candidate"
     assert runs.get_run(store, run_id)["metrics"]["activated"] is False
+
+
+def test_steps_and_the_gate_phase_keep_when_training_began(store, settings):
+    from training import runs
+
+    run_id = runs.create_run(store, settings, "a")
+    runs.update_run(store, run_id, progress={"phase": "training", "since": "T0"})
+    runs.record_progress(store, run_id, "dpo", 3, 12, {"loss": 0.5})
+    runs.merge_progress(store, run_id, phase="gate")
+    progress = runs.get_run(store, run_id)["progress"]
+    assert progress["since"] == "T0" and (progress["step"], progress["total"]) == (3, 12)
+    assert progress["phase"] == "gate"

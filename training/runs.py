@@ -121,9 +121,23 @@ def record_progress(store: Store, run_id: int, method: str, step: int, total: in
         db.conn.execute(
             "INSERT INTO training_events (run_id, step, total, metrics_json, created_at) "
             "VALUES (?, ?, ?, ?, ?)", (run_id, step, total, dumps(logs), utcnow()))
-        db.conn.execute("UPDATE training_runs SET progress_json = ? WHERE id = ?",
-                        (dumps({"phase": logs.get("phase", "training"), "method": method,
-                                "step": step, "total": total, "last": logs}), run_id))
+        _merge(db, run_id, {"phase": logs.get("phase", "training"), "method": method,
+                            "step": step, "total": total, "last": logs})
+
+
+def merge_progress(store: Store, run_id: int, **fields) -> None:
+    """Set some of the run's progress fields, keeping the others (a phase that follows
+    training keeps its step count and its start time)."""
+    with store.write() as db:
+        _merge(db, run_id, fields)
+
+
+def _merge(db, run_id: int, fields: dict) -> None:
+    row = db.conn.execute("SELECT progress_json FROM training_runs WHERE id = ?",
+                          (run_id,)).fetchone()
+    progress = json.loads((row[0] if row else None) or "{}")
+    db.conn.execute("UPDATE training_runs SET progress_json = ? WHERE id = ?",
+                    (dumps({**progress, **fields}), run_id))
 
 
 def curve(store: Store, run_id: int) -> list[dict]:

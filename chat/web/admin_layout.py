@@ -72,6 +72,7 @@ class Training:
     cancel: gr.Button
     view: list  # progress bar, loss curve, reward curve, the gate's verdict
     timer: gr.Timer
+    seen: gr.State  # the latest run's id and status when this page last looked
 
 
 def render_training() -> Training:
@@ -88,7 +89,7 @@ def render_training() -> Training:
             reward = gr.LinePlot(x="step", y="value", color="metric",
                                  title="Reward accuracy / margins")
         view = [progress, loss, reward, gr.Markdown(elem_id="gate-verdict")]
-        return Training(method, activate, start, cancel, view, gr.Timer(2.0))
+        return Training(method, activate, start, cancel, view, gr.Timer(2.0), gr.State(None))
 
 
 @dataclass

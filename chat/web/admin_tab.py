@@ -35,6 +35,7 @@ from chat.web.admin_views import (
     dashboard_view,
     documents_frame,
     prompts_frame,
+    run_ended,
     training_view,
 )
 
@@ -126,19 +127,24 @@ def _wire_training(ctx: Runtime, session: gr.State, ui: Training) -> None:
             gr.Info(f"cancelling run {admin.cancel_training(ctx, user)}")
             return training_view(admin.training_status(ctx, user))
 
-    def poll(_session: dict, request: gr.Request):
+    def poll(_session: dict, seen: dict | None, request: gr.Request):
         # progress goes to admins only; anyone else is told nothing, not even a refusal
         try:
             user = ctx.authorizer.web_user(request)
         except ChatError:
             user = None
         if not admin.is_admin(ctx, user):
-            return (gr.skip(),) * len(ui.view)
-        return training_view(admin.training_status(ctx, user))
+            return (gr.skip(),) * (len(ui.view) + 1)
+        run = admin.training_status(ctx, user)
+        ended, seen = run_ended(run, seen)
+        if ended:  # on every admin page that watched the run
+            gr.Info(ended, duration=15)
+        return (*training_view(run), seen)
 
     ui.start.click(start, [session, ui.method, ui.activate], ui.view, api_name="admin_train")
     ui.cancel.click(cancel, [session], ui.view, api_name="admin_cancel")
-    ui.timer.tick(poll, [session], ui.view, api_name=False, show_progress="hidden")
+    ui.timer.tick(poll, [session, ui.seen], [*ui.view, ui.seen], api_name=False,
+                  show_progress="hidden")
 
 
 # ---------------------------------------------------------------------------- adapters

@@ -3,6 +3,7 @@ tables, the training run's progress, curves and gate verdict, and the adapter an
 tables."""
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import pandas as pd
 
@@ -10,20 +11,50 @@ from feedback.store import RATING_REASONS
 from training.runs import FINISHED
 
 
-def progress_html(run: dict | None) -> str:
+def progress_html(run: dict | None, now: datetime | None = None) -> str:
+    """The run's bar and one line: phase, step, time taken and, while it trains, the time
+    left at the pace of the steps so far. Training done, the bar stays full through the
+    gate."""
     if not run:
         return "<div id='train-progress'>No training run yet.</div>"
     p = run.get("progress") or {}
     step, total = p.get("step") or 0, p.get("total") or 0
-    done = run["status"] in FINISHED
-    pct = 100 if done and run["status"] == "succeeded" else int(100 * step / total) if total else 0
-    label = f"run {run['id']} · {run['method']} · {run['status']} · {p.get('phase', '')}"
+    done, phase = run["status"] in FINISHED, p.get("phase", "")
+    pct = (100 if (done and run["status"] == "succeeded") or phase == "gate"
+           else int(100 * step / total) if total else 0)
+    label = f"run {run['id']} · {run['method']} · {run['status']} · " + PHASES.get(phase, phase)
     if total:
         label += f" · step {step}/{total}"
+    label += _timing(run, p, step, total, now or datetime.now(UTC))
     return (f"<div id='train-progress' data-status='{run['status']}'>"
             f"<div style='background:#eee;border-radius:6px'><div style='width:{pct}%;"
             f"background:#4a8;color:white;padding:4px;border-radius:6px'>{pct}%</div></div>"
             f"<small>{label}</small></div>")
+
+
+PHASES = {"gate": "training done, the gate is checking the candidate",
+          "preparing": "preparing the data", "done": "done"}
+
+
+def _timing(run: dict, p: dict, step: int, total: int, now: datetime) -> str:
+    started = _when(run.get("started_at"))
+    end = _when(run.get("finished_at")) or now
+    out = f" · {_duration(end - started)} so far" if started and not run.get("finished_at") \
+        else f" · took {_duration(end - started)}" if started else ""
+    since = _when(p.get("since"))
+    if p.get("phase") == "training" and since and step >= 1 and total > step:
+        left = (now - since) / step * (total - step)
+        out += f" · about {_duration(left)} left"
+    return out
+
+
+def _when(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso) if iso else None
+
+
+def _duration(span: timedelta) -> str:
+    seconds = max(0, int(span.total_seconds()))
+    return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 
 def verdict_md(run: dict | None) -> str:
@@ -193,6 +224,24 @@ def prompts_frame(rows: list[dict]) -> pd.DataFrame:
 
 def documents_frame(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows or [], columns=list(rows[0]) if rows else ["id", "path"])
+
+
+def run_ended(run: dict | None, seen: dict | None) -> tuple[str | None, dict | None]:
+    """What to tell an admin page that saw `seen` (the run's id and status at its last look)
+    now that the latest run is `run`: a line once a run it saw going has ended, else None."""
+    now = {"id": run["id"], "status": run["status"]} if run else None
+    if not run or not seen or seen.get("id") != run["id"] or seen.get("status") in FINISHED \
+            or run["status"] not in FINISHED:
+        return None, now
+    gate = (run.get("metrics") or {}).get("gate", {})
+    if run["status"] == "succeeded":
+        served = "is now served" if (run.get("metrics") or {}).get("activated") \
+            else "is a candidate, not served"
+        return f"Run {run['id']} passed the gate: {run['adapter_version']} {served}.", now
+    if run["status"] == "rejected":
+        why = "; ".join(gate.get("reasons") or []) or gate.get("verdict") or "the gate"
+        return f"Run {run['id']} was rejected ({run['adapter_version']}): {why}", now
+    return f"Run {run['id']} {run['status']}: {run.get('error') or ''}".rstrip(": "), now
 
 
 def training_view(run: dict | None) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
