@@ -1,7 +1,10 @@
 """What the admin tab shows for a training run: progress bar, curves, the gate's verdict."""
 
 from chat.web.admin_views import (
+    adapters_frame,
     curve_frames,
+    dashboard_view,
+    documents_frame,
     gate_rows,
     progress_html,
     run_ended,
@@ -168,3 +171,16 @@ def test_a_page_that_watched_a_run_is_told_once_how_it_ended():
         "Run 4 was rejected (v0004): answers repeat themselves")
     failed = {**_run("failed"), "error": "out of memory"}
     assert run_ended(failed, {"id": 4, "status": "queued"})[0] == "Run 4 failed: out of memory"
+
+
+def test_empty_tables_say_nothing_yet_under_their_headers():
+    empty = adapters_frame([])
+    assert list(empty.columns)[0] == "version" and empty.iloc[0, 0] == "nothing yet"
+    assert documents_frame([]).iloc[0].tolist() == ["nothing yet", ""]
+    info = {"model": "m", "device": "cpu", "fast_path": "fp16", "decode": "d", "prompts": "p"}
+    _, trend, recent = dashboard_view(info, feedback_stats_of_nothing(),
+                                      [{"day": "2026-12-07", "adapter": "base",
+                                        "down_rate": 0.25, "n": 4}], [])
+    assert trend.to_dict("records") == [{"day": "2026-12-07", "adapter": "base",
+                                         "down_pct": 25.0, "answers_rated": 4}]
+    assert recent.iloc[0, 0] == "nothing yet"

@@ -17,15 +17,17 @@ ctx = app_support.ctx  # the shared fixture, bound here as api_support.live is
 def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
     history, session = ask(ctx, "Name a colour.")
     before = store.counts()["messages"]
-    *_, (a, b, session, row) = compare(ctx, history, session)
+    *_, (question, a, b, session, row) = compare(ctx, history, session)
     assert row["visible"] is True and store.counts()["messages"] == before  # nothing added
+    assert question == "**Two answers to:** Name a colour."
     pending = session["compare"]
     assert pending["prompt"][-1] == {"role": "user", "content": "Name a colour."}
     # shown as the chat shows an answer (strip_decorations would also eat trailing whitespace)
     version = pending["prompt_version"]
-    assert a == shown_answer(pending["a"], pending["adapter_a"], version)["content"]
-    assert b == shown_answer(pending["b"], pending["adapter_b"], version)["content"]
-    session, row = pick(ctx, "A", session)
+    assert a == "#### A\n\n" + shown_answer(pending["a"], pending["adapter_a"], version)["content"]
+    assert b == "#### B\n\n" + shown_answer(pending["b"], pending["adapter_b"], version)["content"]
+    session, row, a_now, b_now = pick(ctx, "A", session)
+    assert a_now.startswith("#### A · your pick ✓\n\n") and b_now.startswith("#### B\n\n")
     (cmp,) = store.query("SELECT * FROM comparisons")
     assert (cmp["choice"], cmp["answer_a"], cmp["user"]) == ("a", pending["a"], session["user"])
     (pref,) = store.query("SELECT * FROM preferences")
@@ -39,8 +41,8 @@ def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
 def test_compare_tie_and_both_bad_make_no_pair(ctx, store):
     history, session = ask(ctx, "Say something.")
     for choice in ("Tie", "Both bad"):
-        *_, (_, _, session, _) = compare(ctx, history, session)
-        session, _ = pick(ctx, choice, session)
+        *_, (_, _, _, session, _) = compare(ctx, history, session)
+        session, *_ = pick(ctx, choice, session)
     assert [r["choice"] for r in store.query("SELECT choice FROM comparisons")] == [
         "tie", "both_bad"]
     assert store.counts()["preferences"] == 0
@@ -61,9 +63,9 @@ def test_compare_shows_answers_as_the_chat_does(ctx, monkeypatch):
         yield SimpleNamespace(text=next(replies), adapter_version="v0002", prompt_version=1,
                               prompt=[{"role": "user", "content": "Show code."}])
     monkeypatch.setattr(ctx.service, "stream", stream)
-    *_, (a, b, session, _) = compare(ctx, history, session)
-    assert a == "Here:\n```python\nprint(1)\n```" + badge("v0002", 1)
-    assert b == "&lt;b>bold&lt;/b> text" + badge("v0002", 1)
+    *_, (_, a, b, session, _) = compare(ctx, history, session)
+    assert a == "#### A\n\nHere:\n```python\nprint(1)\n```" + badge("v0002", 1)
+    assert b == "#### B\n\n&lt;b>bold&lt;/b> text" + badge("v0002", 1)
     assert session["compare"]["a"] == "Here:\n```python\nprint(1)"  # stored as written
 
 
@@ -77,7 +79,7 @@ def test_compare_samples_b_again_while_it_repeats_a(ctx, store, monkeypatch, tex
         yield SimpleNamespace(text=next(replies), adapter_version=None, prompt_version=1,
                               prompt=[{"role": "user", "content": "Capital of France?"}])
     monkeypatch.setattr(ctx.service, "stream", stream)
-    *_, (_, _, session, _) = compare(ctx, history, session)
+    *_, (_, _, _, session, _) = compare(ctx, history, session)
     assert next(replies, None) is None and len(texts) == calls
     a, b = session["compare"]["a"], session["compare"]["b"]
     assert (a, b) == (texts[0], texts[-1])

@@ -83,7 +83,7 @@ def test_real_model_answer_rated_and_compared(cfg, store, real_engine):
     like(ctx, history, session, like_event(1, True))
     # an open question: two samples of a one-fact answer are often the same words
     history, session = ask(ctx, "Describe the sea in one sentence.", history, session)
-    *_, (_, _, session, _) = compare(ctx, history, session)
+    *_, (_, _, _, session, _) = compare(ctx, history, session)
     assert session["compare"]["a"] != session["compare"]["b"]
     pick(ctx, "B", session)
     assert store.counts()["ratings"] == 1 and store.counts()["preferences"] == 1
@@ -138,7 +138,7 @@ def test_history_from_the_browser_is_held_to_the_api_limits(ctx, store, turn, er
     assert updates[-1] == ("second?", history, gr.skip())
     with pytest.warns(UserWarning, match=error):
         updates = list(compare(ctx, history, session))
-    assert updates[-1] == (gr.skip(), gr.skip(), gr.skip(), gr.update(visible=False))
+    assert updates[-1] == (gr.skip(),) * 4 + (gr.update(visible=False),)
     assert store.counts() == before
 
 

@@ -11,18 +11,22 @@ import time
 import pytest
 
 from tests.api_support import PASSWORD, start_server
-from tests.browser_answers import own_sources_step, phone_step, scroll_follow_step
+from tests.browser_answers import (
+    own_sources_step,
+    phone_step,
+    queued_question_step,
+    scroll_follow_step,
+    xss_step,
+)
 from tests.browser_support import (
     ARTIFACTS,
     FINISHED,
     Shots,
     ask,
     bots,
-    busy,
     launch_chromium,
     log_in,
     wait_for,
-    wait_idle,
     watch_bot_text,
 )
 
@@ -30,8 +34,6 @@ pytestmark = pytest.mark.browser
 TRAIN_TIMEOUT_S = 420  # the small DPO run (1 step) plus the gate (its damage checks too), on
 # a busy 2-core machine
 QUESTION = "How do I roll back an adapter?"
-XSS = ('Is this safe? <script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> '
-       "[click me](javascript:window.__xss=3)")
 
 
 @pytest.fixture
@@ -190,9 +192,12 @@ def chat_steps(page, store, shots) -> None:
     a_text = page.locator("#answer-a").inner_text()
     said = "answered by the base model"
     assert said in a_text and said in page.locator("#answer-b").inner_text()
+    assert a_text.lstrip().startswith("A") and QUESTION in page.locator(
+        "#compare-question").inner_text()
     shots.take(page, "compare")
     page.locator("#pick-a:visible").first.click()
     wait_for(lambda: page.locator("#pick-row:visible").count() == 0, 20, "the picker to close")
+    wait_for(lambda: "your pick" in page.locator("#answer-a").inner_text(), 20, "the pick mark")
     comparison = wait_for(lambda: store.one("SELECT * FROM comparisons"), 20, "the comparison")
     assert (comparison["user"], comparison["choice"]) == ("alice", "a")
     assert comparison["prompt_json"] and QUESTION in comparison["prompt_json"]
@@ -201,47 +206,6 @@ def chat_steps(page, store, shots) -> None:
 def answer_panel(page, n: int):
     """The button row under assistant message n (Gradio renders it next to the bubble)."""
     return page.locator("#chatbot .message-buttons-left").nth(n)
-
-
-def xss_step(page, shots) -> None:
-    ask(page, XSS, 1)
-    wait_idle(page)
-    assert page.evaluate("typeof window.__xss") == "undefined"
-    chat = page.locator("#chatbot")
-    assert chat.get_by_text("Is this safe?").count() >= 1  # the message itself is shown
-    assert chat.locator("script").count() == 0
-    assert chat.locator("img[onerror]").count() == 0
-    assert chat.locator("[onerror], [onclick], [onload]").count() == 0
-    assert page.locator("a[href^='javascript' i]").count() == 0
-    assert "__xss" not in "".join(page.evaluate(
-        "[...document.scripts].map(s => s.textContent)"))
-    shots.take(page, "xss-not-executed")
-
-
-def queued_question_step(page, store) -> None:
-    """A question sent while an answer streams is kept and asked once that answer is done
-    (it used to be wiped from the box by the stream and never asked)."""
-    # a long answer (to the 48-token cap), so it still streams when the next question is sent
-    first = "Count from one to one hundred in words, one number a line."
-    follow_up = "Which number was the first?"
-    n = bots(page).count()
-    page.locator("#question textarea").fill(first)
-    page.locator("#send").click()
-    bots(page).nth(n).wait_for(timeout=120_000)  # the answer has begun to stream
-    assert page.locator("#stop").is_enabled()
-    page.locator("#question textarea").fill(follow_up)
-    streaming = busy(page)
-    page.locator("#send").click()
-    assert streaming, "the first answer was already done: nothing was queued"
-    assert page.locator("#question textarea").input_value() == follow_up
-    bots(page).nth(n + 1).get_by_text("answered by").wait_for(timeout=180_000)
-    wait_idle(page)
-    asked = page.locator("#chatbot [data-testid=user]").all_inner_texts()[-2:]
-    assert [t.strip() for t in asked] == [first, follow_up]
-    stored = [r["content"] for r in store.query(
-        "SELECT content FROM messages WHERE role = 'user' ORDER BY id DESC LIMIT 2")]
-    assert stored == [follow_up, first]
-    assert page.locator("#question textarea").input_value() == ""
 
 
 # ---------------------------------------------------------------------------- as an admin

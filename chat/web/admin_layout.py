@@ -7,7 +7,13 @@ from dataclasses import dataclass
 import gradio as gr
 
 from chat.runtime import Runtime
-from chat.web.admin_views import progress_html
+from chat.web.admin_views import (
+    ADAPTER_COLUMNS,
+    PROMPT_COLUMNS,
+    RECENT_COLUMNS,
+    empty_table,
+    progress_html,
+)
 from chat.web.uploads import ALLOWED_UPLOADS
 from feedback.store import RATING_REASONS
 from training.config import METHODS
@@ -35,9 +41,11 @@ def render_dashboard() -> Dashboard:
             reason = gr.Dropdown(REASONS, value="", label="reason")
             refresh = gr.Button("Refresh", elem_id="admin-refresh")
         return Dashboard(kind, reason, refresh, gr.Markdown(elem_id="feedback-stats"),
-                         gr.LinePlot(x="day", y="down_rate", color="adapter",
-                                     title="Thumbs-down rate per adapter version"),
-                         gr.Dataframe(label="Recent feedback", wrap=True))
+                         gr.LinePlot(x="day", y="down_pct", color="adapter",
+                                     title="Thumbs-down rate per adapter version",
+                                     y_title="thumbs-down %", y_lim=[0, 100]),
+                         gr.Dataframe(empty_table(RECENT_COLUMNS), label="Recent feedback",
+                                      wrap=True))
 
 
 @dataclass
@@ -61,7 +69,7 @@ def render_documents() -> Documents:
             doc_id = gr.Number(label="document id", precision=0, minimum=1, maximum=2**53)
             delete = gr.Button("Delete document", variant="stop")
         return Documents(files, upload, listed, doc_id, delete, gr.JSON(label="Ingest report"),
-                         gr.Dataframe(label="Documents"))
+                         gr.Dataframe(empty_table(["id", "path"]), label="Documents"))
 
 
 @dataclass
@@ -111,7 +119,8 @@ def render_adapters() -> Adapters:
             buttons = [gr.Button("List"), gr.Button("Activate", variant="primary"),
                        gr.Button("Roll back"), gr.Button("Serve the base model"),
                        gr.Button("Side by side with active")]
-        return Adapters(version, *buttons, gr.Dataframe(label="Adapters"),
+        return Adapters(version, *buttons, gr.Dataframe(empty_table(ADAPTER_COLUMNS),
+                                                        label="Adapters"),
                         gr.Dataframe(label="Active vs candidate on held-out questions",
                                      wrap=True, headers=SIDE_BY_SIDE))
 
@@ -136,7 +145,9 @@ def render_prompts(ctx: Runtime) -> Prompts:
             version = gr.Number(label="profile version", precision=0, minimum=1, maximum=2**53)
             buttons = [gr.Button(label) for label in ("List", "Add", "Activate",
                                                       "Preview vs active")]
-        return Prompts(profile, version, *buttons, gr.Dataframe(label="Prompt profiles", wrap=True),
+        return Prompts(profile, version, *buttons,
+                       gr.Dataframe(empty_table(PROMPT_COLUMNS), label="Prompt profiles",
+                                    wrap=True),
                        gr.Dataframe(label="Preview", wrap=True))
 
 

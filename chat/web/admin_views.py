@@ -200,6 +200,22 @@ def _count_ids(ids) -> int:
     return len(ids) if isinstance(ids, list) else 0
 
 
+NOTHING_YET = "nothing yet"
+RECENT_COLUMNS = ["kind", "created_at", "user", "answer", "detail", "reason"]
+TREND_COLUMNS = ["day", "adapter", "down_pct", "answers_rated"]
+
+
+def or_nothing_yet(frame: pd.DataFrame) -> pd.DataFrame:
+    """An empty table says so in its first cell, under its own headers."""
+    if len(frame):
+        return frame
+    return empty_table(list(frame.columns))
+
+
+def empty_table(columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame([[NOTHING_YET] + [""] * (len(columns) - 1)], columns=columns)
+
+
 ADAPTER_COLUMNS = ["version", "status", "method", "parent_version", "created_at",
                    "activated_at", "n_feedback", "pref_accuracy", "ppl_ratio"]
 
@@ -213,17 +229,21 @@ def adapters_frame(rows: list[dict]) -> pd.DataFrame:
                       r["created_at"][:19], (r.get("activated_at") or "")[:19],
                       _count_ids(meta.get("feedback_ids")), gate.get("pref_accuracy"),
                       gate.get("ppl_ratio")])
-    return pd.DataFrame(table, columns=ADAPTER_COLUMNS)
+    return or_nothing_yet(pd.DataFrame(table, columns=ADAPTER_COLUMNS))
+
+
+PROMPT_COLUMNS = ["version", "status", "note", "system_prompt", "few_shot"]
 
 
 def prompts_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame([[r["version"], r["status"], r["note"], r["system_prompt"][:120],
-                          len(json.loads(r["few_shot_json"])) // 2] for r in rows],
-                        columns=["version", "status", "note", "system_prompt", "few_shot"])
+    return or_nothing_yet(pd.DataFrame(
+        [[r["version"], r["status"], r["note"], r["system_prompt"][:120],
+          len(json.loads(r["few_shot_json"])) // 2] for r in rows], columns=PROMPT_COLUMNS))
 
 
 def documents_frame(rows: list[dict]) -> pd.DataFrame:
-    return pd.DataFrame(rows or [], columns=list(rows[0]) if rows else ["id", "path"])
+    return or_nothing_yet(pd.DataFrame(rows or [],
+                                       columns=list(rows[0]) if rows else ["id", "path"]))
 
 
 def run_ended(run: dict | None, seen: dict | None) -> tuple[str | None, dict | None]:
@@ -254,6 +274,6 @@ def dashboard_view(info: dict, stats: dict, trend: list[dict],
                    recent: list[dict]) -> tuple[str, pd.DataFrame, pd.DataFrame]:
     """What is served and the feedback tables; thumbs-down rate per day; latest feedback."""
     return (serving_md(info) + "\n\n" + stats_md(stats),
-            pd.DataFrame(trend, columns=["day", "adapter", "down_rate", "n"]),
-            pd.DataFrame(recent, columns=["kind", "created_at", "user", "answer", "detail",
-                                          "reason"]))
+            pd.DataFrame([[t["day"], t["adapter"], round(100 * t["down_rate"], 1), t["n"]]
+                          for t in trend], columns=TREND_COLUMNS),
+            or_nothing_yet(pd.DataFrame(recent, columns=RECENT_COLUMNS)))

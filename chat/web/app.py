@@ -20,6 +20,7 @@ from chat.web.chat_handlers import (
 )
 from chat.web.feedback_handlers import (
     CHOICES,
+    closed_compare,
     compare,
     edit,
     like,
@@ -53,6 +54,7 @@ class ChatTab:
     reason: gr.Radio
     comment: gr.Textbox
     save: gr.Button
+    compare_question: gr.Markdown
     answer_a: gr.Markdown
     answer_b: gr.Markdown
     pick_row: gr.Row
@@ -73,17 +75,19 @@ def _render_chat_tab() -> ChatTab:
             chatbot = gr.Chatbot(label="Chat", height=520, sanitize_html=True,
                                  render_markdown=True, buttons=["copy"], editable="all",
                                  elem_id="chatbot", placeholder=WELCOME)
+            # 👎's reason picker sits right under the answers, above the question box
+            with gr.Group(visible=False, elem_id="reason-box") as reason_box:
+                reason = gr.Radio(list(RATING_REASONS), label="What was wrong?",
+                                  elem_id="reason")
+                comment = gr.Textbox(label="Comment (optional)", max_lines=4)
+                save = gr.Button("Save feedback", size="sm", elem_id="save-reason")
             with gr.Row():
                 box = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8,
                                  elem_id="question", max_lines=8)
                 send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                 stop = gr.Button("Stop", scale=1, elem_id="stop", interactive=False)
                 compare_btn = gr.Button("Compare", scale=1, elem_id="compare")
-            with gr.Group(visible=False, elem_id="reason-box") as reason_box:
-                reason = gr.Radio(list(RATING_REASONS), label="What was wrong?",
-                                  elem_id="reason")
-                comment = gr.Textbox(label="Comment (optional)", max_lines=4)
-                save = gr.Button("Save feedback", size="sm", elem_id="save-reason")
+            compare_question = gr.Markdown(elem_id="compare-question")
             with gr.Row():
                 answer_a = gr.Markdown(sanitize_html=True, label="A", elem_id="answer-a")
                 answer_b = gr.Markdown(sanitize_html=True, label="B", elem_id="answer-b")
@@ -100,7 +104,8 @@ def _render_chat_tab() -> ChatTab:
                 marks = {1: gr.Button("Helped", size="sm", elem_id="source-helped"),
                          -1: gr.Button("Not relevant", size="sm", elem_id="source-not-relevant")}
     return ChatTab(convs, refresh, reopen, chatbot, box, send, stop, compare_btn, reason_box,
-                   reason, comment, save, answer_a, answer_b, pick_row, pick_buttons, sources,
+                   reason, comment, save, compare_question, answer_a, answer_b, pick_row,
+                   pick_buttons, sources,
                    number, marks)
 
 
@@ -142,9 +147,11 @@ def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
              for trigger, name in ((box.submit, "chat"), (ui.send.click, False))]
     asked.append(chatbot.example_select(_example_text, None, [box], api_name=False).then(
         _respond, [box, chatbot, session], [box, chatbot, session, stop], api_name=False))
+    panes = [ui.compare_question, ui.answer_a, ui.answer_b, ui.pick_row]
     for event in asked:
         event.then(**after).then(_conversation_list(ctx), [session],
                                  [session, ui.conversations], api_name=False)
+        event.then(closed_compare, None, panes, api_name=False)  # a new question: panes close
     redone = [chatbot.retry(_retry, [chatbot, session], [chatbot, session, box, stop],
                             api_name="retry"),
               chatbot.edit(_edit, [chatbot, session], [chatbot, session, box, stop],
@@ -154,7 +161,9 @@ def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
     stop.click(_stopped, [chatbot], [stop, chatbot], cancels=asked + redone, queue=False,
                api_name=False)
     chatbot.undo(_undo, [chatbot, session], [chatbot, session, box], api_name="undo")
-    chatbot.clear(_clear, [session], [chatbot, session], api_name="clear").then(**after)
+    cleared = chatbot.clear(_clear, [session], [chatbot, session], api_name="clear")
+    cleared.then(**after)
+    cleared.then(closed_compare, None, panes, api_name=False)
 
 
 def _example_text(data: gr.SelectData) -> str:
@@ -209,9 +218,11 @@ def _wire_feedback(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
     ui.save.click(_save, [ui.reason, ui.comment, session],
                   [session, ui.reason_box, ui.reason, ui.comment], api_name=False)
     ui.compare.click(_compare, [ui.chatbot, session],
-                     [ui.answer_a, ui.answer_b, session, ui.pick_row], api_name="compare")
+                     [ui.compare_question, ui.answer_a, ui.answer_b, session, ui.pick_row],
+                     api_name="compare")
     for label, button in ui.pick_buttons.items():
-        button.click(_picker(label), [session], [session, ui.pick_row],
+        button.click(_picker(label), [session],
+                     [session, ui.pick_row, ui.answer_a, ui.answer_b],
                      api_name=f"pick_{CHOICES[label]}")
 
 

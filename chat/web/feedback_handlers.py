@@ -14,6 +14,8 @@ from chat.web.chat_handlers import ask_again, client_chat, session_for
 from chat.web.views import (
     aligned_ids,
     answer_ordinal,
+    compare_pane,
+    compare_question,
     history_for_model,
     raw_text,
     shown_answer,
@@ -153,6 +155,7 @@ def compare(ctx: Runtime, chat_history: list[dict], session: dict,
     if last_user is None:
         raise gr.Error("Ask a question first, then compare two answers to it.")
     question = raw_text(history[last_user]["content"])
+    heading = compare_question(question)
     texts, answers = ["", ""], []
     try:
         for side in (0, 1):
@@ -164,15 +167,15 @@ def compare(ctx: Runtime, chat_history: list[dict], session: dict,
                 for answer in ctx.service.stream(
                         question, session["user"], history=history_for_model(history[:last_user]),
                         conversation_id=session["conversation_id"], params=params, record=False):
-                    texts[side] = shown_answer(answer.text, answer.adapter_version,
-                                               answer.prompt_version)["content"]
-                    yield texts[0], texts[1], session, gr.update(visible=False)
+                    texts[side] = compare_pane("AB"[side], shown_answer(
+                        answer.text, answer.adapter_version, answer.prompt_version)["content"])
+                    yield heading, texts[0], texts[1], session, gr.update(visible=False)
                 if not answers or not same_answer(answer.text, answers[0].text):
                     break
             answers.append(answer)
     except ChatError as exc:
         gr.Warning(str(exc))  # a toast: gr.Error would cover both panes with an error badge
-        yield gr.skip(), gr.skip(), gr.skip(), gr.update(visible=False)  # nothing to pick
+        yield gr.skip(), gr.skip(), gr.skip(), gr.skip(), gr.update(visible=False)  # no pick
         return
     a, b = answers
     if same_answer(a.text, b.text):
@@ -180,7 +183,12 @@ def compare(ctx: Runtime, chat_history: list[dict], session: dict,
     session = {**session, "compare": {
         "prompt": a.prompt, "a": a.text, "b": b.text, "adapter_a": a.adapter_version,
         "adapter_b": b.adapter_version, "prompt_version": a.prompt_version}}
-    yield texts[0], texts[1], session, gr.update(visible=True)
+    yield heading, texts[0], texts[1], session, gr.update(visible=True)
+
+
+def closed_compare() -> tuple:
+    """The comparison's question, panes and pick buttons put away (a new question, Clear)."""
+    return "", "", "", gr.update(visible=False)
 
 
 def pick(ctx: Runtime, choice: str, session: dict, request: gr.Request = None) -> tuple:
@@ -197,4 +205,8 @@ def pick(ctx: Runtime, choice: str, session: dict, request: gr.Request = None) -
     except ChatError as exc:
         raise gr.Error(str(exc)) from None
     gr.Info(f"Thanks: saved your choice ({choice}).")
-    return {**session, "compare": None}, gr.update(visible=False)
+    panes = [compare_pane(label, shown_answer(pending[side], pending[f"adapter_{side}"],
+                                              pending["prompt_version"])["content"],
+                          picked=choice in (label, "Tie"))
+             for label, side in (("A", "a"), ("B", "b"))]
+    return {**session, "compare": None}, gr.update(visible=False), *panes

@@ -55,4 +55,6 @@ PAGE_CSS = """
 #chatbot .answer-sources { font-size: 0.9em; margin-top: 0.5em; overflow-wrap: anywhere; }
 #chatbot .answer-sources summary { cursor: pointer; }
 #chatbot sup.cite { font-size: 0.75em; }
+#chatbot button[aria-label="Like"] { order: 1; }
+#chatbot button[aria-label="Dislike"] { order: 2; }
 """

@@ -148,6 +148,16 @@ def _snippet(text: str) -> str:
     return text[:SNIPPET_CHARS] + ("…" if len(text) > SNIPPET_CHARS else "")
 
 
+def compare_question(question: str) -> str:
+    """The line above the two answers of a comparison."""
+    return f"**Two answers to:** {clean_markdown(question)}"
+
+
+def compare_pane(label: str, content: str, picked: bool = False) -> str:
+    """One side of a comparison under its header (A or B), marked once it is the pick."""
+    return f"#### {label}{' · your pick ✓' if picked else ''}\n\n{content}"
+
+
 def shown_question(text: str) -> dict:
     return {"role": "user", "content": clean_markdown(text)}
 
