@@ -180,7 +180,7 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
     hooks = _hooks(store, run_id, method, s.optim.max_seconds)
     started = time.monotonic()
     train_metrics, reward = train_method(method, base_path, data, s, tmp, hooks, store, cfg)
-    merge_progress(store, run_id, phase="gate", gate_since=utcnow())
+    merge_progress(store, run_id, phase="gate")
     trained, peak_training = time.monotonic(), peak_rss_mib()
     hooks.trainer = None  # the trained model's memory goes back before the gate loads its own
     gc.collect()

@@ -63,7 +63,7 @@ def answer_quality(service, asked: list[str], params) -> dict:
         answer = service.ask(question, "bench", params=params, record=False)
         looped += repeats(answer.text)
         words += len(WORD.findall(answer.text.lower()))
-        cut += service.usage(answer)[1]
+        cut += answer.cut_off  # set by the stream: no second tokenization
         if answer.sources:
             hit, n = grounded_words(answer.text, [s.text for s in answer.sources])
             found, total = found + hit, total + n
