@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 from chat.config import Config
@@ -17,6 +17,7 @@ from chat.profiles import ProfileStore
 from chat.prompt import PromptProfile, Source, build_messages
 from chat.sanitize import check_unicode
 from feedback import sources
+from feedback.checks import TITLE_CHARS
 from feedback.store import Store
 
 ANSWER_FACTOR = 4  # answers (and corrections of them) may run this many times a question's length
@@ -145,7 +146,8 @@ class ChatService:
         sources = self.retrieve(question, retriever_version)
         prompt = self.build_prompt(profile, question, history, sources, params)
         if conversation_id is None and record:
-            conversation_id = self.store.create_conversation(user, title=question[:80])
+            conversation_id = self.store.create_conversation(
+                user, title=" ".join(question.split())[:TITLE_CHARS])
         elif conversation_id is not None:
             self.store.conversation(conversation_id, user)
         # an unrecorded answer (a comparison, a preview) leaves no trace in the conversation
@@ -171,14 +173,18 @@ class ChatService:
         prompt = self.build_prompt(profile, question, None, sources, params)
         return self.engine.complete(prompt, params, self.resolve_adapter(adapter) or BASE)
 
-    def _record(self, answer: Answer) -> None:
+    def _record(self, answer: Answer, parent_id: int | None = None,
+                params: dict | None = None) -> int:
         answer.message_id = self.store.record_message(
-            answer.conversation_id, "assistant", answer.text, parent_id=answer.user_message_id,
+            answer.conversation_id, "assistant", answer.text,
+            parent_id=parent_id or answer.user_message_id,
             adapter_version=answer.adapter_version, prompt_version=answer.prompt_version,
             retriever_version=answer.retriever_version,
             sources=[s.as_dict() for s in answer.sources],
-            params={**answer.params, "stopped": answer.stopped, "cut_off": answer.cut_off},
+            params=params or {**answer.params, "stopped": answer.stopped,
+                              "cut_off": answer.cut_off},
             prompt=answer.prompt)
+        return answer.message_id
 
     def ask(self, question: str, user: str, **kwargs) -> Answer:
         *_, answer = self.stream(question, user, **kwargs)
@@ -236,3 +242,9 @@ class ChatService:
         return self.store.record_comparison(prompt, answer_a, answer_b, choice, user,
                                             adapter_a, adapter_b, prompt_version)
 
+    def keep_pick(self, replaced_id: int, user: str, answer: Answer) -> int:
+        """The answer picked in a comparison, stored in the place of the answer `replaced_id`
+        (which stays stored): the conversation reopens showing the pick."""
+        old = self.own_answer(replaced_id, user)
+        picked = replace(answer, conversation_id=old["conversation_id"])
+        return self._record(picked, old["parent_id"], {"replaces": replaced_id})

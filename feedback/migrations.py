@@ -137,6 +137,12 @@ def m005_source_feedback_and_retrievers(db: Database) -> None:
     db["messages"].add_column("retriever_version", str)
 
 
+@migrations()
+def m006_conversation_hidden(db: Database) -> None:
+    """A conversation its user deleted from their list: hidden, its feedback kept."""
+    db["conversations"].add_column("hidden_at", str)
+
+
 COUNTED = ("conversations", "messages", "ratings", "corrections", "preferences", "comparisons",
            "source_feedback", "documents", "chunks", "adapters", "retrievers", "training_runs")
 

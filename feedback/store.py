@@ -10,39 +10,16 @@ from dataclasses import dataclass
 from sqlite_utils import Database
 
 from chat.errors import BadInput, NotFound
+from feedback.checks import RATING_REASONS, check_pair, checked_title, same_answer
 from feedback.db import CHECKPOINT_EVERY, DatabaseFile, decoded, dumps, utcnow
 
-# utcnow, dumps, decoded and CHECKPOINT_EVERY live in feedback.db; callers import them here
+# utcnow, dumps, decoded and CHECKPOINT_EVERY live in feedback.db, the answer checks in
+# feedback.checks; callers import them here
 __all__ = ["CHECKPOINT_EVERY", "RATING_REASONS", "Erased", "Rows", "Store", "check_pair",
            "decoded", "dumps", "erase_user_rows", "open_store", "same_answer", "utcnow"]
 
-RATING_REASONS = {
-    # reason -> which part of the system it blames
-    "wrong or missing source": "retrieval",
-    "wrong facts": "generation",
-    "not helpful": "generation",
-    "too long": "generation",
-    "unsafe": "generation",
-    "other": "other",
-}
-
-
-def same_answer(first: str, second: str) -> bool:
-    """The same words, surrounding whitespace aside: nothing to prefer between them."""
-    return first.strip() == second.strip()
-
-
-def check_pair(first: str, second: str) -> None:
-    """Two answers that can make a preference pair: both written, and not the same text."""
-    if not first.strip() or not second.strip():
-        raise BadInput("chosen and rejected answers must not be empty")
-    if same_answer(first, second):
-        raise BadInput("the two answers are the same text: there is nothing to prefer")
-
-
 def _insert(db: Database, table: str, row: dict) -> int:
-    cols = ", ".join(row)
-    marks = ", ".join("?" for _ in row)
+    cols, marks = ", ".join(row), ", ".join("?" for _ in row)
     cur = db.conn.execute(f"INSERT INTO {table} ({cols}) VALUES ({marks})", list(row.values()))
     return cur.lastrowid
 
@@ -176,16 +153,36 @@ class Store(DatabaseFile):
             return rows.conversation(user, title)
 
     def conversation(self, conversation_id: int, user: str | None = None) -> dict:
-        """A conversation row; with `user`, only if it belongs to that user."""
+        """A conversation row; with `user`, only if it belongs to that user and they have not
+        deleted it."""
         row = self.one("SELECT * FROM conversations WHERE id = ?", (conversation_id,))
-        if row is None or (user is not None and row["user"] != user):
+        if row is None or (user is not None and (row["user"] != user or row["hidden_at"])):
             raise NotFound(f"no conversation {conversation_id}")
         return row
 
     def conversations(self, user: str, limit: int = 50) -> list[dict]:
+        """The user's conversations, the one with the latest message first (`active_at`)."""
         return self.query(
-            "SELECT * FROM conversations WHERE user = ? ORDER BY id DESC LIMIT ?", (user, limit)
-        )
+            "SELECT c.*, COALESCE(MAX(m.created_at), c.created_at) AS active_at "
+            "FROM conversations c LEFT JOIN messages m ON m.conversation_id = c.id "
+            "WHERE c.user = ? AND c.hidden_at IS NULL GROUP BY c.id "
+            "ORDER BY active_at DESC, c.id DESC LIMIT ?", (user, limit))
+
+    def rename_conversation(self, conversation_id: int, user: str, title: str) -> None:
+        self._set_own_conversation(conversation_id, user, "title", checked_title(title))
+
+    def hide_conversation(self, conversation_id: int, user: str) -> None:
+        """Deleted from the user's list; its messages and feedback stay (training may have
+        used them: only forgetting the user erases them, see chat/forget.py)."""
+        self._set_own_conversation(conversation_id, user, "hidden_at", utcnow())
+
+    def _set_own_conversation(self, conversation_id: int, user: str, column: str,
+                              value: str) -> None:
+        with self.write() as db:  # checked and changed in one statement: no race with a delete
+            if not db.conn.execute(
+                    f"UPDATE conversations SET {column} = ? WHERE id = ? AND user = ? "
+                    "AND hidden_at IS NULL", (value, conversation_id, user)).rowcount:
+                raise NotFound(f"no conversation {conversation_id}")
 
     def messages(self, conversation_id: int) -> list[dict]:
         return self.query(

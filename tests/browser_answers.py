@@ -1,13 +1,12 @@
 """Browser steps of the chat after its first answer: the answer's own sources and citation
 marks, the mark of a cut-off answer, a hostile question shown inert, a question queued while
-an answer streams, the view following a new answer, a phone-sized screen."""
+an answer streams, the view following a new answer."""
 
 from __future__ import annotations
 
 import json
 
-from tests.api_support import PASSWORD
-from tests.browser_support import ask, bots, busy, log_in, wait_idle
+from tests.browser_support import ask, bots, busy, wait_idle
 
 XSS = ('Is this safe? <script>window.__xss=1</script> <img src=x onerror="window.__xss=2"> '
        "[click me](javascript:window.__xss=3)")
@@ -26,20 +25,6 @@ def own_sources_step(answer, row: dict, title: str) -> None:
     assert answer.locator("sup.cite").count() == expected.count('<sup class="cite"')
     cut = json.loads(row["params_json"])["cut_off"]
     assert ("cut off at 48 tokens" in answer.locator("sub").inner_text()) == cut
-
-
-def phone_step(page, url: str, shots) -> None:
-    """On a 390-px screen a reopened conversation shows each answer with its own sources,
-    and nothing is wider than the screen."""
-    log_in(page, url, "alice", PASSWORD)
-    page.get_by_role("button", name="Refresh").first.click()
-    page.locator("#conversations input").click()
-    page.get_by_role("option").first.click()
-    page.locator("#open-conversation").click()
-    bots(page).first.locator("details.answer-sources").wait_for()
-    width = page.evaluate("document.documentElement.scrollWidth")
-    assert width <= 390, f"the page is {width} px wide on a 390 px screen"
-    shots.take(page, "phone-reopened")
 
 
 def scroll_follow_step(page) -> None:

@@ -6,8 +6,9 @@ import gradio as gr
 import pytest
 
 from chat.web.chat_handlers import new_session
+from chat.web.conversation_handlers import open_conversation
 from chat.web.feedback_handlers import compare, pick
-from chat.web.views import badge, shown_answer
+from chat.web.views import badge, raw_text, shown_answer
 from tests import app_support
 from tests.app_support import ask
 
@@ -20,29 +21,56 @@ def test_compare_then_pick_writes_a_comparison_and_a_preference(ctx, store):
     *_, (question, a, b, session, row) = compare(ctx, history, session)
     assert row["visible"] is True and store.counts()["messages"] == before  # nothing added
     assert question == "**Two answers to:** Name a colour."
-    pending = session["compare"]
-    assert pending["prompt"][-1] == {"role": "user", "content": "Name a colour."}
+    first, second = session["compare"]["answers"]
+    assert first.prompt[-1] == {"role": "user", "content": "Name a colour."}
     # shown as the chat shows an answer (strip_decorations would also eat trailing whitespace)
-    version = pending["prompt_version"]
-    assert a == "#### A\n\n" + shown_answer(pending["a"], pending["adapter_a"], version)["content"]
-    assert b == "#### B\n\n" + shown_answer(pending["b"], pending["adapter_b"], version)["content"]
-    session, row, a_now, b_now = pick(ctx, "A", session)
+    version = first.prompt_version
+    assert a == "#### A\n\n" + shown_answer(first.text, first.adapter_version,
+                                            version)["content"]
+    assert b == "#### B\n\n" + shown_answer(second.text, second.adapter_version,
+                                            version)["content"]
+    session, row, a_now, b_now, _ = pick(ctx, "A", history, session)
     assert a_now.startswith("#### A · your pick ✓\n\n") and b_now.startswith("#### B\n\n")
     (cmp,) = store.query("SELECT * FROM comparisons")
-    assert (cmp["choice"], cmp["answer_a"], cmp["user"]) == ("a", pending["a"], session["user"])
+    assert (cmp["choice"], cmp["answer_a"], cmp["user"]) == ("a", first.text, session["user"])
     (pref,) = store.query("SELECT * FROM preferences")
     assert (pref["chosen"], pref["rejected"], pref["source"]) == (
-        pending["a"], pending["b"], "compare")
+        first.text, second.text, "compare")
     assert session["compare"] is None and row["visible"] is False
     with pytest.raises(gr.Error):
-        pick(ctx, "B", session)  # one pick per comparison
+        pick(ctx, "B", history, session)  # one pick per comparison
+
+
+def test_the_pick_takes_the_answers_place_in_the_chat_and_on_reopen(ctx, store):
+    history, session = ask(ctx, "Name a colour.")
+    answered = session["message_ids"][-1]
+    *_, (_, _, _, session, _) = compare(ctx, history, session)
+    chosen = session["compare"]["answers"][1]
+    session, *_, shown = pick(ctx, "B", history, session)
+    assert len(shown) == 2 and raw_text(shown[1]["content"]).strip() == chosen.text.strip()
+    assert "your pick of two" in shown[1]["content"]
+    kept = store.message(session["message_ids"][-1])  # later thumbs rate the pick
+    assert (kept["content"], kept["parent_id"]) == (chosen.text,
+                                                   store.message(answered)["parent_id"])
+    assert store.message(answered)["content"]  # the replaced answer stays stored
+    update, reopened, _ = open_conversation(ctx, session["conversation_id"], new_session())
+    assert update["value"] == shown and reopened["message_ids"] == session["message_ids"]
+
+
+def test_a_tie_leaves_the_chat_as_it_was(ctx, store):
+    history, session = ask(ctx, "Name a colour.")
+    *_, (_, _, _, session, _) = compare(ctx, history, session)
+    before = store.counts()["messages"]
+    *_, shown = pick(ctx, "Tie", history, session)
+    assert shown is gr.skip() or shown == gr.skip()
+    assert store.counts()["messages"] == before
 
 
 def test_compare_tie_and_both_bad_make_no_pair(ctx, store):
     history, session = ask(ctx, "Say something.")
     for choice in ("Tie", "Both bad"):
         *_, (_, _, _, session, _) = compare(ctx, history, session)
-        session, *_ = pick(ctx, choice, session)
+        session, *_ = pick(ctx, choice, history, session)
     assert [r["choice"] for r in store.query("SELECT choice FROM comparisons")] == [
         "tie", "both_bad"]
     assert store.counts()["preferences"] == 0
@@ -66,7 +94,7 @@ def test_compare_shows_answers_as_the_chat_does(ctx, monkeypatch):
     *_, (_, a, b, session, _) = compare(ctx, history, session)
     assert a == "#### A\n\nHere:\n```python\nprint(1)\n```" + badge("v0002", 1)
     assert b == "#### B\n\n&lt;b>bold&lt;/b> text" + badge("v0002", 1)
-    assert session["compare"]["a"] == "Here:\n```python\nprint(1)"  # stored as written
+    assert session["compare"]["answers"][0].text == "Here:\n```python\nprint(1)"
 
 
 @pytest.mark.parametrize("texts,calls", [(["Paris.", "Paris.", "Paris!"], 3),
@@ -81,10 +109,10 @@ def test_compare_samples_b_again_while_it_repeats_a(ctx, store, monkeypatch, tex
     monkeypatch.setattr(ctx.service, "stream", stream)
     *_, (_, _, _, session, _) = compare(ctx, history, session)
     assert next(replies, None) is None and len(texts) == calls
-    a, b = session["compare"]["a"], session["compare"]["b"]
+    a, b = (answer.text for answer in session["compare"]["answers"])
     assert (a, b) == (texts[0], texts[-1])
     if a == b:  # still the same after every attempt: only a tie can be recorded
         with pytest.raises(gr.Error, match="same text"):
-            pick(ctx, "B", session)
-        pick(ctx, "Tie", session)
+            pick(ctx, "B", history, session)
+        pick(ctx, "Tie", history, session)
         assert store.counts()["comparisons"] == 1 and store.counts()["preferences"] == 0

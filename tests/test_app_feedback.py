@@ -260,7 +260,7 @@ def test_a_source_of_the_last_answer_is_marked_helped_or_not_relevant(ctx, store
 
 
 def test_a_stopped_answer_is_marked_stopped_live_and_on_reopen(ctx, store):
-    from chat.web.chat_handlers import open_conversation
+    from chat.web.conversation_handlers import open_conversation
 
     updates = respond(ctx, "Tell me a long story.", [], new_session())
     next(updates)

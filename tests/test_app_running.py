@@ -10,11 +10,9 @@ import httpx
 import pytest
 
 from chat.web.app import build_app
-from chat.web.chat_handlers import (
-    respond,
-)
+from chat.web.chat_handlers import respond
 from chat.web.feedback_handlers import compare, edit, like, pick, save_reason
-from chat.web.views import text_of
+from chat.web.views import raw_text, text_of
 from tests import app_support
 from tests.app_support import ask, like_event
 from tests.wiring_support import wired
@@ -68,7 +66,7 @@ def test_feedback_through_the_running_app(running, store):
     assert store.query("SELECT message_id, content FROM corrections") == [
         {"message_id": answer_id, "content": "Four."}]
     client.predict(history, api_name="/compare")
-    client.predict(api_name="/pick_b")
+    client.predict(history, api_name="/pick_b")
     (cmp,) = store.query("SELECT choice, user, preference_id FROM comparisons")
     assert cmp["choice"] == "b" and cmp["preference_id"] is not None
     user = store.query("SELECT user FROM conversations")[0]["user"]
@@ -84,9 +82,11 @@ def test_real_model_answer_rated_and_compared(cfg, store, real_engine):
     # an open question: two samples of a one-fact answer are often the same words
     history, session = ask(ctx, "Describe the sea in one sentence.", history, session)
     *_, (_, _, _, session, _) = compare(ctx, history, session)
-    assert session["compare"]["a"] != session["compare"]["b"]
-    pick(ctx, "B", session)
+    a, b = session["compare"]["answers"]
+    assert a.text != b.text
+    session, *_, shown = pick(ctx, "B", history, session)
     assert store.counts()["ratings"] == 1 and store.counts()["preferences"] == 1
+    assert raw_text(shown[-1]["content"]).strip() == b.text.strip()  # the pick, in the chat
 
 
 def test_reopen_through_the_running_app(running, store):
@@ -97,8 +97,9 @@ def test_reopen_through_the_running_app(running, store):
     client.predict("Remember me?", [], api_name="/chat")
     conv = store.query("SELECT id FROM conversations")[0]["id"]
     other = store.create_conversation("someone-else", "private")
-    picker = client.predict(api_name="/conversations")
-    assert [c[1] for c in picker["choices"]] == [conv]
+    picker, title = client.predict(api_name="/conversations")
+    assert [c[1] for c in picker["choices"]] == [conv] and picker["value"] == conv
+    assert title == "Remember me?"  # the one this client chats in: marked, its title shown
     update, sources = client.predict(conv, api_name="/open_conversation")
     history = update["value"]
     assert text_of(history[0]["content"]) == "Remember me?" and len(history) == 2

@@ -7,11 +7,8 @@ from types import SimpleNamespace
 import gradio as gr
 import pytest
 
-from chat.web.chat_handlers import (
-    my_conversations,
-    new_session,
-    open_conversation,
-)
+from chat.web.chat_handlers import new_session
+from chat.web.conversation_handlers import my_conversations, open_conversation
 from chat.web.feedback_handlers import edit, like
 from chat.web.views import badge, text_of
 from tests import app_support
@@ -27,7 +24,7 @@ def test_users_reopen_only_their_own_conversations(accounts_ctx, store):
     history, alice = ask(ctx, "alice asks", request=as_alice)
     like(ctx, history, alice, like_event(1, True), as_alice)
     _, bob = ask(ctx, "bob asks", request=as_bob)
-    _, picker = my_conversations(ctx, new_session(), as_alice)
+    _, picker, _ = my_conversations(ctx, new_session(), as_alice)
     assert [cid for _, cid in picker["choices"]] == [alice["conversation_id"]]
     with pytest.raises(gr.Error):
         open_conversation(ctx, bob["conversation_id"], new_session(), as_alice)
@@ -89,6 +86,6 @@ def test_session_state_of_another_login_is_never_used(accounts_ctx, store):
 def test_open_mode_is_one_stable_identity_across_tabs(ctx):
     """The local operator of open mode finds every conversation from any tab."""
     _, first_tab = ask(ctx, "asked in one tab")
-    _, picker = my_conversations(ctx, new_session())  # another tab: a fresh session
+    _, picker, _ = my_conversations(ctx, new_session())  # another tab: a fresh session
     assert [cid for _, cid in picker["choices"]] == [first_tab["conversation_id"]]
     assert first_tab["user"] == "local"

@@ -13,11 +13,11 @@ import pytest
 from tests.api_support import PASSWORD, start_server
 from tests.browser_answers import (
     own_sources_step,
-    phone_step,
     queued_question_step,
     scroll_follow_step,
     xss_step,
 )
+from tests.browser_conversations import conversations_step, phone_step
 from tests.browser_support import (
     ARTIFACTS,
     FINISHED,
@@ -103,9 +103,10 @@ def test_whole_loop_in_the_browser(live, browser, tmp_path):
         xss_step(page, shots)
         queued_question_step(page, store)
         scroll_follow_step(page)
+        conversations_step(page, store, QUESTION, shots)
         page.context.close()
         page = new_page(browser, PHONE)
-        phone_step(page, live["url"], shots)
+        phone_step(page, live["url"], QUESTION, shots)
         page.context.close()
         admin = new_page(browser)
         page = admin
@@ -198,6 +199,8 @@ def chat_steps(page, store, shots) -> None:
     page.locator("#pick-a:visible").first.click()
     wait_for(lambda: page.locator("#pick-row:visible").count() == 0, 20, "the picker to close")
     wait_for(lambda: "your pick" in page.locator("#answer-a").inner_text(), 20, "the pick mark")
+    # the pick takes the place of the answer it was compared with
+    wait_for(lambda: "your pick of two" in bots(page).first.inner_text(), 20, "the pick")
     comparison = wait_for(lambda: store.one("SELECT * FROM comparisons"), 20, "the comparison")
     assert (comparison["user"], comparison["choice"]) == ("alice", "a")
     assert comparison["prompt_json"] and QUESTION in comparison["prompt_json"]

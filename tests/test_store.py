@@ -23,7 +23,8 @@ EXPECTED = {
     "_sqlite_migrations": {"id": int, "migration_set": str, "name": str, "applied_at": str},
     "users": {"name": str, "role": str, "password_hash": str, "created_at": str},
     "api_keys": {"key_hash": str, "user": str, "created_at": str},
-    "conversations": {"id": int, "user": str, "created_at": str, "title": str},
+    "conversations": {"id": int, "user": str, "created_at": str, "title": str,
+                      "hidden_at": str},
     "prompt_profiles": {
         "version": int, "system_prompt": str, "few_shot_json": str, "source_template": str,
         "status": str, "note": str, "created_by": str, "created_at": str},

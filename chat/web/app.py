@@ -1,22 +1,18 @@
-"""The Gradio web app: lays out the chat tab and wires its events to the handlers in
-chat/web/chat_handlers.py and chat/web/feedback_handlers.py (plain functions of the runtime
-and inputs)."""
-
-from dataclasses import dataclass
+"""The Gradio web app: the chat tab (laid out in chat/web/chat_layout.py) with its events
+wired to the handlers in chat/web/chat_handlers.py, feedback_handlers.py and
+conversation_handlers.py (plain functions of the runtime and inputs); the admin tab."""
 
 import gradio as gr
 
 from chat.runtime import Runtime
 from chat.web.admin_tab import render_admin_tab
-from chat.web.chat_handlers import (
-    clear,
+from chat.web.chat_handlers import clear, new_session, respond, retry, shown_sources, undo
+from chat.web.chat_layout import ChatTab, render_chat_tab
+from chat.web.conversation_handlers import (
+    delete_conversation,
     my_conversations,
-    new_session,
     open_conversation,
-    respond,
-    retry,
-    shown_sources,
-    undo,
+    rename_conversation,
 )
 from chat.web.feedback_handlers import (
     CHOICES,
@@ -28,98 +24,39 @@ from chat.web.feedback_handlers import (
     pick,
     save_reason,
 )
-from chat.web.views import SCORE_TIP, mark_stopped
-from feedback.store import RATING_REASONS
+from chat.web.page import CLOSE_BAR_ON_PHONE
+from chat.web.views import mark_stopped
 from retrieval.examples import example_questions
-
-WELCOME = ("**Ask about the documents in the knowledge base.** Each answer lists the passages "
-           "it drew on; rate answers 👍 / 👎, correct them or compare two, and the assistant "
-           "learns from it.")
-SOURCES_LABEL = "Sources of the last answer (mark the ones that helped). " + SCORE_TIP
-
-
-@dataclass
-class ChatTab:
-    """The chat tab's components that events read or write."""
-
-    conversations: gr.Dropdown
-    refresh: gr.Button
-    reopen: gr.Button
-    chatbot: gr.Chatbot
-    box: gr.Textbox
-    send: gr.Button
-    stop: gr.Button
-    compare: gr.Button
-    reason_box: gr.Group
-    reason: gr.Radio
-    comment: gr.Textbox
-    save: gr.Button
-    compare_question: gr.Markdown
-    answer_a: gr.Markdown
-    answer_b: gr.Markdown
-    pick_row: gr.Row
-    pick_buttons: dict[str, gr.Button]
-    sources: gr.Dataframe
-    source_number: gr.Number
-    source_buttons: dict[int, gr.Button]  # +1 helped, -1 not relevant
-
-
-def _render_chat_tab() -> ChatTab:
-    with gr.Row():
-        with gr.Column(scale=1, min_width=220):
-            convs = gr.Dropdown(label="My conversations", choices=[], elem_id="conversations")
-            with gr.Row():
-                refresh = gr.Button("Refresh", size="sm")
-                reopen = gr.Button("Open", size="sm", elem_id="open-conversation")
-        with gr.Column(scale=4):
-            chatbot = gr.Chatbot(label="Chat", height=520, sanitize_html=True,
-                                 render_markdown=True, buttons=["copy"], editable="all",
-                                 elem_id="chatbot", placeholder=WELCOME)
-            # 👎's reason picker sits right under the answers, above the question box
-            with gr.Group(visible=False, elem_id="reason-box") as reason_box:
-                reason = gr.Radio(list(RATING_REASONS), label="What was wrong?",
-                                  elem_id="reason")
-                comment = gr.Textbox(label="Comment (optional)", max_lines=4)
-                save = gr.Button("Save feedback", size="sm", elem_id="save-reason")
-            with gr.Row():
-                box = gr.Textbox(placeholder="Ask a question…", show_label=False, scale=8,
-                                 elem_id="question", max_lines=8)
-                send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
-                stop = gr.Button("Stop", scale=1, elem_id="stop", interactive=False)
-                compare_btn = gr.Button("Compare", scale=1, elem_id="compare")
-            compare_question = gr.Markdown(elem_id="compare-question")
-            with gr.Row():
-                answer_a = gr.Markdown(sanitize_html=True, label="A", elem_id="answer-a")
-                answer_b = gr.Markdown(sanitize_html=True, label="B", elem_id="answer-b")
-            with gr.Row(visible=False, elem_id="pick-row") as pick_row:
-                pick_buttons = {c: gr.Button(c, size="sm", elem_id=f"pick-{CHOICES[c]}")
-                                for c in CHOICES}
-            sources = gr.Dataframe(headers=["#", "source", "relevance", "snippet", "passage"],
-                                   datatype=["number", "str", "number", "str", "number"],
-                                   value=[], label=SOURCES_LABEL, interactive=False,
-                                   wrap=True, elem_id="sources")
-            with gr.Row():  # what the retriever learns from (train --method retrieval)
-                number = gr.Number(label="Source #", precision=0, minimum=1, value=1, scale=1,
-                                   elem_id="source-number")
-                marks = {1: gr.Button("Helped", size="sm", elem_id="source-helped"),
-                         -1: gr.Button("Not relevant", size="sm", elem_id="source-not-relevant")}
-    return ChatTab(convs, refresh, reopen, chatbot, box, send, stop, compare_btn, reason_box,
-                   reason, comment, save, compare_question, answer_a, answer_b, pick_row,
-                   pick_buttons, sources,
-                   number, marks)
-
 
 # Gradio reads event-data types and gr.Request from a handler's annotations, which
 # functools.partial hides: each handler below binds the runtime with a signature of its own.
 
 
-def _conversation_list(ctx: Runtime):
-    def _list(session: dict, request: gr.Request):
-        return my_conversations(ctx, session, request)
-    return _list
+class _After:
+    """What follows an event that changed the chat: the Sources panel and the sidebar's list
+    read the new state; with `closing`, the comparison panes are put away."""
+
+    def __init__(self, ctx: Runtime, session: gr.State, ui: ChatTab):
+        def _sources(session: dict, request: gr.Request):
+            return shown_sources(ctx, session, request)
+
+        def _list(session: dict, request: gr.Request):
+            return my_conversations(ctx, session, request)
+
+        self.sources = dict(fn=_sources, inputs=[session], outputs=[ui.sources])
+        self.named = False  # the first is the API's "sources" (the last answer's sources)
+        self.listed = dict(fn=_list, inputs=[session],
+                           outputs=[session, ui.bar.conversations, ui.bar.title])
+        self.panes = [ui.compare_question, ui.answer_a, ui.answer_b, ui.pick_row]
+
+    def __call__(self, event, closing: bool = False) -> None:
+        name, self.named = (False if self.named else "sources"), True
+        event.then(**self.sources, api_name=name).then(**self.listed, api_name=False)
+        if closing:
+            event.then(closed_compare, None, self.panes, api_name=False)
 
 
-def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
+def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab, after: _After) -> None:
     def _respond(message: str, chat_history: list, session: dict, request: gr.Request):
         yield from _stoppable(respond(ctx, message, chat_history, session, request))
 
@@ -135,35 +72,26 @@ def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
     def _clear(session: dict, request: gr.Request):
         return clear(ctx, session, request)
 
-    def _sources(session: dict, request: gr.Request):
-        return shown_sources(ctx, session, request)
-
-    chatbot, box = ui.chatbot, ui.box
-    after = dict(fn=_sources, inputs=[session], outputs=[ui.sources], api_name="sources")
+    chatbot, box, stop = ui.chatbot, ui.box, ui.stop
     # a question sent while an answer streams is asked once that answer is done
-    stop = ui.stop
     asked = [trigger(_respond, [box, chatbot, session], [box, chatbot, session, stop],
                      api_name=name, trigger_mode="always_last")
              for trigger, name in ((box.submit, "chat"), (ui.send.click, False))]
     asked.append(chatbot.example_select(_example_text, None, [box], api_name=False).then(
         _respond, [box, chatbot, session], [box, chatbot, session, stop], api_name=False))
-    panes = [ui.compare_question, ui.answer_a, ui.answer_b, ui.pick_row]
-    for event in asked:
-        event.then(**after).then(_conversation_list(ctx), [session],
-                                 [session, ui.conversations], api_name=False)
-        event.then(closed_compare, None, panes, api_name=False)  # a new question: panes close
     redone = [chatbot.retry(_retry, [chatbot, session], [chatbot, session, box, stop],
                             api_name="retry"),
               chatbot.edit(_edit, [chatbot, session], [chatbot, session, box, stop],
                            api_name="edit")]
+    for event in asked:
+        after(event, closing=True)  # a new question: the comparison panes close
     for event in redone:
-        event.then(**after)
+        after(event)
     stop.click(_stopped, [chatbot], [stop, chatbot], cancels=asked + redone, queue=False,
                api_name=False)
     chatbot.undo(_undo, [chatbot, session], [chatbot, session, box], api_name="undo")
-    cleared = chatbot.clear(_clear, [session], [chatbot, session], api_name="clear")
-    cleared.then(**after)
-    cleared.then(closed_compare, None, panes, api_name=False)
+    for trigger, name in ((chatbot.clear, "clear"), (ui.bar.new.click, "new_chat")):
+        after(trigger(_clear, [session], [chatbot, session], api_name=name), closing=True)
 
 
 def _example_text(data: gr.SelectData) -> str:
@@ -191,7 +119,7 @@ def _examples(ctx: Runtime):
     return _load
 
 
-def _wire_feedback(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
+def _wire_feedback(ctx: Runtime, session: gr.State, ui: ChatTab, after: _After) -> None:
     def _like(chat_history: list, session: dict, data: gr.LikeData, request: gr.Request):
         return like(ctx, chat_history, session, data, request)
 
@@ -202,8 +130,8 @@ def _wire_feedback(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
         yield from compare(ctx, chat_history, session, request)
 
     def _picker(label: str):
-        def _pick(session: dict, request: gr.Request):
-            return pick(ctx, label, session, request)
+        def _pick(chat_history: list, session: dict, request: gr.Request):
+            return pick(ctx, label, chat_history, session, request)
         return _pick
 
     def _marker(value: int):
@@ -220,28 +148,47 @@ def _wire_feedback(ctx: Runtime, session: gr.State, ui: ChatTab) -> None:
     ui.compare.click(_compare, [ui.chatbot, session],
                      [ui.compare_question, ui.answer_a, ui.answer_b, session, ui.pick_row],
                      api_name="compare")
-    for label, button in ui.pick_buttons.items():
-        button.click(_picker(label), [session],
-                     [session, ui.pick_row, ui.answer_a, ui.answer_b],
-                     api_name=f"pick_{CHOICES[label]}")
+    for label, button in ui.pick_buttons.items():  # a pick takes the answer's place
+        after(button.click(_picker(label), [ui.chatbot, session],
+                           [session, ui.pick_row, ui.answer_a, ui.answer_b, ui.chatbot],
+                           api_name=f"pick_{CHOICES[label]}"))
 
 
-def _wire_conversations(ctx: Runtime, session: gr.State, app: gr.Blocks, ui: ChatTab) -> None:
+def _wire_conversations(ctx: Runtime, session: gr.State, app: gr.Blocks, ui: ChatTab,
+                        after: _After) -> None:
     def _open(conversation_id, session: dict, request: gr.Request):
         return open_conversation(ctx, conversation_id, session, request)
 
-    listed = _conversation_list(ctx)
-    app.load(listed, [session], [session, ui.conversations], api_name=False)
+    def _rename(title: str, session: dict, request: gr.Request):
+        return rename_conversation(ctx, title, session, request)
+
+    def _delete(session: dict, request: gr.Request):
+        return delete_conversation(ctx, session, request)
+
+    bar = ui.bar
+    app.load(**after.listed, api_name="conversations")
     app.load(_examples(ctx), None, [ui.chatbot], api_name=False)
-    ui.refresh.click(listed, [session], [session, ui.conversations], api_name="conversations")
-    ui.reopen.click(_open, [ui.conversations, session], [ui.chatbot, session, ui.sources],
-                    api_name="open_conversation")
+    # .input: a pick by the user, not the list's value set by the server
+    after(bar.conversations.input(_open, [bar.conversations, session],
+                                  [ui.chatbot, session, ui.sources], js=CLOSE_BAR_ON_PHONE,
+                                  api_name="open_conversation"), closing=True)
+    bar.rename.click(_rename, [bar.title, session], [session, bar.conversations, bar.title],
+                     api_name="rename_conversation")
+    asked = (gr.Column(visible=True), gr.Column(visible=False))
+    bar.delete.click(lambda: asked[0], None, [bar.confirm_row], api_name=False)
+    bar.keep.click(lambda: asked[1], None, [bar.confirm_row], api_name=False)
+    deleted = bar.confirm.click(_delete, [session],
+                                [ui.chatbot, session, bar.conversations, bar.title],
+                                api_name="delete_conversation")
+    deleted.then(lambda: asked[1], None, [bar.confirm_row], api_name=False)
+    after(deleted, closing=True)
 
 
 def _setup_events(ctx: Runtime, session: gr.State, app: gr.Blocks, ui: ChatTab) -> None:
-    _wire_chat(ctx, session, ui)
-    _wire_feedback(ctx, session, ui)
-    _wire_conversations(ctx, session, app, ui)
+    after = _After(ctx, session, ui)
+    _wire_chat(ctx, session, ui, after)
+    _wire_feedback(ctx, session, ui, after)
+    _wire_conversations(ctx, session, app, ui, after)
 
 
 def build_app(ctx: Runtime) -> gr.Blocks:
@@ -249,7 +196,7 @@ def build_app(ctx: Runtime) -> gr.Blocks:
         gr.Markdown("## Learning Chat — answers from your documents, improved by your feedback")
         session = gr.State(new_session)
         with gr.Tab("Chat"):
-            _setup_events(ctx, session, app, _render_chat_tab())
+            _setup_events(ctx, session, app, render_chat_tab())
         with gr.Tab("Admin") as admin_tab:
             render_admin_tab(ctx, session, admin_tab)
     app.queue(default_concurrency_limit=4, max_size=ctx.cfg.max_queue)

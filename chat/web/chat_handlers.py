@@ -1,5 +1,5 @@
 """Chat handlers of the web app (plain functions of context and inputs): ask, retry, undo,
-clear, and this user's past conversations. chat/web/app.py lays them out and wires them."""
+clear (a new chat). chat/web/app.py lays them out and wires them."""
 
 import threading
 from collections.abc import Iterator
@@ -11,9 +11,7 @@ from chat.runtime import Runtime
 from chat.web.views import (
     aligned_ids,
     check_text_history,
-    conversation_choices,
     history_for_model,
-    history_from_store,
     raw_text,
     shown_answer,
     shown_question,
@@ -136,36 +134,6 @@ def undo(ctx: Runtime, chat_history: list[dict], session: dict, undo_data: gr.Un
 def clear(ctx: Runtime, session: dict, request: gr.Request = None) -> tuple:
     """Start a new conversation."""
     return [], new_session(ctx.authorizer.web_user(request))
-
-
-# ---------------------------------------------------------------------------- conversations
-
-
-def my_conversations(ctx: Runtime, session: dict, request: gr.Request = None) -> tuple:
-    """This user's past conversations (never anyone else's) for the picker."""
-    session = session_for(ctx, session, request)
-    choices = conversation_choices(ctx.store.conversations(session["user"]))
-    return session, gr.update(choices=choices, value=None)
-
-
-def open_conversation(ctx: Runtime, conversation_id, session: dict,
-                      request: gr.Request = None) -> tuple:
-    """Reopen one of this user's conversations: the chat continues where it stopped."""
-    session = session_for(ctx, session, request)
-    if conversation_id in (None, ""):
-        raise gr.Error("Pick a conversation first.")
-    try:
-        ctx.store.conversation(int(conversation_id), session["user"])
-    except (ChatError, ValueError):
-        raise gr.Error("No such conversation.") from None
-    conversation_id, user = int(conversation_id), session["user"]
-    history, ids, sources = history_from_store(
-        ctx.store.messages(conversation_id), ctx.store.latest_corrections(conversation_id, user))
-    rated = ctx.store.ratings_by(user)
-    feedback = [{1: "Like", -1: "Dislike"}.get(rated.get(i)) for i in ids]
-    session = {**session, "conversation_id": conversation_id, "message_ids": ids,
-               "sources": sources, "compare": None, "pending_rating": None}
-    return gr.update(value=history, feedback_value=feedback), session, sources
 
 
 def shown_sources(ctx: Runtime, session: dict, request: gr.Request = None) -> list[list]:

@@ -19,6 +19,7 @@ from chat.web.views import (
     history_for_model,
     raw_text,
     shown_answer,
+    source_rows,
     strip_decorations,
     text_of,
 )
@@ -180,9 +181,7 @@ def compare(ctx: Runtime, chat_history: list[dict], session: dict,
     a, b = answers
     if same_answer(a.text, b.text):
         gr.Info("Both samples gave the same answer: choose Tie, or ask again.")
-    session = {**session, "compare": {
-        "prompt": a.prompt, "a": a.text, "b": b.text, "adapter_a": a.adapter_version,
-        "adapter_b": b.adapter_version, "prompt_version": a.prompt_version}}
+    session = {**session, "compare": {"answers": [a, b]}}
     yield heading, texts[0], texts[1], session, gr.update(visible=True)
 
 
@@ -191,22 +190,46 @@ def closed_compare() -> tuple:
     return "", "", "", gr.update(visible=False)
 
 
-def pick(ctx: Runtime, choice: str, session: dict, request: gr.Request = None) -> tuple:
-    """Save the side-by-side choice (A, B, Tie, Both bad); A or B also becomes a preference."""
+def pick(ctx: Runtime, choice: str, chat_history: list[dict], session: dict,
+         request: gr.Request = None) -> tuple:
+    """Save the side-by-side choice (A, B, Tie, Both bad); A or B also becomes a preference,
+    and takes the place of the last answer in the chat (and in the stored conversation)."""
     session = session_for(ctx, session, request)
-    pending = session.get("compare")
+    pending = (session.get("compare") or {}).get("answers")
     if not pending:
         raise gr.Error("Press Compare first.")
+    a, b = pending
     try:
-        ctx.service.choose(
-            pending["prompt"], pending["a"], pending["b"], CHOICES.get(choice, choice),
-            session["user"], pending["adapter_a"], pending["adapter_b"],
-            pending["prompt_version"])
+        ctx.service.choose(a.prompt, a.text, b.text, CHOICES.get(choice, choice),
+                           session["user"], a.adapter_version, b.adapter_version,
+                           a.prompt_version)
     except ChatError as exc:
         raise gr.Error(str(exc)) from None
     gr.Info(f"Thanks: saved your choice ({choice}).")
-    panes = [compare_pane(label, shown_answer(pending[side], pending[f"adapter_{side}"],
-                                              pending["prompt_version"])["content"],
+    panes = [compare_pane(label, shown_answer(answer.text, answer.adapter_version,
+                                              answer.prompt_version)["content"],
                           picked=choice in (label, "Tie"))
-             for label, side in (("A", "a"), ("B", "b"))]
-    return {**session, "compare": None}, gr.update(visible=False), *panes
+             for label, answer in (("A", a), ("B", b))]
+    session, shown = {**session, "compare": None}, gr.skip()
+    if choice in ("A", "B"):
+        session, shown = _picked_in_chat(ctx, client_chat(chat_history), session,
+                                         pending["AB".index(choice)])
+    return session, gr.update(visible=False), *panes, shown
+
+
+def _picked_in_chat(ctx: Runtime, history: list[dict], session: dict, chosen) -> tuple:
+    """The chat and session with `chosen` in the place of the last answer; unchanged when that
+    answer was never saved (nothing stored to stand in for)."""
+    last = len(history) - 1
+    if not history or history[last]["role"] != "assistant":
+        return session, gr.skip()
+    try:
+        replaced = _answer_id(ctx, history, session, last)
+        new_id = ctx.service.keep_pick(replaced, session["user"], chosen)
+    except (gr.Error, ChatError):
+        return session, gr.skip()
+    ids = aligned_ids(session.get("message_ids", []), history)
+    ids[-1] = new_id
+    history[last] = shown_answer(chosen.text, chosen.adapter_version, chosen.prompt_version,
+                                 sources=chosen.sources, picked=True)
+    return {**session, "message_ids": ids, "sources": source_rows(chosen.sources)}, history

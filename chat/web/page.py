@@ -4,6 +4,15 @@ import json
 
 from chat.web.views import DECORATION_PATTERN
 
+# Folds the conversation sidebar away on a phone-sized screen, where it covers the chat; as an
+# event's `js` it passes the event's inputs on unchanged.
+CLOSE_BAR_ON_PHONE = """(...inputs) => {
+  const bar = document.querySelector("#conversation-bar");
+  if (bar && bar.classList.contains("open") && window.matchMedia("(max-width: 768px)").matches)
+    bar.querySelector(".toggle-button").click();
+  return inputs;
+}"""
+
 # Gradio fills an answer's edit box with the message as sent, so the badge, the citation marks
 # and the sources list came along as HTML. The box's value is bound to the edit (an "input"
 # event updates it), so what is sent back is the text without them; the server strips them
@@ -40,7 +49,15 @@ PAGE_JS = """() => {
   document.addEventListener("keydown", (e) => {
     if (e.key === "Enter" && !e.shiftKey && e.target.closest("#question")) sent();
   }, true);
-}""".replace("DECORATION", json.dumps(DECORATION_PATTERN), 1)
+  // on a phone the open sidebar covers the whole screen: it starts folded away
+  const waited = setInterval(() => {
+    if (!document.querySelector("#conversation-bar")) return;
+    clearInterval(waited);
+    (CLOSE_BAR)();
+  }, 100);
+  setTimeout(() => clearInterval(waited), 15000);
+}""".replace("DECORATION", json.dumps(DECORATION_PATTERN), 1).replace(
+    "CLOSE_BAR", CLOSE_BAR_ON_PHONE, 1)
 
 # Gradio sizes the edit box from a measure of the message that comes out 0, so the box was
 # 160px wide and two lines high: while editing, the bubble takes the widest a bubble can be
@@ -57,4 +74,8 @@ PAGE_CSS = """
 #chatbot sup.cite { font-size: 0.75em; }
 #chatbot button[aria-label="Like"] { order: 1; }
 #chatbot button[aria-label="Dislike"] { order: 2; }
+#conversations .wrap { flex-direction: column; flex-wrap: nowrap; gap: 2px; }
+#conversations label { width: 100%; box-sizing: border-box; border: none; cursor: pointer; }
+#conversations label input { display: none; }
+#conversations label.selected { background: var(--color-accent-soft); font-weight: 600; }
 """

@@ -59,7 +59,8 @@ STOPPED_TIP = "Stopped before it was finished; stored as it was shown."
 
 
 def badge(adapter_version: str | None, prompt_version: int | None = None,
-          corrected: bool = False, stopped: bool = False, cut_at: int | None = None) -> str:
+          corrected: bool = False, stopped: bool = False, cut_at: int | None = None,
+          picked: bool = False) -> str:
     """The small line under an answer naming the versions that wrote it, with a tooltip that
     says what they are (escaped: it is rendered as HTML)."""
     base = adapter_version in (None, "", "base")
@@ -69,6 +70,10 @@ def badge(adapter_version: str | None, prompt_version: int | None = None,
     if prompt_version is not None:
         words.append(f"prompt v{prompt_version}")
         tip.append(f"It was given prompt profile v{prompt_version} (system prompt, examples).")
+    if picked:
+        words.append("your pick of two")
+        tip.append("You chose it over another answer in a comparison; the answer it replaced "
+                   "stays stored.")
     if corrected:
         words.append("corrected")
         tip.append("Shown as corrected; the original answer stays stored.")
@@ -112,7 +117,7 @@ def strip_decorations(text: str) -> str:
 
 def shown_answer(text: str, adapter_version: str | None, prompt_version: int | None = None,
                  corrected: bool = False, stopped: bool = False,
-                 cut_at: int | None = None, sources=None) -> dict:
+                 cut_at: int | None = None, sources=None, picked: bool = False) -> dict:
     """An answer as the chat shows it: its text (with inline citations of `sources`, Source
     objects or their stored dicts), the list of those sources, the version badge."""
     sources = [s if isinstance(s, dict) else s.as_dict() for s in sources or []]
@@ -124,7 +129,7 @@ def shown_answer(text: str, adapter_version: str | None, prompt_version: int | N
                      lambda n: _cite_mark(n, sources[n - 1])) + sources_block(sources)
     return {"role": "assistant",
             "content": shown + badge(adapter_version, prompt_version, corrected, stopped,
-                                     cut_at)}
+                                     cut_at, picked)}
 
 
 def _cite_mark(number: int, source: dict) -> str:
@@ -203,29 +208,32 @@ def source_rows(sources) -> list[list]:
 def history_from_store(messages: list[dict], corrections: dict[int, str] | None = None,
                        ) -> tuple[list[dict], list[int], list[list]]:
     """A stored conversation as (chat history, assistant message ids, last answer's sources).
-    An answer in `corrections` (message id -> latest correction) shows the correction, marked:
-    the chat reopens as it was left."""
+    An answer in `corrections` (message id -> latest correction) shows the correction, marked;
+    an answer a comparison's pick replaced shows the pick: the chat reopens as it was left."""
     history, ids, sources = [], [], []
     corrections = corrections or {}
+    params = {m["id"]: json.loads(m.get("params_json") or "{}") for m in messages}
+    replaced = {p["replaces"] for p in params.values() if "replaces" in p}
     for m in messages:
         if m["role"] == "user":
             history.append(shown_question(m["content"]))
-        elif m["role"] == "assistant":
-            text = corrections.get(m["id"], m["content"])
-            params = json.loads(m.get("params_json") or "{}")
+        elif m["role"] == "assistant" and m["id"] not in replaced:
+            text, said = corrections.get(m["id"], m["content"]), params[m["id"]]
             as_written = m["id"] not in corrections
-            cut_at = params.get("max_new_tokens") if params.get("cut_off") else None
+            cut_at = said.get("max_new_tokens") if said.get("cut_off") else None
             cited = json.loads(m["sources_json"] or "[]")
             history.append(shown_answer(text, m["adapter_version"], m["prompt_version"],
                                         corrected=not as_written,
-                                        stopped=bool(params.get("stopped")) and as_written,
-                                        cut_at=cut_at if as_written else None, sources=cited))
+                                        stopped=bool(said.get("stopped")) and as_written,
+                                        cut_at=cut_at if as_written else None, sources=cited,
+                                        picked="replaces" in said))
             ids.append(m["id"])
             sources = source_rows(cited)
     return history, ids, sources
 
 
 def conversation_choices(conversations: list[dict]) -> list[tuple[str, int]]:
-    """(label, id) pairs for the "My conversations" list."""
-    return [(f"#{c['id']} · {(c['title'] or 'untitled')[:60]} · {c['created_at'][:16]}", c["id"])
+    """(title, id) pairs for the conversation list, in the order given (latest activity
+    first); a conversation with no title is named by when it began."""
+    return [((c["title"] or f"Chat of {c['created_at'][:10]}")[:60], c["id"])
             for c in conversations]
