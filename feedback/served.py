@@ -36,6 +36,11 @@ class ServedVersions:
                             "WHERE version = ?", (now, version))
         db.conn.execute(f"INSERT INTO {self.log} (version, at) VALUES (?, ?)", (version, now))
 
+    def switches(self, store: Store, limit: int = 200) -> list[dict]:
+        """The latest `limit` switches, oldest first: {"version" (None: no version), "at"}."""
+        return store.query(f"SELECT version, at FROM {self.log} ORDER BY id DESC LIMIT ?",
+                           (limit,))[::-1]
+
     def before(self, store: Store, current: str | None) -> dict | None:
         """The state served before `current` came in (row with `version`, None meaning no
         version), skipping versions since marked erased; None when nothing was before."""

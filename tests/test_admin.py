@@ -29,6 +29,8 @@ ACTIONS = {
     "recent_feedback": lambda c, u: admin.recent_feedback(c, u),
     "list_documents": lambda c, u: admin.list_documents(c, u),
     "upload": lambda c, u: admin.upload_documents(c, u, [("note.txt", b"hello")]),
+    "upload_nothing": lambda c, u: admin.upload_files(c, u, None, Path("/nonexistent")),
+    "prompt_profile": lambda c, u: admin.prompt_profile(c, u, 1),
     "delete_document": lambda c, u: admin.delete_document(c, u, 1),
     "start_training": lambda c, u: admin.start_training(c, u, "dpo"),
     "cancel_training": lambda c, u: admin.cancel_training(c, u, 1),
@@ -58,7 +60,8 @@ def test_non_admins_are_refused_and_nothing_changes(ctx, action, user):
 # On an empty store some admin actions stop at what the data lacks, past the role check.
 EMPTY_STORE_REFUSALS = {"activate": NotFound, "delete_document": NotFound,
                         "rollback": BadInput, "serve_base": BadInput,
-                        "start_training": NotEnoughData}
+                        "start_training": NotEnoughData, "upload_nothing": BadInput,
+                        "prompt_profile": BadInput}  # v1, the served one
 
 
 @pytest.mark.parametrize("action", sorted(ACTIONS))
@@ -128,6 +131,29 @@ def test_deleting_an_uploaded_document_removes_its_file(ctx):
     assert Path(doc["path"]).exists()
     admin.delete_document(ctx, "root", doc["id"])
     assert not Path(doc["path"]).exists() and not admin.list_documents(ctx, "root")
+
+
+def test_an_ingest_with_no_file_says_so_and_changes_nothing(ctx):
+    before = ctx.store.counts()
+    for nothing in (None, []):
+        with pytest.raises(BadInput, match="choose one or more files"):
+            admin.upload_files(ctx, "root", nothing, ctx.cfg.data_dir)
+    assert ctx.store.counts() == before
+
+
+def test_activating_a_prompt_profile_is_confirmed_by_its_row(ctx):
+    """The console asks before it activates: it shows the profile's version and note, and
+    refuses at once what cannot be activated."""
+    from chat.prompt import PromptProfile
+
+    version = ctx.service.prompts.add(PromptProfile("Answer in one sentence."), "root", "short")
+    row = admin.prompt_profile(ctx, "root", version)
+    assert (row["version"], row["note"], row["status"]) == (version, "short", "draft")
+    with pytest.raises(NotFound):
+        admin.prompt_profile(ctx, "root", version + 1)
+    admin.activate_prompt(ctx, "root", version)
+    with pytest.raises(BadInput, match="already active"):
+        admin.prompt_profile(ctx, "root", version)
 
 
 def test_a_rejected_upload_is_reported_by_the_name_it_was_given(ctx):

@@ -2,16 +2,17 @@
 
 from chat.web.admin_views import (
     adapters_frame,
-    curve_frames,
     dashboard_view,
     documents_frame,
     gate_rows,
     progress_html,
     run_ended,
     serving_md,
+    side_by_side_html,
     stats_md,
     verdict_md,
 )
+from chat.web.plots import WAITING, run_figures, thumbs_down_figure
 
 GATE = {"passed": True, "pref_accuracy": 1.0, "pref_accuracy_active": None, "ppl_base": 12.738,
         "ppl_candidate": 12.716, "ppl_ratio": 0.9983, "n_heldout": 3, "pref_kind": "pairs",
@@ -63,10 +64,18 @@ def test_progress_bar_and_curves():
                      {"step": 2, "loss": 1.5}]}
     html = progress_html(run)
     assert "width:25%" in html and "step 3/12" in html and "data-status='running'" in html
-    loss, reward = curve_frames(run)
-    assert loss.to_dict("records") == [{"step": 1, "loss": 2.2288}, {"step": 2, "loss": 1.5}]
-    assert reward.to_dict("records") == [{"step": 1, "metric": "rewards/margins",
-                                          "value": 0.1235}]
+    loss, reward = (fig.axes[0] for fig in run_figures(run))
+    assert loss.lines[0].get_xydata().tolist() == [[1, 2.2288060188], [2, 1.5]]
+    assert reward.lines[0].get_label() == "margins"
+    assert reward.lines[0].get_xydata().tolist() == [[1, 0.123456]]
+    loss.figure.canvas.draw()  # ticks are placed when drawn: whole steps only
+    assert all(float(t).is_integer() for t in loss.get_xticks())
+    one = run_figures({**run, "curve": [{"step": 1, "loss": 2.0}]})[0].axes[0]
+    one.figure.canvas.draw()
+    low, high = one.get_xlim()
+    assert [t for t in one.get_xticks() if low <= t <= high] == [1]  # not 0.95, 1.0, 1.05
+    for empty in run_figures({**run, "curve": []}):  # before the first step
+        assert [t.get_text() for t in empty.axes[0].texts] == [WAITING]
     assert progress_html(None) == "<div id='train-progress'>No training run yet.</div>"
 
 
@@ -178,9 +187,31 @@ def test_empty_tables_say_nothing_yet_under_their_headers():
     assert list(empty.columns)[0] == "version" and empty.iloc[0, 0] == "nothing yet"
     assert documents_frame([]).iloc[0].tolist() == ["nothing yet", ""]
     info = {"model": "m", "device": "cpu", "fast_path": "fp16", "decode": "d", "prompts": "p"}
-    _, trend, recent = dashboard_view(info, feedback_stats_of_nothing(),
-                                      [{"day": "2026-12-07", "adapter": "base",
-                                        "down_rate": 0.25, "n": 4}], [])
-    assert trend.to_dict("records") == [{"day": "2026-12-07", "adapter": "base",
-                                         "down_pct": 25.0, "answers_rated": 4}]
+    _, trend, recent = dashboard_view(info, feedback_stats_of_nothing(), ([], []), [])
+    assert [t.get_text() for t in trend.axes[0].texts] == ["no ratings yet"]
     assert recent.iloc[0, 0] == "nothing yet"
+
+
+def test_thumbs_down_plot_shows_a_single_day_in_percent_and_marks_activations():
+    from datetime import datetime
+
+    trend = [{"day": "2026-12-07", "adapter": "base", "down_rate": 0.25, "n": 4},
+             {"day": "2026-12-08", "adapter": "v0002", "down_rate": 0.5, "n": 2}]
+    switches = [{"version": "v0002", "at": "2026-12-07T15:30:00+00:00"},
+                {"version": "v0001", "at": "2025-01-01T00:00:00+00:00"}]  # long before
+    axes = thumbs_down_figure(trend, switches).axes[0]
+    base, tuned = axes.lines[:2]
+    assert base.get_marker() == "o" and base.get_ydata().tolist() == [25.0]  # one day: a dot
+    assert base.get_xdata()[0] == datetime(2026, 12, 7, 12)  # drawn at the day's middle
+    assert (base.get_label(), tuned.get_label()) == ("base (4 rated)", "v0002 (2 rated)")
+    marks = [line for line in axes.lines[2:] if line.get_linestyle() == ":"]
+    assert len(marks) == 1 and marks[0].get_xdata()[0] == datetime(2026, 12, 7, 15, 30)
+    assert [t.get_text() for t in axes.texts] == [" v0002 on"]
+    assert axes.get_ylim() == (0, 105) and axes.yaxis.get_major_formatter()(50, 0) == "50%"
+
+
+def test_side_by_side_is_two_escaped_columns_per_question():
+    out = side_by_side_html([{"question": "Q <1>?", "active": "<b>A</b>", "candidate": "C"}])
+    assert "Q &lt;1&gt;?" in out and "&lt;b&gt;A&lt;/b&gt;" in out and "<b>A</b>" not in out
+    assert out.count("<h4>") == 2 and "class='panes'" in out
+    assert side_by_side_html([]) == "<p>nothing yet</p>"

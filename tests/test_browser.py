@@ -11,6 +11,13 @@ import time
 import pytest
 
 from tests.api_support import PASSWORD, start_server
+from tests.browser_admin import (
+    adapters_step,
+    empty_ingest_step,
+    phone_admin_step,
+    plot_drawn,
+    prompts_step,
+)
 from tests.browser_answers import (
     own_sources_step,
     queued_question_step,
@@ -112,6 +119,9 @@ def test_whole_loop_in_the_browser(live, browser, tmp_path):
         page = admin
         log_in(admin, live["url"], "root", PASSWORD)
         training_steps(admin, live, shots, tmp_path)
+        admin.context.close()
+        page = new_page(browser, PHONE)
+        phone_admin_step(page, live["url"], shots)
     except BaseException:
         page.screenshot(path=str(ARTIFACTS / "failure.png"), full_page=True)
         (ARTIFACTS / "failure.html").write_text(page.content())
@@ -235,7 +245,9 @@ def training_steps(page, live, shots, tmp_path) -> None:
     page.get_by_role("tab", name="Admin").click()
     # the dashboard is filled as the console opens, with no Refresh
     page.locator("#feedback-stats").get_by_text("Serving").first.wait_for(timeout=30_000)
+    plot_drawn(page, "thumbs-down-plot")  # alice's thumbs down, one day: a visible point
     shots.take(page, "admin-dashboard")
+    empty_ingest_step(page)
     page.get_by_role("tab", name="Training").click()
     page.locator("#train-method input").first.click()
     page.get_by_role("option", name="dpo", exact=True).click()
@@ -256,7 +268,10 @@ def training_steps(page, live, shots, tmp_path) -> None:
     said = ("Gate passed",) if status == "succeeded" else ("Gate failed", "Gate: no visible change")
     assert any(words in verdict.inner_text() for words in said)
     assert "100%" in progress.inner_text() or status == "rejected"
+    plot_drawn(page, "loss-plot")
     shots.take(page, f"training-{status}")
+    adapters_step(page, run["adapter_version"], shots)
+    prompts_step(page, live["rt"].service.prompts, shots)
 
     activated = json.loads(run["metrics_json"]).get("activated")
     expected = run["adapter_version"] if activated else "base"

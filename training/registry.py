@@ -46,6 +46,11 @@ def active_version(store: Store) -> str | None:
     return SERVED.active(store)
 
 
+def serving_history(store: Store) -> list[dict]:
+    """When each version began to be served, oldest first (version None: the base model)."""
+    return SERVED.switches(store)
+
+
 def active_row(store: Store) -> dict | None:
     return _decode(store.one("SELECT * FROM adapters WHERE status = 'active'"))
 

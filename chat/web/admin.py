@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from chat import auth
-from chat.errors import BadInput
+from chat.errors import BadInput, NotFound
 from chat.forget import forget_user
 from chat.profiles import parse_profile, preview, preview_questions
 from chat.runtime import Runtime
@@ -48,10 +48,11 @@ def serving(ctx, user: str | None) -> dict:
             "fast_path": engine.fast_mode, **engine.kernels()}
 
 
-def thumbs_down_over_time(ctx, user: str | None) -> list[dict]:
-    """Thumbs-down rate per adapter version per day (rows for a line plot)."""
+def thumbs_down_over_time(ctx, user: str | None) -> tuple[list[dict], list[dict]]:
+    """Thumbs-down rate per adapter version per day, and when each version began to be served
+    (the moments the plot marks)."""
     check_admin(ctx, user)
-    return stats.thumbs_down_by_day(ctx.store)
+    return stats.thumbs_down_by_day(ctx.store), registry.serving_history(ctx.store)
 
 
 def recent_feedback(ctx, user: str | None, kind: str = "all", reason: str = "",
@@ -90,6 +91,8 @@ def upload_files(ctx: Runtime, user: str | None, paths: list[str] | None,
     """upload_documents for files Gradio received into `upload_folder` (role checked first,
     before any file is read)."""
     user = check_admin(ctx, user)
+    if not paths:
+        raise BadInput("choose one or more files to ingest first")
     return upload_documents(ctx, user, browser_files(paths, upload_folder))
 
 
@@ -236,6 +239,18 @@ def add_prompt(ctx: Runtime, user: str | None, text: str | None) -> int:
     user = check_admin(ctx, user)
     profile, note = parse_profile(text or "")
     return ctx.service.prompts.add(profile, user, note)
+
+
+def prompt_profile(ctx: Runtime, user: str | None, version: int | None) -> dict:
+    """One profile's row, to confirm its activation; refused when it is already served."""
+    check_admin(ctx, user)
+    row = next((r for r in ctx.service.prompts.list() if r["version"] == int(version or 0)),
+               None)
+    if row is None:
+        raise NotFound(f"no prompt profile version {int(version or 0)}")
+    if row["status"] == "active":
+        raise BadInput(f"prompt profile v{row['version']} is already active")
+    return row
 
 
 def activate_prompt(ctx: Runtime, user: str | None, version: int | None) -> None:

@@ -14,6 +14,7 @@ from chat.web.admin_views import (
     empty_table,
     progress_html,
 )
+from chat.web.plots import run_figures
 from chat.web.uploads import ALLOWED_UPLOADS
 from feedback.store import RATING_REASONS
 from training.config import METHODS
@@ -21,7 +22,6 @@ from training.config import METHODS
 KINDS = ["all", "rating", "correction", "preference"]
 REASONS = ["", *RATING_REASONS]  # "": every reason
 EXPORT_FORMATS = ["dpo", "kto", "raw"]
-SIDE_BY_SIDE = ["question", "active", "candidate"]
 
 
 @dataclass
@@ -30,7 +30,7 @@ class Dashboard:
     reason: gr.Dropdown
     refresh: gr.Button
     stats: gr.Markdown
-    trend: gr.LinePlot
+    trend: gr.Plot
     recent: gr.Dataframe
 
 
@@ -41,9 +41,7 @@ def render_dashboard() -> Dashboard:
             reason = gr.Dropdown(REASONS, value="", label="reason")
             refresh = gr.Button("Refresh", elem_id="admin-refresh")
         return Dashboard(kind, reason, refresh, gr.Markdown(elem_id="feedback-stats"),
-                         gr.LinePlot(x="day", y="down_pct", color="adapter",
-                                     title="Thumbs-down rate per adapter version",
-                                     y_title="thumbs-down %", y_lim=[0, 100]),
+                         gr.Plot(show_label=False, format="png", elem_id="thumbs-down-plot"),
                          gr.Dataframe(empty_table(RECENT_COLUMNS), label="Recent feedback",
                                       wrap=True))
 
@@ -57,10 +55,11 @@ class Documents:
     delete: gr.Button
     report: gr.JSON
     table: gr.Dataframe
+    tab: gr.Tab  # its opening lists the documents
 
 
 def render_documents() -> Documents:
-    with gr.Tab("Documents"):
+    with gr.Tab("Documents") as tab:
         files = gr.File(file_count="multiple", label="Upload .txt .md .html .pdf",
                         file_types=sorted(ALLOWED_UPLOADS))
         with gr.Row():
@@ -69,7 +68,7 @@ def render_documents() -> Documents:
             doc_id = gr.Number(label="document id", precision=0, minimum=1, maximum=2**53)
             delete = gr.Button("Delete document", variant="stop")
         return Documents(files, upload, listed, doc_id, delete, gr.JSON(label="Ingest report"),
-                         gr.Dataframe(empty_table(["id", "path"]), label="Documents"))
+                         gr.Dataframe(empty_table(["id", "path"]), label="Documents"), tab)
 
 
 @dataclass
@@ -93,9 +92,9 @@ def render_training() -> Training:
             cancel = gr.Button("Cancel", variant="stop")
         progress = gr.HTML(progress_html(None))
         with gr.Row():
-            loss = gr.LinePlot(x="step", y="loss", title="Loss")
-            reward = gr.LinePlot(x="step", y="value", color="metric",
-                                 title="Reward accuracy / margins")
+            loss, reward = (gr.Plot(figure, show_label=False, format="png", elem_id=name)
+                            for figure, name in zip(run_figures(None),
+                                                    ("loss-plot", "reward-plot"), strict=True))
         view = [progress, loss, reward, gr.Markdown(elem_id="gate-verdict")]
         return Training(method, activate, start, cancel, view, gr.Timer(2.0), gr.State(None))
 
@@ -109,20 +108,22 @@ class Adapters:
     base: gr.Button
     compare: gr.Button
     table: gr.Dataframe
-    side_by_side: gr.Dataframe
+    side_by_side: gr.HTML
+    tab: gr.Tab  # its opening lists the adapters
 
 
 def render_adapters() -> Adapters:
-    with gr.Tab("Adapters"):
+    with gr.Tab("Adapters") as tab:
         with gr.Row():
             version = gr.Textbox(label="version (e.g. v0002)")
-            buttons = [gr.Button("List"), gr.Button("Activate", variant="primary"),
+            buttons = [gr.Button("List", elem_id="adapters-list"),
+                       gr.Button("Activate", variant="primary"),
                        gr.Button("Roll back"), gr.Button("Serve the base model"),
                        gr.Button("Side by side with active")]
         return Adapters(version, *buttons, gr.Dataframe(empty_table(ADAPTER_COLUMNS),
-                                                        label="Adapters"),
-                        gr.Dataframe(label="Active vs candidate on held-out questions",
-                                     wrap=True, headers=SIDE_BY_SIDE))
+                                                        label="Adapters",
+                                                        elem_id="adapters-table"),
+                        gr.HTML(elem_id="adapters-side-by-side"), tab)
 
 
 @dataclass
@@ -134,21 +135,33 @@ class Prompts:
     activate: gr.Button
     preview: gr.Button
     table: gr.Dataframe
-    previewed: gr.Dataframe
+    previewed: gr.HTML
+    confirm_row: gr.Column  # Activate asks first: it changes every user's next answer
+    confirm_text: gr.Markdown
+    confirm: gr.Button
+    keep: gr.Button
+    tab: gr.Tab  # its opening lists the profiles
 
 
 def render_prompts(ctx: Runtime) -> Prompts:
-    with gr.Tab("Prompts"):
+    with gr.Tab("Prompts") as tab:
         profile = gr.Code(language="json", label="new profile (JSON)", value=json.dumps(
             {"system_prompt": ctx.cfg.system_prompt, "few_shot": [], "note": ""}, indent=2))
         with gr.Row():
-            version = gr.Number(label="profile version", precision=0, minimum=1, maximum=2**53)
-            buttons = [gr.Button(label) for label in ("List", "Add", "Activate",
-                                                      "Preview vs active")]
+            version = gr.Number(label="profile version", precision=0, minimum=1, maximum=2**53,
+                                elem_id="prompt-version")
+            buttons = [gr.Button(label, elem_id=f"prompt-{label.split()[0].lower()}")
+                       for label in ("List", "Add", "Activate", "Preview vs active")]
+        with gr.Column(visible=False, elem_id="confirm-activate-prompt") as confirm_row:
+            text = gr.Markdown()
+            with gr.Row():
+                confirm = gr.Button("Activate it", variant="primary", elem_id="prompt-confirm")
+                keep = gr.Button("Cancel", elem_id="prompt-keep")
         return Prompts(profile, version, *buttons,
                        gr.Dataframe(empty_table(PROMPT_COLUMNS), label="Prompt profiles",
-                                    wrap=True),
-                       gr.Dataframe(label="Preview", wrap=True))
+                                    wrap=True, elem_id="prompts-table"),
+                       gr.HTML(elem_id="prompt-side-by-side"), confirm_row, text, confirm, keep,
+                       tab)
 
 
 @dataclass

@@ -14,7 +14,6 @@ from chat.errors import ChatError
 from chat.runtime import Runtime
 from chat.web import admin
 from chat.web.admin_layout import (
-    SIDE_BY_SIDE,
     Adapters,
     Dashboard,
     Documents,
@@ -34,10 +33,14 @@ from chat.web.admin_views import (
     adapters_frame,
     dashboard_view,
     documents_frame,
+    progress_html,
     prompts_frame,
     run_ended,
+    side_by_side_html,
     training_view,
+    verdict_md,
 )
+from chat.web.plots import run_figures
 
 # Every admin event takes the session first (clients call them so), then its section's
 # inputs. Gradio passes gr.Request by annotation and counts positional inputs, so each
@@ -58,6 +61,17 @@ def _caller(ctx: Runtime, request: gr.Request | None) -> Iterator[str]:
 def gradio_upload_folder() -> Path:
     """Where Gradio writes what a browser uploads (GRADIO_TEMP_DIR, else <tmp>/gradio)."""
     return Path(get_upload_folder())
+
+
+def _filled_on_open(ctx: Runtime, session: gr.State, tab: gr.Tab, read, output) -> None:
+    """A section's table filled as its tab opens, so it never says "nothing yet" about what
+    exists; left as it is for someone who is not an admin (the tab shows to all), no error."""
+    def on_open(_session: dict, request: gr.Request):
+        try:
+            return read(ctx.authorizer.web_user(request))
+        except ChatError:
+            return gr.skip()
+    tab.select(on_open, [session], [output], api_name=False)
 
 
 # ---------------------------------------------------------------------------- dashboard
@@ -107,6 +121,8 @@ def _wire_documents(ctx: Runtime, session: gr.State, ui: Documents) -> None:
             gr.Info(f"deleted document {int(doc_id)} ({n} chunks)")
             return documents_frame(admin.list_documents(ctx, user))
 
+    _filled_on_open(ctx, session, ui.tab,
+                    lambda user: documents_frame(admin.list_documents(ctx, user)), ui.table)
     ui.upload.click(upload, [session, ui.files], [ui.report, ui.table], api_name="admin_upload")
     ui.list.click(listed, [session], [ui.table], api_name="admin_documents")
     ui.delete.click(delete, [session, ui.doc_id], [ui.table], api_name="admin_delete_document")
@@ -136,10 +152,13 @@ def _wire_training(ctx: Runtime, session: gr.State, ui: Training) -> None:
         if not admin.is_admin(ctx, user):
             return (gr.skip(),) * (len(ui.view) + 1)
         run = admin.training_status(ctx, user)
-        ended, seen = run_ended(run, seen)
+        ended, now = run_ended(run, seen)
         if ended:  # on every admin page that watched the run
             gr.Info(ended, duration=15)
-        return (*training_view(run), seen)
+        points = len((run or {}).get("curve", []))
+        same = now and seen and (seen.get("id"), seen.get("points")) == (now["id"], points)
+        plots = (gr.skip(), gr.skip()) if same else run_figures(run)  # drawn on a change only
+        return progress_html(run), *plots, verdict_md(run), now and {**now, "points": points}
 
     ui.start.click(start, [session, ui.method, ui.activate], ui.view, api_name="admin_train")
     ui.cancel.click(cancel, [session], ui.view, api_name="admin_cancel")
@@ -174,9 +193,10 @@ def _wire_adapters(ctx: Runtime, session: gr.State, ui: Adapters) -> None:
 
     def side_by_side(_session: dict, version: str, request: gr.Request):
         with _caller(ctx, request) as user:
-            rows = admin.side_by_side(ctx, user, (version or "").strip())
-            return pd.DataFrame(rows, columns=SIDE_BY_SIDE)
+            return side_by_side_html(admin.side_by_side(ctx, user, (version or "").strip()))
 
+    _filled_on_open(ctx, session, ui.tab,
+                    lambda user: adapters_frame(admin.list_adapters(ctx, user)), ui.table)
     ui.list.click(listed, [session], [ui.table], api_name="admin_adapters")
     ui.activate.click(activate, [session, ui.version], [ui.table], api_name="admin_activate")
     ui.rollback.click(rollback, [session], [ui.table], api_name="admin_rollback")
@@ -198,19 +218,32 @@ def _wire_prompts(ctx: Runtime, session: gr.State, ui: Prompts) -> None:
             gr.Info(f"added prompt profile v{admin.add_prompt(ctx, user, text)}")
             return prompts_frame(admin.prompt_profiles(ctx, user))
 
+    def ask_first(_session: dict, version: float | None, request: gr.Request):
+        with _caller(ctx, request) as user:
+            profile = admin.prompt_profile(ctx, user, version)
+            return gr.Column(visible=True), (
+                f"Serve prompt profile **v{profile['version']}** ({profile['note'] or 'no note'})"
+                " to every user, from their next question?")
+
     def activate(_session: dict, version: float | None, request: gr.Request):
         with _caller(ctx, request) as user:
             admin.activate_prompt(ctx, user, version)
-            return prompts_frame(admin.prompt_profiles(ctx, user))
+            gr.Info(f"prompt profile v{int(version)} is active")
+            return prompts_frame(admin.prompt_profiles(ctx, user)), gr.Column(visible=False)
 
     def preview(_session: dict, version: float | None, request: gr.Request):
         with _caller(ctx, request) as user:
-            return pd.DataFrame(admin.preview_prompt(ctx, user, version), columns=SIDE_BY_SIDE)
+            return side_by_side_html(admin.preview_prompt(ctx, user, version))
 
+    _filled_on_open(ctx, session, ui.tab,
+                    lambda user: prompts_frame(admin.prompt_profiles(ctx, user)), ui.table)
     ui.list.click(listed, [session], [ui.table], api_name="admin_prompts")
     ui.add.click(add, [session, ui.profile], [ui.table], api_name="admin_add_prompt")
-    ui.activate.click(activate, [session, ui.version], [ui.table],
-                      api_name="admin_activate_prompt")
+    ui.activate.click(ask_first, [session, ui.version], [ui.confirm_row, ui.confirm_text],
+                      api_name=False)
+    ui.keep.click(lambda: gr.Column(visible=False), None, [ui.confirm_row], api_name=False)
+    ui.confirm.click(activate, [session, ui.version], [ui.table, ui.confirm_row],
+                     api_name="admin_activate_prompt")
     ui.preview.click(preview, [session, ui.version], [ui.previewed],
                      api_name="admin_preview_prompt")
 

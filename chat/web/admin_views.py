@@ -2,11 +2,14 @@
 tables, the training run's progress, curves and gate verdict, and the adapter and prompt
 tables."""
 
+import html
 import json
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
+from matplotlib.figure import Figure
 
+from chat.web.plots import run_figures, thumbs_down_figure
 from feedback.store import RATING_REASONS
 from training.runs import FINISHED
 
@@ -153,16 +156,6 @@ def _damage_rows(gate: dict) -> list[tuple[str, str, str, str]]:
     return rows
 
 
-def curve_frames(run: dict | None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    rows = (run or {}).get("curve", [])
-    # rounded: the plots label their axes with the values as given (2.2288060188...)
-    loss = [{"step": r["step"], "loss": round(r["loss"], 4)} for r in rows if "loss" in r]
-    reward = [{"step": r["step"], "metric": k, "value": round(v, 4)} for r in rows
-              for k, v in r.items() if k.startswith("rewards/") and isinstance(v, float)]
-    return (pd.DataFrame(loss or [], columns=["step", "loss"]),
-            pd.DataFrame(reward or [], columns=["step", "metric", "value"]))
-
-
 def stats_md(stats: dict) -> str:
     """feedback_stats() as short tables: what came in, why answers were disliked (and whether
     that blames retrieval or generation), and how each adapter version fares."""
@@ -202,7 +195,6 @@ def _count_ids(ids) -> int:
 
 NOTHING_YET = "nothing yet"
 RECENT_COLUMNS = ["kind", "created_at", "user", "answer", "detail", "reason"]
-TREND_COLUMNS = ["day", "adapter", "down_pct", "answers_rated"]
 
 
 def or_nothing_yet(frame: pd.DataFrame) -> pd.DataFrame:
@@ -246,6 +238,18 @@ def documents_frame(rows: list[dict]) -> pd.DataFrame:
                                        columns=list(rows[0]) if rows else ["id", "path"]))
 
 
+def side_by_side_html(rows: list[dict]) -> str:
+    """Each question above its active and candidate answers in two columns that wrap (one
+    column on a narrow screen): read without scrolling sideways."""
+    def pane(title: str, text: str) -> str:
+        return f"<div><h4>{title}</h4><div class='answer'>{html.escape(text)}</div></div>"
+    if not rows:
+        return f"<p>{NOTHING_YET}</p>"
+    return "".join(f"<div class='side-by-side'><p><b>{html.escape(r['question'])}</b></p>"
+                   f"<div class='panes'>{pane('active', r['active'])}"
+                   f"{pane('candidate', r['candidate'])}</div></div>" for r in rows)
+
+
 def run_ended(run: dict | None, seen: dict | None) -> tuple[str | None, dict | None]:
     """What to tell an admin page that saw `seen` (the run's id and status at its last look)
     now that the latest run is `run`: a line once a run it saw going has ended, else None."""
@@ -264,16 +268,14 @@ def run_ended(run: dict | None, seen: dict | None) -> tuple[str | None, dict | N
     return f"Run {run['id']} {run['status']}: {run.get('error') or ''}".rstrip(": "), now
 
 
-def training_view(run: dict | None) -> tuple[str, pd.DataFrame, pd.DataFrame, str]:
+def training_view(run: dict | None) -> tuple[str, Figure, Figure, str]:
     """The training section's progress bar, loss and reward curves, and verdict."""
-    loss, reward = curve_frames(run)
-    return progress_html(run), loss, reward, verdict_md(run)
+    return progress_html(run), *run_figures(run), verdict_md(run)
 
 
-def dashboard_view(info: dict, stats: dict, trend: list[dict],
-                   recent: list[dict]) -> tuple[str, pd.DataFrame, pd.DataFrame]:
-    """What is served and the feedback tables; thumbs-down rate per day; latest feedback."""
-    return (serving_md(info) + "\n\n" + stats_md(stats),
-            pd.DataFrame([[t["day"], t["adapter"], round(100 * t["down_rate"], 1), t["n"]]
-                          for t in trend], columns=TREND_COLUMNS),
+def dashboard_view(info: dict, stats: dict, trend: tuple[list[dict], list[dict]],
+                   recent: list[dict]) -> tuple[str, Figure, pd.DataFrame]:
+    """What is served and the feedback tables; thumbs-down rate per day and version, with the
+    moments versions began to be served; latest feedback."""
+    return (serving_md(info) + "\n\n" + stats_md(stats), thumbs_down_figure(*trend),
             or_nothing_yet(pd.DataFrame(recent, columns=RECENT_COLUMNS)))

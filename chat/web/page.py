@@ -74,6 +74,11 @@ PAGE_CSS = """
 #chatbot sup.cite { font-size: 0.75em; }
 #chatbot button[aria-label="Like"] { order: 1; }
 #chatbot button[aria-label="Dislike"] { order: 2; }
+.side-by-side { margin-bottom: 1.5em; }
+.side-by-side .panes { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }
+.side-by-side .answer { white-space: pre-wrap; overflow-wrap: anywhere; }
+@media (max-width: 640px) { .side-by-side { margin-bottom: 1.5em; }
+.side-by-side .panes { grid-template-columns: 1fr; } }
 #conversations .wrap { flex-direction: column; flex-wrap: nowrap; gap: 2px; }
 #conversations label { width: 100%; box-sizing: border-box; border: none; cursor: pointer; }
 #conversations label input { display: none; }
