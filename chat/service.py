@@ -210,6 +210,7 @@ class ChatService:
         """Record a rating (web app and API); the comment is held to the message limit."""
         if comment is not None:
             self.check_text(comment, "the comment")
+        self.own_answer(message_id, user)
         return self.store.record_rating(message_id, user, value, reason, comment)
 
     def own_answer(self, message_id: int, user: str) -> dict:
@@ -232,6 +233,7 @@ class ChatService:
     def correct(self, message_id: int, user: str, content: str) -> int:
         """Record a correction (web app and API); held to the limit of an answer."""
         content = self.check_text((content or "").strip(), "the correction", ANSWER_FACTOR)
+        self.own_answer(message_id, user)
         return self.store.record_correction(message_id, user, content)
 
     def choose(self, prompt: list[dict], answer_a: str, answer_b: str, choice: str, user: str,
@@ -247,4 +249,6 @@ class ChatService:
         (which stays stored): the conversation reopens showing the pick."""
         old = self.own_answer(replaced_id, user)
         picked = replace(answer, conversation_id=old["conversation_id"])
-        return self._record(picked, old["parent_id"], {"replaces": replaced_id})
+        return self._record(picked, old["parent_id"], {
+            **answer.params, "stopped": answer.stopped, "cut_off": answer.cut_off,
+            "replaces": replaced_id})

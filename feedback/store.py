@@ -160,7 +160,7 @@ class Store(DatabaseFile):
             raise NotFound(f"no conversation {conversation_id}")
         return row
 
-    def conversations(self, user: str, limit: int = 50) -> list[dict]:
+    def conversations(self, user: str, limit: int = 100) -> list[dict]:
         """The user's conversations, the one with the latest message first (`active_at`)."""
         return self.query(
             "SELECT c.*, COALESCE(MAX(m.created_at), c.created_at) AS active_at "

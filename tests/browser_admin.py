@@ -42,6 +42,13 @@ def prompts_step(page, profiles, shots) -> None:
     wait_for(lambda: not confirm.is_visible(), 20, "Cancel to put the question away")
     assert profiles.active().version == active  # nothing changed
     page.locator("#prompt-activate").click()
+    wait_for(lambda: confirm.is_visible(), 20, "the question again")
+    page.locator("#prompt-version input").fill(str(active))  # another version in the box:
+    wait_for(lambda: not confirm.is_visible(), 20, "the question to go")  # asked again
+    page.locator("#prompt-version input").fill(str(version))
+    page.locator("#prompt-activate").click()
+    wait_for(lambda: f"v{version}" in confirm.inner_text() and confirm.is_visible(), 20,
+             "the question about the version in the box")
     page.locator("#prompt-confirm").click()
     wait_for(lambda: profiles.active().version == version, 20, "the profile to be served")
 

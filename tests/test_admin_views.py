@@ -76,6 +76,9 @@ def test_progress_bar_and_curves():
     assert [t for t in one.get_xticks() if low <= t <= high] == [1]  # not 0.95, 1.0, 1.05
     for empty in run_figures({**run, "curve": []}):  # before the first step
         assert [t.get_text() for t in empty.axes[0].texts] == [WAITING]
+    ended = run_figures({**_run("failed"), "curve": []})  # it will log nothing more
+    assert [f.axes[0].texts[0].get_text() for f in ended] == [
+        "no step was logged", "this run logged no reward figures"]
     assert progress_html(None) == "<div id='train-progress'>No training run yet.</div>"
 
 

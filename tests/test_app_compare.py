@@ -1,5 +1,6 @@
 """Two answers side by side: compare samples them, pick stores the choice (and a pair)."""
 
+import json
 from types import SimpleNamespace
 
 import gradio as gr
@@ -8,7 +9,7 @@ import pytest
 from chat.web.chat_handlers import new_session
 from chat.web.conversation_handlers import open_conversation
 from chat.web.feedback_handlers import compare, pick
-from chat.web.views import badge, raw_text, shown_answer
+from chat.web.views import badge, history_from_store, raw_text, shown_answer
 from tests import app_support
 from tests.app_support import ask
 
@@ -55,6 +56,31 @@ def test_the_pick_takes_the_answers_place_in_the_chat_and_on_reopen(ctx, store):
     assert store.message(answered)["content"]  # the replaced answer stays stored
     update, reopened, _ = open_conversation(ctx, session["conversation_id"], new_session())
     assert update["value"] == shown and reopened["message_ids"] == session["message_ids"]
+
+
+def test_a_pick_after_undo_replaces_nothing(ctx, store):
+    """The compared answer is gone from the chat (undone): the pick is saved as a choice but
+    stands in for no other answer."""
+    history, session = ask(ctx, "First question?")
+    history, session = ask(ctx, "Second question?", history, session)
+    *_, (_, _, _, session, _) = compare(ctx, history, session)
+    before = store.counts()["messages"]
+    session, *_, shown = pick(ctx, "A", history[:2], session)  # Q2 and its answer undone
+    assert shown == gr.skip() and store.counts()["messages"] == before
+    assert store.counts()["comparisons"] == 1
+
+
+def test_a_reopened_pick_stands_where_its_answer_was():
+    """Rows written in between (another tab) do not move the pick to the end."""
+    def row(i, role, text, **params):
+        return {"id": i, "role": role, "content": text, "adapter_version": None,
+                "prompt_version": 1, "sources_json": "[]", "params_json": json.dumps(params)}
+    rows = [row(1, "user", "Q1"), row(2, "assistant", "A1"), row(3, "user", "Q2"),
+            row(4, "assistant", "A2"), row(5, "assistant", "P1", replaces=2),
+            row(6, "assistant", "P2", replaces=5)]  # compared again: the second pick wins
+    history, ids, _ = history_from_store(rows)
+    assert [raw_text(m["content"]).strip() for m in history] == ["Q1", "P2", "Q2", "A2"]
+    assert ids == [6, 4] and "your pick of two" in history[1]["content"]
 
 
 def test_a_tie_leaves_the_chat_as_it_was(ctx, store):

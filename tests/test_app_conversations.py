@@ -6,6 +6,7 @@ from __future__ import annotations
 import gradio as gr
 import pytest
 
+from chat.errors import NotFound
 from chat.web.chat_handlers import new_session
 from chat.web.conversation_handlers import (
     delete_conversation,
@@ -38,6 +39,29 @@ def test_the_list_is_titled_by_first_question_and_ordered_by_latest_activity(ctx
     assert labels[0] == "How do I roll back an adapter?"
     assert marked == older["conversation_id"]
     assert _listed(ctx, new_session("local"))[1:] == (None, "")  # a new chat: none marked
+
+
+def test_the_rename_box_is_filled_only_when_another_conversation_opens(ctx):
+    """The list is refreshed after every answer; a title being typed must survive it."""
+    history, session = ask(ctx, "What is a LoRA adapter?")
+    session, _, title = my_conversations(ctx, session)
+    assert title == "What is a LoRA adapter?"
+    _, session = ask(ctx, "And a gate?", history, session)
+    assert my_conversations(ctx, session)[2] == gr.skip()  # same conversation: left alone
+    _, other = ask(ctx, "Another chat")
+    assert my_conversations(ctx, {**session, **other, "titled": session["titled"]})[2] == (
+        "Another chat")
+
+
+def test_feedback_on_a_deleted_conversation_is_refused(ctx, store):
+    history, session = ask(ctx, "Rate me later.")
+    answer = session["message_ids"][-1]
+    ctx.store.hide_conversation(session["conversation_id"], session["user"])
+    for act in (lambda: ctx.service.rate(answer, session["user"], 1),
+                lambda: ctx.service.correct(answer, session["user"], "Better.")):
+        with pytest.raises(NotFound):
+            act()
+    assert store.counts()["ratings"] == store.counts()["corrections"] == 0
 
 
 def test_rename_titles_the_open_conversation_and_refuses_a_bad_title(ctx, store):

@@ -197,7 +197,12 @@ def chat_steps(page, store, shots) -> None:
     bots(page).first.get_by_text(corrected).wait_for()
     assert "corrected" in bots(page).first.locator("sub[title]").inner_text()
     shots.take(page, "corrected")
+    compare_step(page, store, shots)
 
+
+def compare_step(page, store, shots) -> None:
+    """Two answers under A and B below their question; the pick is marked, takes the
+    compared answer's place in the chat, and is stored with a preference's prompt."""
     page.locator("#compare").click()
     page.locator("#pick-row:visible").first.wait_for(timeout=180_000)
     a_text = page.locator("#answer-a").inner_text()

@@ -13,11 +13,11 @@ with the server's loop control (Config: repetition_penalty, no_repeat_ngram) and
 
 from __future__ import annotations
 
-import re
 import tempfile
 from dataclasses import replace as replace_params
 from pathlib import Path
 
+from chat.citations import WORD  # the words citations match sources by
 from chat.config import replace
 from chat.runtime import build_runtime
 from retrieval.examples import regression_set
@@ -34,7 +34,6 @@ GENERAL = [
     "How do bees make honey?",
 ]
 N_GRAM = 8
-WORD = re.compile(r"[a-z0-9]+")
 
 
 def questions(n_knowledge: int = 20) -> list[str]:

@@ -63,6 +63,10 @@ def gradio_upload_folder() -> Path:
     return Path(get_upload_folder())
 
 
+def _hidden():
+    return gr.update(visible=False)
+
+
 def _filled_on_open(ctx: Runtime, session: gr.State, tab: gr.Tab, read, output) -> None:
     """A section's table filled as its tab opens, so it never says "nothing yet" about what
     exists; left as it is for someone who is not an admin (the tab shows to all), no error."""
@@ -155,10 +159,10 @@ def _wire_training(ctx: Runtime, session: gr.State, ui: Training) -> None:
         ended, now = run_ended(run, seen)
         if ended:  # on every admin page that watched the run
             gr.Info(ended, duration=15)
-        points = len((run or {}).get("curve", []))
-        same = now and seen and (seen.get("id"), seen.get("points")) == (now["id"], points)
+        looked = {**(now or {"id": None}), "points": len((run or {}).get("curve", []))}
+        same = seen is not None and all(seen.get(k) == looked[k] for k in ("id", "points"))
         plots = (gr.skip(), gr.skip()) if same else run_figures(run)  # drawn on a change only
-        return progress_html(run), *plots, verdict_md(run), now and {**now, "points": points}
+        return progress_html(run), *plots, verdict_md(run), looked
 
     ui.start.click(start, [session, ui.method, ui.activate], ui.view, api_name="admin_train")
     ui.cancel.click(cancel, [session], ui.view, api_name="admin_cancel")
@@ -221,9 +225,10 @@ def _wire_prompts(ctx: Runtime, session: gr.State, ui: Prompts) -> None:
     def ask_first(_session: dict, version: float | None, request: gr.Request):
         with _caller(ctx, request) as user:
             profile = admin.prompt_profile(ctx, user, version)
+            note = (profile["note"] or "no note").replace("`", "'")  # shown as written
             return gr.Column(visible=True), (
-                f"Serve prompt profile **v{profile['version']}** ({profile['note'] or 'no note'})"
-                " to every user, from their next question?")
+                f"Serve prompt profile **v{profile['version']}** (`{note}`) to every user, "
+                "from their next question?")
 
     def activate(_session: dict, version: float | None, request: gr.Request):
         with _caller(ctx, request) as user:
@@ -239,9 +244,11 @@ def _wire_prompts(ctx: Runtime, session: gr.State, ui: Prompts) -> None:
                     lambda user: prompts_frame(admin.prompt_profiles(ctx, user)), ui.table)
     ui.list.click(listed, [session], [ui.table], api_name="admin_prompts")
     ui.add.click(add, [session, ui.profile], [ui.table], api_name="admin_add_prompt")
-    ui.activate.click(ask_first, [session, ui.version], [ui.confirm_row, ui.confirm_text],
-                      api_name=False)
-    ui.keep.click(lambda: gr.Column(visible=False), None, [ui.confirm_row], api_name=False)
+    # the question names the box's version: put away first, and whenever the box changes
+    ui.activate.click(_hidden, None, [ui.confirm_row], api_name=False).then(
+        ask_first, [session, ui.version], [ui.confirm_row, ui.confirm_text], api_name=False)
+    for event in (ui.keep.click, ui.version.change):
+        event(_hidden, None, [ui.confirm_row], api_name=False)
     ui.confirm.click(activate, [session, ui.version], [ui.table, ui.confirm_row],
                      api_name="admin_activate_prompt")
     ui.preview.click(preview, [session, ui.version], [ui.previewed],

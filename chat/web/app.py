@@ -56,7 +56,8 @@ class _After:
             event.then(closed_compare, None, self.panes, api_name=False)
 
 
-def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab, after: _After) -> None:
+def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab, after: _After) -> list:
+    """Asking, retry, edit, undo, stop, clear and New chat; returns the streaming events."""
     def _respond(message: str, chat_history: list, session: dict, request: gr.Request):
         yield from _stoppable(respond(ctx, message, chat_history, session, request))
 
@@ -91,7 +92,11 @@ def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab, after: _After) -> N
                api_name=False)
     chatbot.undo(_undo, [chatbot, session], [chatbot, session, box], api_name="undo")
     for trigger, name in ((chatbot.clear, "clear"), (ui.bar.new.click, "new_chat")):
-        after(trigger(_clear, [session], [chatbot, session], api_name=name), closing=True)
+        after(trigger(_clear, [session], [chatbot, session], cancels=asked + redone,
+                      api_name=name), closing=True)
+    for event in (chatbot.undo, chatbot.retry, chatbot.edit):  # the compared answer is gone
+        event(closed_compare, None, after.panes, api_name=False)
+    return asked + redone
 
 
 def _example_text(data: gr.SelectData) -> str:
@@ -155,7 +160,9 @@ def _wire_feedback(ctx: Runtime, session: gr.State, ui: ChatTab, after: _After) 
 
 
 def _wire_conversations(ctx: Runtime, session: gr.State, app: gr.Blocks, ui: ChatTab,
-                        after: _After) -> None:
+                        after: _After, streaming: list) -> None:
+    """`streaming`: the events that stream an answer, stopped when another conversation
+    takes the chat (their last updates would bring the old one back)."""
     def _open(conversation_id, session: dict, request: gr.Request):
         return open_conversation(ctx, conversation_id, session, request)
 
@@ -171,24 +178,28 @@ def _wire_conversations(ctx: Runtime, session: gr.State, app: gr.Blocks, ui: Cha
     # .input: a pick by the user, not the list's value set by the server
     after(bar.conversations.input(_open, [bar.conversations, session],
                                   [ui.chatbot, session, ui.sources], js=CLOSE_BAR_ON_PHONE,
-                                  api_name="open_conversation"), closing=True)
+                                  cancels=streaming, api_name="open_conversation"),
+          closing=True)
     bar.rename.click(_rename, [bar.title, session], [session, bar.conversations, bar.title],
                      api_name="rename_conversation")
-    asked = (gr.Column(visible=True), gr.Column(visible=False))
-    bar.delete.click(lambda: asked[0], None, [bar.confirm_row], api_name=False)
-    bar.keep.click(lambda: asked[1], None, [bar.confirm_row], api_name=False)
+    bar.delete.click(_shown(True), None, [bar.confirm_row], api_name=False)
+    bar.keep.click(_shown(False), None, [bar.confirm_row], api_name=False)
     deleted = bar.confirm.click(_delete, [session],
                                 [ui.chatbot, session, bar.conversations, bar.title],
-                                api_name="delete_conversation")
-    deleted.then(lambda: asked[1], None, [bar.confirm_row], api_name=False)
+                                cancels=streaming, api_name="delete_conversation")
+    deleted.then(_shown(False), None, [bar.confirm_row], api_name=False)
     after(deleted, closing=True)
+
+
+def _shown(visible: bool):
+    return lambda: gr.update(visible=visible)
 
 
 def _setup_events(ctx: Runtime, session: gr.State, app: gr.Blocks, ui: ChatTab) -> None:
     after = _After(ctx, session, ui)
-    _wire_chat(ctx, session, ui, after)
+    streaming = _wire_chat(ctx, session, ui, after)
     _wire_feedback(ctx, session, ui, after)
-    _wire_conversations(ctx, session, app, ui, after)
+    _wire_conversations(ctx, session, app, ui, after, streaming)
 
 
 def build_app(ctx: Runtime) -> gr.Blocks:

@@ -22,7 +22,7 @@ from chat.web.views import (
 def new_session(user: str | None = None) -> dict:
     """Per-browser-session state (deep-copyable: never the model or the index)."""
     return {"user": user, "conversation_id": None, "message_ids": [], "sources": [],
-            "pending_rating": None, "compare": None}
+            "pending_rating": None, "compare": None, "titled": -1}  # -1: no title shown yet
 
 
 def session_for(ctx: Runtime, session: dict | None, request: gr.Request | None) -> dict:
@@ -61,7 +61,7 @@ def respond(ctx: Runtime, message: str, chat_history: list[dict], session: dict,
     ids = aligned_ids(session["message_ids"], chat_history)
     # every state yielded matches what is shown: the ids of turns a retry or an edit replaced
     # must not outlive them (a stopped answer's slot would point at the old answer)
-    session = {**session, "message_ids": ids}
+    session = {**session, "message_ids": ids, "compare": None}  # a new question: no pick
     message = message.strip()  # as it is stored, and measured when it comes back as history
     shown = chat_history + [shown_question(message)]
     yield "", shown, gr.skip()

@@ -11,10 +11,15 @@ from chat.web.views import conversation_choices, history_from_store
 
 
 def my_conversations(ctx: Runtime, session: dict, request: gr.Request = None) -> tuple:
-    """The list, with the open conversation marked (selected), and the open one's title."""
+    """The list, with the open conversation marked (selected), and the open one's title for
+    the rename box: written only when another conversation is open than the box shows, so a
+    title being typed is not overwritten by the refresh after an answer."""
     session = session_for(ctx, session, request)
     rows, current = ctx.store.conversations(session["user"]), session["conversation_id"]
-    title = next((r["title"] or "" for r in rows if r["id"] == current), "")
+    title = gr.skip()
+    if session["titled"] != current:
+        title = next((r["title"] or "" for r in rows if r["id"] == current), "")
+        session = {**session, "titled": current}
     return session, gr.update(choices=conversation_choices(rows), value=current), title
 
 
@@ -42,7 +47,8 @@ def rename_conversation(ctx: Runtime, title: str, session: dict,
     except ChatError as exc:
         raise gr.Error(str(exc)) from None
     gr.Info("Renamed.")
-    return my_conversations(ctx, session, request)
+    session, listed, _ = my_conversations(ctx, session, request)
+    return session, listed, ctx.store.conversation(conversation_id)["title"]  # as stored
 
 
 def delete_conversation(ctx: Runtime, session: dict, request: gr.Request = None) -> tuple:

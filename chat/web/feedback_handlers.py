@@ -181,8 +181,19 @@ def compare(ctx: Runtime, chat_history: list[dict], session: dict,
     a, b = answers
     if same_answer(a.text, b.text):
         gr.Info("Both samples gave the same answer: choose Tie, or ask again.")
-    session = {**session, "compare": {"answers": [a, b]}}
+    session = {**session, "compare": {"answers": [a, b], "replaces": _last_answer_id(
+        ctx, history, session)}}
     yield heading, texts[0], texts[1], session, gr.update(visible=True)
+
+
+def _last_answer_id(ctx: Runtime, history: list[dict], session: dict) -> int | None:
+    """The stored id of the chat's last turn when it is a saved answer, else None."""
+    if not history or history[-1]["role"] != "assistant":
+        return None
+    try:
+        return _answer_id(ctx, history, session, len(history) - 1)
+    except gr.Error:  # never saved (it failed)
+        return None
 
 
 def closed_compare() -> tuple:
@@ -195,7 +206,8 @@ def pick(ctx: Runtime, choice: str, chat_history: list[dict], session: dict,
     """Save the side-by-side choice (A, B, Tie, Both bad); A or B also becomes a preference,
     and takes the place of the last answer in the chat (and in the stored conversation)."""
     session = session_for(ctx, session, request)
-    pending = (session.get("compare") or {}).get("answers")
+    compared = session.get("compare") or {}
+    pending = compared.get("answers")
     if not pending:
         raise gr.Error("Press Compare first.")
     a, b = pending
@@ -213,23 +225,24 @@ def pick(ctx: Runtime, choice: str, chat_history: list[dict], session: dict,
     session, shown = {**session, "compare": None}, gr.skip()
     if choice in ("A", "B"):
         session, shown = _picked_in_chat(ctx, client_chat(chat_history), session,
-                                         pending["AB".index(choice)])
+                                         pending["AB".index(choice)], compared.get("replaces"))
     return session, gr.update(visible=False), *panes, shown
 
 
-def _picked_in_chat(ctx: Runtime, history: list[dict], session: dict, chosen) -> tuple:
-    """The chat and session with `chosen` in the place of the last answer; unchanged when that
-    answer was never saved (nothing stored to stand in for)."""
-    last = len(history) - 1
-    if not history or history[last]["role"] != "assistant":
+def _picked_in_chat(ctx: Runtime, history: list[dict], session: dict, chosen,
+                    replaced: int | None) -> tuple:
+    """The chat and session with `chosen` in the place of the answer that was compared,
+    `replaced`; unchanged unless that answer is still the chat's last (an undo or an edit
+    since, or an answer never saved, leaves nothing to stand in for)."""
+    if replaced is None or _last_answer_id(ctx, history, session) != replaced:
         return session, gr.skip()
     try:
-        replaced = _answer_id(ctx, history, session, last)
         new_id = ctx.service.keep_pick(replaced, session["user"], chosen)
-    except (gr.Error, ChatError):
+    except ChatError:
         return session, gr.skip()
     ids = aligned_ids(session.get("message_ids", []), history)
     ids[-1] = new_id
-    history[last] = shown_answer(chosen.text, chosen.adapter_version, chosen.prompt_version,
-                                 sources=chosen.sources, picked=True)
+    cut_at = chosen.params.get("max_new_tokens") if chosen.cut_off else None
+    history[-1] = shown_answer(chosen.text, chosen.adapter_version, chosen.prompt_version,
+                               sources=chosen.sources, picked=True, cut_at=cut_at)
     return {**session, "message_ids": ids, "sources": source_rows(chosen.sources)}, history

@@ -77,8 +77,7 @@ PAGE_CSS = """
 .side-by-side { margin-bottom: 1.5em; }
 .side-by-side .panes { display: grid; grid-template-columns: 1fr 1fr; gap: 1em; }
 .side-by-side .answer { white-space: pre-wrap; overflow-wrap: anywhere; }
-@media (max-width: 640px) { .side-by-side { margin-bottom: 1.5em; }
-.side-by-side .panes { grid-template-columns: 1fr; } }
+@media (max-width: 640px) { .side-by-side .panes { grid-template-columns: 1fr; } }
 #conversations .wrap { flex-direction: column; flex-wrap: nowrap; gap: 2px; }
 #conversations label { width: 100%; box-sizing: border-box; border: none; cursor: pointer; }
 #conversations label input { display: none; }

@@ -13,6 +13,8 @@ from matplotlib import dates as mdates
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from training.runs import FINISHED
+
 SIZE = (6.4, 3.0)  # inches at 100 dpi: about the width of half the console
 MANY_POINTS = 40  # a curve with more steps than this is drawn without a marker per step
 WAITING = "waiting for the first step"
@@ -68,11 +70,12 @@ def thumbs_down_figure(trend: list[dict], switches: list[dict]) -> Figure:
     return fig
 
 
-def curve_figure(title: str, series: dict[str, list[tuple[int, float]]]) -> Figure:
-    """Lines of (step, value) per name, on a whole-number step axis."""
+def curve_figure(title: str, series: dict[str, list[tuple[int, float]]],
+                 empty: str = WAITING) -> Figure:
+    """Lines of (step, value) per name, on a whole-number step axis; `empty` said if none."""
     fig, axes = _figure(title)
     if not any(series.values()):
-        _say(axes, WAITING)
+        _say(axes, empty)
         return fig
     for name, points in series.items():
         steps, values = zip(*points, strict=True)
@@ -95,4 +98,7 @@ def run_figures(run: dict | None) -> tuple[Figure, Figure]:
                     if k.startswith("rewards/") and isinstance(v, float)})
     rewards = {k.removeprefix("rewards/"): [(r["step"], r[k]) for r in rows if k in r]
                for k in names}
-    return curve_figure("Loss", loss), curve_figure("Reward accuracy / margins", rewards)
+    done = (run or {}).get("status") in FINISHED  # an ended run will log nothing more
+    return (curve_figure("Loss", loss, "no step was logged" if done else WAITING),
+            curve_figure("Reward accuracy / margins", rewards,
+                         "this run logged no reward figures" if done else WAITING))

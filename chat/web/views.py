@@ -213,11 +213,14 @@ def history_from_store(messages: list[dict], corrections: dict[int, str] | None 
     history, ids, sources = [], [], []
     corrections = corrections or {}
     params = {m["id"]: json.loads(m.get("params_json") or "{}") for m in messages}
-    replaced = {p["replaces"] for p in params.values() if "replaces" in p}
+    by_id, pick_of = {m["id"]: m for m in messages}, {
+        p["replaces"]: i for i, p in params.items() if "replaces" in p}
     for m in messages:
         if m["role"] == "user":
             history.append(shown_question(m["content"]))
-        elif m["role"] == "assistant" and m["id"] not in replaced:
+        elif m["role"] == "assistant" and "replaces" not in params[m["id"]]:
+            while m["id"] in pick_of:  # shown where the answer it replaced was (its last pick)
+                m = by_id[pick_of[m["id"]]]
             text, said = corrections.get(m["id"], m["content"]), params[m["id"]]
             as_written = m["id"] not in corrections
             cut_at = said.get("max_new_tokens") if said.get("cut_off") else None
