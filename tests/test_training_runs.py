@@ -263,7 +263,11 @@ def test_steps_and_the_gate_phase_keep_when_training_began(store, settings):
     run_id = runs.create_run(store, settings, "a")
     runs.update_run(store, run_id, progress={"phase": "training", "since": "T0"})
     runs.record_progress(store, run_id, "dpo", 3, 12, {"loss": 0.5})
-    runs.merge_progress(store, run_id, phase="gate")
+    runs.update_run(store, run_id, progress={"phase": "gate"})
     progress = runs.get_run(store, run_id)["progress"]
     assert progress["since"] == "T0" and (progress["step"], progress["total"]) == (3, 12)
     assert progress["phase"] == "gate"
+    runs.update_run(store, run_id, status="succeeded", progress={"phase": "done"})
+    ended = runs.get_run(store, run_id)
+    assert (ended["status"], ended["progress"]["phase"], ended["progress"]["step"]) == (
+        "succeeded", "done", 3)

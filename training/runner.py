@@ -28,7 +28,6 @@ from training.runs import (
     get_run,
     going_run,
     last_started_at,
-    merge_progress,
     process_identity,
     reap_stale,
     record_progress,
@@ -180,7 +179,7 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
     hooks = _hooks(store, run_id, method, s.optim.max_seconds)
     started = time.monotonic()
     train_metrics, reward = train_method(method, base_path, data, s, tmp, hooks, store, cfg)
-    merge_progress(store, run_id, phase="gate")
+    update_run(store, run_id, progress={"phase": "gate"})
     trained, peak_training = time.monotonic(), peak_rss_mib()
     hooks.trainer = None  # the trained model's memory goes back before the gate loads its own
     gc.collect()
@@ -213,10 +212,9 @@ def _train_and_register(store: Store, cfg: Config, s: TrainSettings, run_id: int
     outcome = {"activated": why_not is None}
     if why_not is not None:
         outcome["not_activated_because"] = why_not
-    progress = {**get_run(store, run_id)["progress"],  # its steps stay on the bar
-                "phase": "cancelled" if status == "cancelled" else "done"}
     update_run(store, run_id, status=status, finished_at=utcnow(), adapter_version=version,
-               metrics={**metrics, **outcome}, progress=progress)
+               metrics={**metrics, **outcome},
+               progress={"phase": "cancelled" if status == "cancelled" else "done"})
     return {"run_id": run_id, "status": status, "adapter_version": version}
 
 

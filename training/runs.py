@@ -95,12 +95,18 @@ def get_run(store: Store, run_id: int) -> dict:
 
 
 def update_run(store: Store, run_id: int, **cols) -> None:
-    for key in ("progress", "metrics"):
-        if key in cols:
-            cols[key + "_json"] = dumps(cols.pop(key))
-    sets = ", ".join(f"{k} = ?" for k in cols)
+    """Set columns of a run; `progress` fields are merged into its progress in the same
+    transaction, keeping the others (a later phase keeps the steps and when training began)."""
+    progress = cols.pop("progress", None)
+    if "metrics" in cols:
+        cols["metrics_json"] = dumps(cols.pop("metrics"))
     with store.write() as db:
-        db.conn.execute(f"UPDATE training_runs SET {sets} WHERE id = ?", [*cols.values(), run_id])
+        if cols:
+            sets = ", ".join(f"{k} = ?" for k in cols)
+            db.conn.execute(f"UPDATE training_runs SET {sets} WHERE id = ?",
+                            [*cols.values(), run_id])
+        if progress is not None:
+            _merge(db, run_id, progress)
 
 
 def request_cancel(store: Store, run_id: int) -> None:
@@ -123,13 +129,6 @@ def record_progress(store: Store, run_id: int, method: str, step: int, total: in
             "VALUES (?, ?, ?, ?, ?)", (run_id, step, total, dumps(logs), utcnow()))
         _merge(db, run_id, {"phase": logs.get("phase", "training"), "method": method,
                             "step": step, "total": total, "last": logs})
-
-
-def merge_progress(store: Store, run_id: int, **fields) -> None:
-    """Set some of the run's progress fields, keeping the others (a phase that follows
-    training keeps its step count and its start time)."""
-    with store.write() as db:
-        _merge(db, run_id, fields)
 
 
 def _merge(db, run_id: int, fields: dict) -> None:

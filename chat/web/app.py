@@ -44,14 +44,12 @@ class _After:
             return my_conversations(ctx, session, request)
 
         self.sources = dict(fn=_sources, inputs=[session], outputs=[ui.sources])
-        self.named = False  # the first is the API's "sources" (the last answer's sources)
         self.listed = dict(fn=_list, inputs=[session],
                            outputs=[session, ui.bar.conversations, ui.bar.title])
         self.panes = [ui.compare_question, ui.answer_a, ui.answer_b, ui.pick_row]
 
-    def __call__(self, event, closing: bool = False) -> None:
-        name, self.named = (False if self.named else "sources"), True
-        event.then(**self.sources, api_name=name).then(**self.listed, api_name=False)
+    def __call__(self, event, closing: bool = False, sources_api: str | bool = False) -> None:
+        event.then(**self.sources, api_name=sources_api).then(**self.listed, api_name=False)
         if closing:
             event.then(closed_compare, None, self.panes, api_name=False)
 
@@ -84,8 +82,9 @@ def _wire_chat(ctx: Runtime, session: gr.State, ui: ChatTab, after: _After) -> l
                             api_name="retry"),
               chatbot.edit(_edit, [chatbot, session], [chatbot, session, box, stop],
                            api_name="edit")]
-    for event in asked:
-        after(event, closing=True)  # a new question: the comparison panes close
+    for i, event in enumerate(asked):  # a new question: the comparison panes close
+        # the first one's sources step is the API's "sources" (the last answer's sources)
+        after(event, closing=True, sources_api="sources" if i == 0 else False)
     for event in redone:
         after(event)
     stop.click(_stopped, [chatbot], [stop, chatbot], cancels=asked + redone, queue=False,
